@@ -1,0 +1,377 @@
+//! The `rotor` command line: `serve`, `migrate`, `cleanup`, `keys …`, `users …`,
+//! `config check`. The only place (with `main.rs`) that uses `anyhow`.
+
+use std::{
+    io::{IsTerminal, Write},
+    path::PathBuf,
+    process::ExitCode,
+    sync::Arc,
+    time::Duration,
+};
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+
+use crate::{
+    config::{Settings, VARIABLES},
+    http::{self, AppState},
+    service::users::{AccountChanges, AccountSpec},
+    storage::Role,
+    Rotor,
+};
+
+const ENV_HELP: &str = "Settings come from the environment (a .env file in the working directory is read \
+first), optionally layered over a TOML file given with --config; the environment wins. \
+Run `rotor config check` to see the effective values. Variables:";
+
+fn env_help() -> String {
+    let mut s = String::from(ENV_HELP);
+    for (name, what) in VARIABLES {
+        s.push_str(&format!("\n  {name:<28} {what}"));
+    }
+    s
+}
+
+/// rotor: sessions, rotating refresh tokens and JWT access tokens.
+#[derive(Debug, Parser)]
+#[command(name = "rotor", version, about, after_long_help = env_help())]
+pub struct Cli {
+    /// A TOML file of settings (keys as the environment variable names, any case).
+    #[arg(long, global = true, env = "ROTOR_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server on HOST:PORT (default 127.0.0.1:8000). With no DATABASE_URL
+    /// it uses a SQLite file in ROTOR_DATA_DIR and generates a secret on first start.
+    Serve,
+    /// Apply pending database migrations and exit (serve also does this at start).
+    Migrate,
+    /// Delete expired refresh tokens, sessions past their absolute lifetime and audit
+    /// events older than AUDIT_RETENTION_DAYS, in batches of CLEANUP_BATCH_SIZE.
+    Cleanup {
+        /// Count what would be deleted without deleting it.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Manage the asymmetric signing keys (JWT_ALGORITHM=EdDSA or ES256).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Manage accounts.
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Inspect the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// List the key ring: id, algorithm, created, retired.
+    List,
+    /// Add a new signing key; previous keys stop signing but keep verifying.
+    Rotate,
+    /// Delete retired keys whose every token has expired.
+    Prune,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Create an admin account, or promote an existing one. The password is read from
+    /// ROTOR_ADMIN_PASSWORD, or from standard input.
+    CreateAdmin {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        full_name: Option<String>,
+    },
+    /// Deactivate an account: it can no longer log in, and every session ends.
+    Deactivate { email: String },
+    /// End every session of an account and invalidate its access tokens.
+    RevokeSessions { email: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective configuration (secrets redacted); fail on invalid values.
+    Check,
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    // The original read .env from the working directory; so does rotor.
+    let _ = dotenvy::dotenv();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = Settings::load(cli.config.as_deref()).context("invalid configuration")?;
+    if let Command::Config(ConfigCommand::Check) = cli.command {
+        for (name, value) in settings.describe() {
+            println!("{name}={value}");
+        }
+        println!("# configuration is valid");
+        return Ok(());
+    }
+    init_tracing(&settings);
+    match cli.command {
+        Command::Serve => serve(settings).await,
+        Command::Migrate => {
+            let store = crate::storage::connect(&settings).await.context("migrating the database")?;
+            println!("migrations applied ({})", store.backend());
+            store.close().await;
+            Ok(())
+        }
+        Command::Cleanup { dry_run } => cleanup(settings, dry_run).await,
+        Command::Keys(cmd) => keys(settings, cmd).await,
+        Command::Users(cmd) => users(settings, cmd).await,
+        Command::Config(_) => unreachable!("BUG: handled above"),
+    }
+}
+
+fn init_tracing(settings: &Settings) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("RUST_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(format!("{},sqlx=warn,hyper=warn", settings.log_level)));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if settings.log_json_format {
+        builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+async fn build(settings: Settings) -> anyhow::Result<Arc<Rotor>> {
+    Ok(Arc::new(Rotor::from_settings(settings).await.context("starting rotor")?))
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let addr = format!("{}:{}", settings.host, settings.port);
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (HOST/PORT)"))?;
+    let rotor = build(settings).await?;
+    let s = rotor.settings().clone();
+    let state = AppState::new(rotor.clone());
+    tracing::info!(
+        address = %listener.local_addr().map_or(addr.clone(), |a| a.to_string()),
+        backend = rotor.store().backend(),
+        environment = s.environment.as_str(),
+        algorithm = s.jwt_algorithm.as_str(),
+        "rotor listening"
+    );
+    let background = spawn_background_jobs(rotor.clone());
+    if let (true, Some(bind)) = (s.metrics_enabled, s.metrics_bind.clone()) {
+        let metrics_listener = tokio::net::TcpListener::bind(&bind)
+            .await
+            .with_context(|| format!("cannot listen on {bind} (METRICS_BIND)"))?;
+        let app = http::metrics_app(state.clone());
+        tokio::spawn(async move {
+            let _ = http::serve(metrics_listener, app, http::shutdown_signal()).await;
+        });
+    }
+    let ready = state.ready.clone();
+    let app = http::app(state);
+    http::serve(listener, app, async move {
+        http::shutdown_signal().await;
+        ready.store(false, std::sync::atomic::Ordering::Relaxed);
+    })
+    .await
+    .context("serving HTTP")?;
+    for job in background {
+        job.abort();
+    }
+    rotor.store().close().await;
+    tracing::info!("rotor stopped");
+    Ok(())
+}
+
+/// The periodic cleanup (every `CLEANUP_INTERVAL_SECONDS`, one process at a time) and,
+/// for asymmetric keys, a key-ring reload so rotations made elsewhere are picked up.
+pub fn spawn_background_jobs(rotor: Arc<Rotor>) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut jobs = Vec::new();
+    let interval = rotor.settings().cleanup_interval_seconds;
+    if interval > 0 {
+        let r = rotor.clone();
+        jobs.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(interval));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match r.cleanup(None).await {
+                    Ok(Some(report)) => tracing::info!(
+                        refresh_tokens = report.refresh_tokens,
+                        sessions = report.sessions,
+                        audit_events = report.audit_events,
+                        "cleanup round finished"
+                    ),
+                    Ok(None) => tracing::debug!("cleanup skipped: another process holds the lock"),
+                    Err(e) => tracing::error!(error = %e, "cleanup round failed"),
+                }
+            }
+        }));
+    }
+    if !rotor.settings().jwt_algorithm.is_symmetric() {
+        let r = rotor.clone();
+        jobs.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(e) = r.tokens().load(r.store().as_ref()).await {
+                    tracing::error!(error = %e, "reloading the signing key ring failed");
+                }
+            }
+        }));
+    }
+    jobs
+}
+
+async fn cleanup(settings: Settings, dry_run: bool) -> anyhow::Result<()> {
+    let rotor = build(settings).await?;
+    if dry_run {
+        let r = rotor.cleanup_preview().await?;
+        println!(
+            "dry run: would delete {} refresh tokens, {} sessions, {} audit events",
+            r.refresh_tokens, r.sessions, r.audit_events
+        );
+        return Ok(());
+    }
+    let terminal = std::io::stderr().is_terminal();
+    let progress = move |table: &'static str, done: u64| {
+        if terminal {
+            eprint!("\r\x1b[2Kdeleting {table}: {done} rows");
+            let _ = std::io::stderr().flush();
+        } else {
+            eprintln!("deleting {table}: {done} rows");
+        }
+    };
+    let report = rotor.cleanup(Some(&progress)).await?;
+    if terminal {
+        eprintln!();
+    }
+    match report {
+        Some(r) => println!(
+            "deleted {} refresh tokens, {} sessions, {} audit events",
+            r.refresh_tokens, r.sessions, r.audit_events
+        ),
+        None => bail!("another cleanup is running (lock held); nothing done"),
+    }
+    rotor.store().close().await;
+    Ok(())
+}
+
+async fn keys(settings: Settings, cmd: KeysCommand) -> anyhow::Result<()> {
+    let rotor = build(settings).await?;
+    let store = rotor.store().clone();
+    match cmd {
+        KeysCommand::List => {
+            let keys = store.list_keys().await?;
+            if keys.is_empty() {
+                println!("no asymmetric keys (JWT_ALGORITHM={} signs with SECRET_KEY)", rotor.tokens().algorithm().as_str());
+            }
+            for k in keys {
+                println!(
+                    "{}\t{}\tcreated {}\t{}",
+                    k.kid,
+                    k.algorithm,
+                    http::views::ts(k.created_at),
+                    k.retired_at.map_or("active".to_owned(), |t| format!("retired {}", http::views::ts(t)))
+                );
+            }
+        }
+        KeysCommand::Rotate => {
+            let kid = rotor.tokens().rotate_key(store.as_ref(), rotor.now()).await?;
+            println!("new signing key {kid}; previous keys keep verifying until pruned");
+        }
+        KeysCommand::Prune => {
+            let removed = rotor.tokens().prune(store.as_ref(), rotor.now()).await?;
+            println!("pruned {} keys{}", removed.len(), if removed.is_empty() { String::new() } else { format!(": {}", removed.join(", ")) });
+        }
+    }
+    store.close().await;
+    Ok(())
+}
+
+async fn users(settings: Settings, cmd: UsersCommand) -> anyhow::Result<()> {
+    let rotor = build(settings).await?;
+    let ctx = crate::service::ClientContext {
+        user_agent: Some("rotor-cli".into()),
+        ..Default::default()
+    };
+    match cmd {
+        UsersCommand::CreateAdmin { email, full_name } => {
+            if let Err(reason) = crate::domain::email::check(&email) {
+                bail!("--email: {reason}");
+            }
+            if let Some(user) = rotor.store().get_user_by_email(&email).await? {
+                let changes = AccountChanges {
+                    role: Some(Role::Admin),
+                    ..Default::default()
+                };
+                rotor.update_account(user.id, changes, None, &ctx).await?;
+                println!("promoted {} ({}) to admin", user.email, user.id);
+            } else {
+                let password = match std::env::var("ROTOR_ADMIN_PASSWORD") {
+                    Ok(p) => p,
+                    Err(_) => {
+                        if std::io::stdin().is_terminal() {
+                            eprint!("password for {email}: ");
+                            let _ = std::io::stderr().flush();
+                        }
+                        let mut line = String::new();
+                        std::io::stdin().read_line(&mut line).context("reading the password from stdin")?;
+                        line.trim_end_matches(['\r', '\n']).to_owned()
+                    }
+                };
+                if !(8..=128).contains(&password.chars().count()) {
+                    bail!("the password must be 8 to 128 characters");
+                }
+                let spec = AccountSpec {
+                    email,
+                    password,
+                    full_name,
+                    role: Role::Admin,
+                    is_active: true,
+                    is_verified: true,
+                };
+                let user = rotor.create_account(spec, None, &ctx).await?;
+                println!("created admin {} ({})", user.email, user.id);
+            }
+        }
+        UsersCommand::Deactivate { email } => {
+            let user = rotor.store().get_user_by_email(&email).await?.with_context(|| format!("no user {email}"))?;
+            let changes = AccountChanges {
+                is_active: Some(false),
+                ..Default::default()
+            };
+            rotor.update_account(user.id, changes, None, &ctx).await?;
+            println!("deactivated {} ({}); every session ended", user.email, user.id);
+        }
+        UsersCommand::RevokeSessions { email } => {
+            let user = rotor.store().get_user_by_email(&email).await?.with_context(|| format!("no user {email}"))?;
+            let principal = crate::service::Principal { user: user.clone(), session_id: None };
+            let n = rotor.logout_all(&principal, &ctx).await?;
+            println!("ended {n} sessions of {} ({})", user.email, user.id);
+        }
+    }
+    rotor.store().close().await;
+    Ok(())
+}

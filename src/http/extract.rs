@@ -1,0 +1,259 @@
+//! Extractors: the request body (size-limited), the client's context (IP through
+//! trusted proxies only, user agent, device), and the authenticated caller.
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+};
+
+use axum::{
+    body::Bytes,
+    extract::{ConnectInfo, FromRef, FromRequest, FromRequestParts, Request},
+    http::{header, request::Parts, HeaderMap},
+    response::{IntoResponse, Response},
+};
+
+use super::{error, validate::Input};
+use crate::{
+    config::{canonical, Cidr},
+    error::Error,
+    service::{ClientContext, Principal},
+    storage::Role,
+    Rotor,
+};
+
+/// The request body as bytes, refused with 413 beyond `MAX_BODY_BYTES`.
+pub struct Body(pub Bytes);
+
+impl<S> FromRequest<S> for Body
+where
+    S: Send + Sync,
+    Arc<Rotor>: FromRef<S>,
+{
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
+        let limit = Arc::<Rotor>::from_ref(state).settings().max_body_bytes;
+        if let Some(len) = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            if len > limit as u64 {
+                return Err(error::payload_too_large());
+            }
+        }
+        match axum::body::to_bytes(req.into_body(), limit).await {
+            Ok(bytes) => Ok(Self(bytes)),
+            Err(_) => Err(error::payload_too_large()),
+        }
+    }
+}
+
+impl Body {
+    pub fn json(&self) -> Result<Input, Error> {
+        Input::json(&self.0)
+    }
+
+    pub fn form(&self) -> Input {
+        Input::form(&self.0)
+    }
+}
+
+/// The client's address: the TCP peer, or — only when the peer is a trusted proxy —
+/// the nearest untrusted address in `X-Forwarded-For` (or `Forwarded: for=`).
+pub fn client_ip(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[Cidr]) -> Option<IpAddr> {
+    let peer = canonical(peer?);
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
+    if !is_trusted(peer) {
+        return Some(peer);
+    }
+    let mut chain: Vec<IpAddr> = Vec::new();
+    for v in headers.get_all("x-forwarded-for") {
+        let Ok(v) = v.to_str() else { return Some(peer) };
+        for part in v.split(',') {
+            match parse_forwarded_addr(part) {
+                Some(ip) => chain.push(ip),
+                None => return Some(peer),
+            }
+        }
+    }
+    if chain.is_empty() {
+        for v in headers.get_all("forwarded") {
+            let Ok(v) = v.to_str() else { return Some(peer) };
+            for element in v.split(',') {
+                for pair in element.split(';') {
+                    if let Some((k, val)) = pair.trim().split_once('=') {
+                        if k.trim().eq_ignore_ascii_case("for") {
+                            match parse_forwarded_addr(val) {
+                                Some(ip) => chain.push(ip),
+                                None => return Some(peer),
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // Walk from the nearest hop outwards; the first untrusted address is the client.
+    let mut client = peer;
+    for ip in chain.into_iter().rev() {
+        client = ip;
+        if !is_trusted(ip) {
+            break;
+        }
+    }
+    Some(client)
+}
+
+fn parse_forwarded_addr(s: &str) -> Option<IpAddr> {
+    let s = s.trim().trim_matches('"');
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Some(canonical(ip));
+    }
+    if let Ok(sa) = s.parse::<SocketAddr>() {
+        return Some(canonical(sa.ip()));
+    }
+    // `[v6]` without a port.
+    s.strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .and_then(|v6| v6.parse().ok())
+        .map(canonical)
+}
+
+fn header_string(headers: &HeaderMap, name: &str, max: usize) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| crate::service::truncate_public(s, max))
+}
+
+/// The requesting client: IP, user agent and device headers.
+pub struct Client(pub ClientContext);
+
+impl<S> FromRequestParts<S> for Client
+where
+    S: Send + Sync,
+    Arc<Rotor>: FromRef<S>,
+{
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let rotor = Arc::<Rotor>::from_ref(state);
+        Ok(Self(client_context(parts, &rotor.settings().trusted_proxies)))
+    }
+}
+
+pub(crate) fn peer_ip(parts: &Parts) -> Option<IpAddr> {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip())
+}
+
+pub(crate) fn client_context(parts: &Parts, trusted: &[Cidr]) -> ClientContext {
+    ClientContext {
+        ip: client_ip(peer_ip(parts), &parts.headers, trusted).map(|ip| ip.to_string()),
+        user_agent: header_string(&parts.headers, "user-agent", 512),
+        device_id: header_string(&parts.headers, "x-device-id", 255),
+        device_name: header_string(&parts.headers, "x-device-name", 100),
+        client_id: None,
+    }
+}
+
+/// The bearer token of the `Authorization` header, if well-formed.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// An authenticated caller (any role). Rejects with 401 `Not authenticated`.
+pub struct Auth(pub Principal);
+
+impl<S> FromRequestParts<S> for Auth
+where
+    S: Send + Sync,
+    Arc<Rotor>: FromRef<S>,
+{
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+        let rotor = Arc::<Rotor>::from_ref(state);
+        let token = bearer(&parts.headers).ok_or_else(error::not_authenticated)?;
+        rotor
+            .authenticate(token)
+            .await
+            .map(Self)
+            .map_err(IntoResponse::into_response)
+    }
+}
+
+/// An authenticated admin. 401 without a valid bearer, 403 for other roles.
+pub struct Admin(pub Principal);
+
+impl<S> FromRequestParts<S> for Admin
+where
+    S: Send + Sync,
+    Arc<Rotor>: FromRef<S>,
+{
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+        let Auth(principal) = Auth::from_request_parts(parts, state).await?;
+        if principal.user.role != Role::Admin {
+            return Err(Error::PermissionDenied.into_response());
+        }
+        Ok(Self(principal))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn forwarded_headers_are_ignored_from_untrusted_peers() {
+        let peer: IpAddr = "203.0.113.9".parse().unwrap();
+        let h = headers(&[("x-forwarded-for", "1.2.3.4")]);
+        assert_eq!(client_ip(Some(peer), &h, &[]), Some(peer));
+        let trusted: Vec<Cidr> = vec!["10.0.0.0/8".parse().unwrap()];
+        assert_eq!(client_ip(Some(peer), &h, &trusted), Some(peer));
+    }
+
+    #[test]
+    fn trusted_proxy_chain_yields_the_first_untrusted_hop() {
+        let trusted: Vec<Cidr> = vec!["10.0.0.0/8".parse().unwrap()];
+        let peer: IpAddr = "10.0.0.1".parse().unwrap();
+        // A client-supplied spoofed entry sits left of the real client.
+        let h = headers(&[("x-forwarded-for", "6.6.6.6, 198.51.100.7, 10.0.0.2")]);
+        assert_eq!(client_ip(Some(peer), &h, &trusted), Some("198.51.100.7".parse().unwrap()));
+        let h = headers(&[("forwarded", r#"for="[2001:db8::1]:4711";proto=https"#)]);
+        assert_eq!(client_ip(Some(peer), &h, &trusted), Some("2001:db8::1".parse().unwrap()));
+        let h = headers(&[("x-forwarded-for", "not-an-ip")]);
+        assert_eq!(client_ip(Some(peer), &h, &trusted), Some(peer));
+    }
+
+    #[test]
+    fn bearer_parsing() {
+        assert_eq!(bearer(&headers(&[("authorization", "Bearer abc")])), Some("abc"));
+        assert_eq!(bearer(&headers(&[("authorization", "bearer  abc ")])), Some("abc"));
+        assert_eq!(bearer(&headers(&[("authorization", "Basic abc")])), None);
+        assert_eq!(bearer(&headers(&[("authorization", "Bearer")])), None);
+    }
+}

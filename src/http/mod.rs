@@ -1,0 +1,264 @@
+//! The HTTP edge: axum routers, middleware and serving.
+//!
+//! Each feature module owns its routes ([`auth`], [`users`], [`admin`], [`oauth`],
+//! [`meta`]); [`routes`] merges them into rotor's API (what an embedding application
+//! nests), and [`app`] adds the operational routes and middleware rotor's own server
+//! uses. Handlers are thin: parse, call [`crate::Rotor`], shape the answer. Errors
+//! become responses only in [`error`].
+
+pub mod admin;
+pub mod auth;
+pub mod cookies;
+pub mod error;
+pub mod extract;
+pub mod meta;
+pub mod oauth;
+pub mod openapi;
+pub mod users;
+pub mod validate;
+pub mod views;
+
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Instant};
+
+use axum::{
+    extract::{FromRef, MatchedPath, Request, State},
+    http::{header, HeaderName, HeaderValue, Method, StatusCode},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    Router,
+};
+use tokio::net::TcpListener;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tracing::Instrument;
+
+pub use extract::{Admin, Auth};
+
+use crate::{metrics::HttpMetrics, ratelimit::RateLimiter, Rotor};
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub rotor: Arc<Rotor>,
+    pub metrics: Arc<HttpMetrics>,
+    auth_limiter: Option<Arc<RateLimiter>>,
+    default_limiter: Option<Arc<RateLimiter>>,
+    /// False while the server is starting (migrations) or shutting down.
+    pub ready: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl AppState {
+    pub fn new(rotor: Arc<Rotor>) -> Self {
+        let s = rotor.settings();
+        Self {
+            auth_limiter: s.rate_limit_auth.map(|r| Arc::new(RateLimiter::new(r))),
+            default_limiter: s.rate_limit_default.map(|r| Arc::new(RateLimiter::new(r))),
+            metrics: Arc::new(HttpMetrics::default()),
+            ready: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            rotor,
+        }
+    }
+}
+
+impl FromRef<AppState> for Arc<Rotor> {
+    fn from_ref(state: &AppState) -> Self {
+        state.rotor.clone()
+    }
+}
+
+/// rotor's API (`/v1`, `/oauth`, `/.well-known`), with its state applied and rate
+/// limits on the credential routes: merge or nest it into another axum app.
+pub fn routes(state: AppState) -> Router {
+    api_routes(&state).with_state(state)
+}
+
+fn api_routes(state: &AppState) -> Router<AppState> {
+    let limited = auth::limited_router()
+        .merge(oauth::limited_router())
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth_rate_limit));
+    Router::new()
+        .merge(limited)
+        .merge(auth::router())
+        .merge(users::router())
+        .merge(admin::router())
+        .merge(oauth::router())
+}
+
+/// The whole application rotor serves: the API, health, root, OpenAPI, docs and
+/// metrics, with JSON 404/405, correlation ids, metrics, CORS and timeouts.
+pub fn app(state: AppState) -> Router {
+    let s = state.rotor.settings().clone();
+    let mut router = api_routes(&state).merge(meta::router(s.metrics_enabled && s.metrics_bind.is_none()));
+    if let Some(limiter) = &state.default_limiter {
+        let _ = limiter;
+        router = router.route_layer(middleware::from_fn_with_state(state.clone(), default_rate_limit));
+    }
+    router
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(cors(&s))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            std::time::Duration::from_secs(s.request_timeout_seconds),
+        ))
+        .layer(middleware::from_fn_with_state(state.clone(), record_metrics))
+        .layer(middleware::from_fn(correlation_id))
+        .with_state(state)
+}
+
+/// A router serving only `/metrics`, for `METRICS_BIND`.
+pub fn metrics_app(state: AppState) -> Router {
+    meta::metrics_router().with_state(state)
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then finishes in-flight
+/// requests before returning.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}
+
+fn cors(s: &crate::config::Settings) -> CorsLayer {
+    let wildcard = s.cors_origins.iter().any(|o| o == "*");
+    let origins = if wildcard {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(s.cors_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    let layer = CorsLayer::new()
+        .allow_origin(origins)
+        .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::PUT, Method::DELETE, Method::OPTIONS])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            HeaderName::from_static("x-correlation-id"),
+            HeaderName::from_static("x-device-id"),
+            HeaderName::from_static("x-device-name"),
+        ])
+        .expose_headers([HeaderName::from_static("x-correlation-id"), header::RETRY_AFTER]);
+    // Browsers refuse credentials with a wildcard origin; so does tower-http.
+    if s.cors_allow_credentials && !wildcard {
+        layer.allow_credentials(true)
+    } else {
+        layer
+    }
+}
+
+static CORRELATION: HeaderName = HeaderName::from_static("x-correlation-id");
+
+/// Echoes a sane `X-Correlation-ID` or generates one, and runs the request inside a
+/// span carrying it, so every log line of the request has it.
+async fn correlation_id(req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get(&CORRELATION)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let span = tracing::info_span!("request", correlation_id = %id, method = %req.method(), path = %req.uri().path());
+    let mut response = next.run(req).instrument(span.clone()).await;
+    span.in_scope(|| tracing::debug!(status = response.status().as_u16(), "response"));
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(CORRELATION.clone(), v);
+    }
+    response
+}
+
+async fn record_metrics(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let response = next.run(req).await;
+    state
+        .metrics
+        .record(method.as_str(), &route, response.status().as_u16(), start.elapsed());
+    response
+}
+
+fn rate_limited(retry_after: std::time::Duration, limit: &crate::ratelimit::Rate) -> Response {
+    let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+    let mut r = error::detail(
+        StatusCode::TOO_MANY_REQUESTS,
+        &format!("Rate limit exceeded: {} per {} seconds", limit.limit, limit.window.as_secs()),
+        "RateLimitExceeded",
+    );
+    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+    r
+}
+
+async fn limit_with(limiter: &RateLimiter, rate: crate::ratelimit::Rate, state: &AppState, req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let ctx = extract::client_context(&parts, &state.rotor.settings().trusted_proxies);
+    let route: &'static str = match parts.extensions.get::<MatchedPath>().map(MatchedPath::as_str) {
+        Some("/v1/auth/login") => "login",
+        Some("/v1/auth/login-mobile") => "login-mobile",
+        Some("/v1/auth/refresh") => "refresh",
+        Some("/v1/auth/refresh-mobile") => "refresh-mobile",
+        Some("/oauth/token") => "oauth-token",
+        _ => "default",
+    };
+    if let Some(ip) = ctx.ip.as_deref().and_then(|ip| ip.parse().ok()) {
+        if let Err(retry) = limiter.check(route, ip, Instant::now()) {
+            return rate_limited(retry, &rate);
+        }
+    }
+    next.run(Request::from_parts(parts, body)).await
+}
+
+async fn auth_rate_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    match (&state.auth_limiter, state.rotor.settings().rate_limit_auth) {
+        (Some(limiter), Some(rate)) => limit_with(&limiter.clone(), rate, &state, req, next).await,
+        _ => next.run(req).await,
+    }
+}
+
+async fn default_rate_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let is_auth = matches!(
+        req.extensions().get::<MatchedPath>().map(MatchedPath::as_str),
+        Some("/v1/auth/login" | "/v1/auth/login-mobile" | "/v1/auth/refresh" | "/v1/auth/refresh-mobile" | "/oauth/token")
+    );
+    match (&state.default_limiter, state.rotor.settings().rate_limit_default) {
+        (Some(limiter), Some(rate)) if !is_auth => limit_with(&limiter.clone(), rate, &state, req, next).await,
+        _ => next.run(req).await,
+    }
+}
+
+/// Lets handlers return `Result<impl IntoResponse>` with the service error.
+pub type ApiResult<T> = Result<T, crate::Error>;
+
+#[allow(dead_code)]
+fn _assert_error_is_response(e: crate::Error) -> Response {
+    e.into_response()
+}

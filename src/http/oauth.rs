@@ -1,0 +1,208 @@
+//! OAuth 2.0: `POST /oauth/token` (password and refresh_token grants, RFC 6749),
+//! `POST /oauth/revoke` (RFC 7009) and `POST /oauth/introspect` (RFC 7662).
+//!
+//! With no client registry every `client_id` is a public client: credentials sent in
+//! HTTP Basic (empty secret) or in the form are accepted and recorded, not required.
+//! Errors use RFC 6749's `{error, error_description}` body.
+
+use std::sync::Arc;
+
+use axum::{
+    extract::State,
+    http::{header, HeaderMap, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    routing::post,
+    Json, Router,
+};
+use base64::{engine::general_purpose::STANDARD, Engine};
+use serde_json::{json, Map, Value};
+
+use super::{
+    extract::{bearer, Body, Client},
+    AppState,
+};
+use crate::{
+    domain::token::constant_time_eq,
+    error::Error,
+    service::{ClientContext, Issued},
+    storage::Role,
+    Rotor,
+};
+
+/// The token endpoint (rate limited like the `/v1` credential routes).
+pub fn limited_router() -> Router<AppState> {
+    Router::new().route("/oauth/token", post(token))
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/oauth/revoke", post(revoke))
+        .route("/oauth/introspect", post(introspect))
+}
+
+fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
+    let mut r = (status, Json(json!({ "error": error, "error_description": description }))).into_response();
+    no_store(&mut r);
+    r
+}
+
+fn no_store(r: &mut Response) {
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+}
+
+/// HTTP Basic credentials, decoded per RFC 6749 §2.3.1 (form-urlencoded parts).
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
+    let (id, secret) = decoded.split_once(':')?;
+    let unescape = |s: &str| {
+        serde_urlencoded::from_str::<Vec<(String, String)>>(&format!("v={s}"))
+            .ok()
+            .and_then(|mut v| v.pop())
+            .map_or_else(|| s.to_owned(), |(_, v)| v)
+    };
+    Some((unescape(id), unescape(secret)))
+}
+
+fn service_error_to_oauth(e: Error) -> Response {
+    match e {
+        Error::InvalidCredentials => oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Invalid email or password"),
+        Error::Token(m) => oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", m),
+        Error::TokenRevoked => oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Token has been revoked"),
+        Error::InactiveUser => oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "User account is inactive"),
+        Error::Validation(_) => oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "Malformed request"),
+        other => other.into_response(),
+    }
+}
+
+fn token_response(rotor: &Rotor, access_token: String, refresh: &Issued, scope: Option<String>) -> Response {
+    let mut body = Map::new();
+    body.insert("access_token".into(), access_token.into());
+    body.insert("token_type".into(), "Bearer".into());
+    body.insert("expires_in".into(), rotor.access_lifetime_seconds().into());
+    body.insert("refresh_token".into(), refresh.raw.as_str().into());
+    if let Some(scope) = scope {
+        body.insert("scope".into(), scope.into());
+    }
+    let mut r = Json(Value::Object(body)).into_response();
+    no_store(&mut r);
+    r
+}
+
+async fn token(State(rotor): State<Arc<Rotor>>, Client(mut ctx): Client, headers: HeaderMap, body: Body) -> Response {
+    let mut input = body.form();
+    let client_id = basic_credentials(&headers)
+        .map(|(id, _)| id)
+        .or_else(|| input.optional_string("client_id", 255));
+    ctx.client_id = client_id.filter(|c| !c.is_empty());
+    let grant_type = input.optional_string("grant_type", 64);
+    let scope = input.optional_string("scope", 1024);
+    match grant_type.as_deref() {
+        None => oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "Missing grant_type"),
+        Some("password") => {
+            let (Some(username), Some(password)) =
+                (input.optional_string("username", 320), input.optional_string("password", 1024))
+            else {
+                return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "username and password are required");
+            };
+            if let Some(d) = input.optional_string("device_id", 255) {
+                ctx.device_id = Some(d);
+            }
+            if let Some(d) = input.optional_string("device_name", 100) {
+                ctx.device_name = Some(d);
+            }
+            match rotor.login(&username, &password, &ctx).await {
+                Ok(out) => token_response(&rotor, out.access_token, &out.refresh, scope),
+                Err(e) => service_error_to_oauth(e),
+            }
+        }
+        Some("refresh_token") => {
+            let Some(presented) = input.optional_string("refresh_token", 4096) else {
+                return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "Missing refresh_token");
+            };
+            match rotor.refresh(&presented, &ctx).await {
+                Ok(out) => token_response(&rotor, out.access_token, &out.refresh, scope),
+                Err(e) => service_error_to_oauth(e),
+            }
+        }
+        Some(_) => oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "Supported grant types: password, refresh_token"),
+    }
+}
+
+async fn revoke(State(rotor): State<Arc<Rotor>>, Client(ctx): Client, body: Body) -> Response {
+    let mut input = body.form();
+    let Some(token) = input.optional_string("token", 8192) else {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "Missing token");
+    };
+    match rotor.revoke_any(&token, &ctx).await {
+        Ok(()) => {
+            let mut r = StatusCode::OK.into_response();
+            no_store(&mut r);
+            r
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Introspection is for resource servers: an admin bearer token, or HTTP Basic whose
+/// password is `INTROSPECTION_SECRET`.
+async fn introspection_allowed(rotor: &Rotor, headers: &HeaderMap) -> bool {
+    if let (Some(secret), Some((_, given))) = (&rotor.settings().introspection_secret, basic_credentials(headers)) {
+        if constant_time_eq(secret.expose().as_bytes(), given.as_bytes()) {
+            return true;
+        }
+    }
+    match bearer(headers) {
+        Some(token) => rotor
+            .authenticate(token)
+            .await
+            .is_ok_and(|p| p.user.role == Role::Admin),
+        None => false,
+    }
+}
+
+async fn introspect(State(rotor): State<Arc<Rotor>>, headers: HeaderMap, body: Body) -> Response {
+    if !introspection_allowed(&rotor, &headers).await {
+        let mut r = oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Introspection requires an admin bearer token or the introspection secret");
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"rotor\", Bearer"));
+        return r;
+    }
+    let mut input = body.form();
+    let Some(token) = input.optional_string("token", 8192) else {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "Missing token");
+    };
+    let _ctx = ClientContext::default();
+    match rotor.introspect(&token).await {
+        Ok(None) => {
+            let mut r = Json(json!({ "active": false })).into_response();
+            no_store(&mut r);
+            r
+        }
+        Ok(Some(i)) => {
+            let mut body = Map::new();
+            body.insert("active".into(), true.into());
+            body.insert("token_type".into(), i.token_type.into());
+            body.insert("sub".into(), i.user_id.to_string().into());
+            body.insert("username".into(), i.username.into());
+            body.insert("iat".into(), i.issued_at.into());
+            body.insert("exp".into(), i.expires_at.into());
+            if let Some(sid) = i.session_id {
+                body.insert("sid".into(), sid.to_string().into());
+            }
+            for (k, v) in [("client_id", i.client_id), ("jti", i.jti), ("iss", i.iss), ("aud", i.aud)] {
+                if let Some(v) = v {
+                    body.insert(k.into(), v.into());
+                }
+            }
+            let mut r = Json(Value::Object(body)).into_response();
+            no_store(&mut r);
+            r
+        }
+        Err(e) => e.into_response(),
+    }
+}

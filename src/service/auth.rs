@@ -1,0 +1,348 @@
+//! Logging in, rotating refresh tokens, logging out, and authenticating bearers.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::{events, parse_uuid, truncate, ClientContext, Counters, Rotor};
+use crate::{
+    domain::{
+        rotation::{self, PresentedToken, Verdict},
+        token::RawToken,
+    },
+    error::{Error, Result},
+    jwt::TokenRejected,
+    storage::{NewRefreshToken, NewSession, Rotation, User},
+};
+
+/// A refresh token handed to a client.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub raw: RawToken,
+    pub expires_at: DateTime<Utc>,
+    /// Seconds until `expires_at`, for the cookie's `Max-Age`.
+    pub max_age: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct LoginOutcome {
+    pub user: User,
+    pub access_token: String,
+    pub refresh: Issued,
+    pub session_id: Uuid,
+}
+
+#[derive(Debug, Clone)]
+pub struct RefreshOutcome {
+    pub user_id: Uuid,
+    pub session_id: Uuid,
+    pub access_token: String,
+    pub refresh: Issued,
+    /// True when this answered a retry within the grace window with the successor
+    /// already issued, rather than rotating.
+    pub reused: bool,
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub user: User,
+    /// The session (refresh family) the access token was issued for.
+    pub session_id: Option<Uuid>,
+}
+
+const MSG_REFRESH_INVALID: &str = "Invalid or expired refresh token";
+
+impl Rotor {
+    /// Checks credentials and opens a session. Unknown email, wrong password and
+    /// inactive account all answer `InvalidCredentials` after the same Argon2 work.
+    pub async fn login(&self, email: &str, password: &str, ctx: &ClientContext) -> Result<LoginOutcome> {
+        let user = self.store.get_user_by_email(email).await?;
+        let verified = self
+            .hasher
+            .verify(password, user.as_ref().map(|u| u.hashed_password.as_str()))
+            .await?;
+        let user = match user {
+            Some(u) if verified.ok && u.is_active => u,
+            other => {
+                Counters::add(&self.counters.logins_failed, 1);
+                let (user_id, detail) = match &other {
+                    Some(u) if !u.is_active => (Some(u.id), "inactive account".to_owned()),
+                    Some(u) => (Some(u.id), "wrong password".to_owned()),
+                    // Not linked to any user: visible to admins only.
+                    None => (None, format!("unknown email: {}", truncate(email, 320))),
+                };
+                self.audit(events::LOGIN_FAILED, user_id, None, ctx, Some(detail)).await?;
+                return Err(Error::InvalidCredentials);
+            }
+        };
+        if verified.needs_rehash {
+            // Upgrade hashes from the original's parameters without bumping
+            // token_version: a rehash must not log the user out elsewhere.
+            let rehashed = self.hasher.hash(password).await?;
+            self.store.rehash_password(user.id, &rehashed, self.now()).await?;
+        }
+        let outcome = self.open_session(&user, ctx).await?;
+        Counters::add(&self.counters.logins_ok, 1);
+        self.audit(events::LOGIN_SUCCEEDED, Some(user.id), Some(outcome.session_id), ctx, None).await?;
+        Ok(outcome)
+    }
+
+    /// Creates a session (refresh family) for an authenticated user.
+    pub(crate) async fn open_session(&self, user: &User, ctx: &ClientContext) -> Result<LoginOutcome> {
+        let now = self.now();
+        let session_id = Uuid::now_v7();
+        let absolute_end = now + chrono::Duration::days(self.settings.session_max_lifetime_days);
+        let expires_at = rotation::successor_expiry(now, self.refresh_lifetime(), Some(absolute_end));
+        let raw = RawToken::generate();
+        let device_id = ctx.device_id.as_deref().map(|s| truncate(s, 255));
+        let device_name = ctx.device_name.as_deref().map(|s| truncate(s, 100));
+        let session = NewSession {
+            id: session_id,
+            user_id: user.id,
+            device_id: device_id.clone(),
+            device_name: device_name.clone(),
+            user_agent: ctx.user_agent.as_deref().map(|s| truncate(s, 512)),
+            ip_address: ctx.ip.clone(),
+            client_id: ctx.client_id.as_deref().map(|s| truncate(s, 255)),
+            absolute_expires_at: absolute_end,
+        };
+        let first = NewRefreshToken {
+            id: Uuid::now_v7(),
+            user_id: user.id,
+            token_hash: raw.hash(),
+            family_id: session_id,
+            expires_at,
+            device_id,
+            device_name,
+            ip_address: ctx.ip.clone(),
+            is_revoked: false,
+        };
+        self.store.create_session(&session, &first, now).await?;
+        let access_token = self.tokens.issue(user.id, user.token_version, Some(session_id), now)?;
+        Ok(LoginOutcome {
+            user: user.clone(),
+            access_token,
+            refresh: Issued {
+                raw,
+                expires_at,
+                max_age: (expires_at - now).num_seconds(),
+            },
+            session_id,
+        })
+    }
+
+    /// Rotates a refresh token.
+    ///
+    /// A live token is revoked and replaced in one atomic step. A token rotated no
+    /// more than `REFRESH_REUSE_GRACE_SECONDS` ago whose successor is still the
+    /// family's live token gets that same successor again. Any other revoked token is
+    /// a replay: the whole family is revoked (committed before this returns) and the
+    /// answer is `TokenRevoked`.
+    pub async fn refresh(&self, presented: &str, ctx: &ClientContext) -> Result<RefreshOutcome> {
+        let raw = RawToken::parse(presented).ok_or(Error::Token(MSG_REFRESH_INVALID))?;
+        let now = self.now();
+        let presented_hash = raw.hash();
+        let successor = self.successor_key.successor(&raw);
+        let successor_hash = successor.hash();
+        let rotation = Rotation {
+            presented_hash: &presented_hash,
+            successor_id: Uuid::now_v7(),
+            successor_hash: &successor_hash,
+            expires_at: now + self.refresh_lifetime(),
+            ip_address: ctx.ip.as_deref(),
+            now,
+        };
+        if let Some(rotated) = self.store.rotate(&rotation).await? {
+            let t = &rotated.token;
+            let access_token = self.tokens.issue(t.user_id, rotated.token_version, Some(t.family_id), now)?;
+            Counters::add(&self.counters.refreshes, 1);
+            self.audit(events::REFRESH, Some(t.user_id), Some(t.family_id), ctx, None).await?;
+            return Ok(RefreshOutcome {
+                user_id: t.user_id,
+                session_id: t.family_id,
+                access_token,
+                refresh: Issued {
+                    raw: successor,
+                    expires_at: t.expires_at,
+                    max_age: (t.expires_at - now).num_seconds(),
+                },
+                reused: false,
+            });
+        }
+
+        // Not rotated: judge what the store holds for the presented token.
+        let stored = self.store.get_by_hash(&presented_hash).await?;
+        let view = stored.as_ref().map(|t| PresentedToken {
+            is_revoked: t.is_revoked,
+            revoked_at: t.revoked_at,
+            expires_at: t.expires_at,
+        });
+        match rotation::judge(view.as_ref(), now, self.grace()) {
+            Verdict::Unknown | Verdict::Expired => Err(Error::Token(MSG_REFRESH_INVALID)),
+            Verdict::NotUsable => {
+                let token = stored.as_ref().expect("BUG: NotUsable implies a stored token");
+                match self.store.get_user(token.user_id).await? {
+                    Some(u) if !u.is_active => Err(Error::InactiveUser),
+                    _ => Err(Error::Token(MSG_REFRESH_INVALID)),
+                }
+            }
+            Verdict::GraceCandidate => {
+                let token = stored.expect("BUG: GraceCandidate implies a stored token");
+                let live_successor = self.store.get_valid_by_hash(&successor_hash, now).await?;
+                let user = self.store.get_user(token.user_id).await?;
+                match (live_successor, user) {
+                    (Some(next), Some(user))
+                        if next.family_id == token.family_id
+                            && user.is_active
+                            && !self.store.session_revoked(token.family_id).await? =>
+                    {
+                        let access_token = self.tokens.issue(user.id, user.token_version, Some(next.family_id), now)?;
+                        self.store.touch_session(next.family_id, ctx.ip.as_deref(), now).await?;
+                        Counters::add(&self.counters.grace_reuses, 1);
+                        Ok(RefreshOutcome {
+                            user_id: user.id,
+                            session_id: next.family_id,
+                            access_token,
+                            refresh: Issued {
+                                raw: successor,
+                                expires_at: next.expires_at,
+                                max_age: (next.expires_at - now).num_seconds().max(0),
+                            },
+                            reused: true,
+                        })
+                    }
+                    (_, Some(user)) if !user.is_active => Err(Error::InactiveUser),
+                    _ => self.replay(&token, ctx).await,
+                }
+            }
+            Verdict::Replay => {
+                let token = stored.expect("BUG: Replay implies a stored token");
+                self.replay(&token, ctx).await
+            }
+        }
+    }
+
+    /// Revokes the family of a replayed token; the revocation is committed when this
+    /// returns its error.
+    async fn replay(&self, token: &crate::storage::RefreshToken, ctx: &ClientContext) -> Result<RefreshOutcome> {
+        let now = self.now();
+        let revoked = self.store.revoke_family(token.family_id, now).await?;
+        Counters::add(&self.counters.replays, 1);
+        tracing::warn!(
+            user_id = %token.user_id,
+            family_id = %token.family_id,
+            token_hash = %token.token_hash,
+            revoked,
+            "refresh token replay detected; family revoked"
+        );
+        self.audit(
+            events::REPLAY_DETECTED,
+            Some(token.user_id),
+            Some(token.family_id),
+            ctx,
+            Some(format!("family revoked ({revoked} live tokens)")),
+        )
+        .await?;
+        Err(Error::TokenRevoked)
+    }
+
+    /// Ends the session of the presented refresh token, if it exists. Unknown tokens
+    /// are ignored: logging out is idempotent.
+    pub async fn logout(&self, presented: &str, ctx: &ClientContext) -> Result<()> {
+        let Some(raw) = RawToken::parse(presented) else {
+            return Ok(());
+        };
+        if let Some(token) = self.store.get_by_hash(&raw.hash()).await? {
+            let n = self.store.revoke_family(token.family_id, self.now()).await?;
+            if n > 0 {
+                Counters::add(&self.counters.sessions_revoked, 1);
+                self.audit(events::LOGOUT, Some(token.user_id), Some(token.family_id), ctx, None).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends every session of the caller and kills every access token (bumps
+    /// `token_version`). Returns the number of sessions ended.
+    pub async fn logout_all(&self, principal: &Principal, ctx: &ClientContext) -> Result<u64> {
+        let now = self.now();
+        let n = self.store.revoke_user_families_except(principal.user.id, None, now).await?;
+        self.store.increment_token_version(principal.user.id, now).await?;
+        Counters::add(&self.counters.sessions_revoked, n);
+        self.audit(events::LOGOUT_ALL, Some(principal.user.id), principal.session_id, ctx, Some(format!("{n} sessions"))).await?;
+        Ok(n)
+    }
+
+    /// Authenticates a bearer access token: signature and algorithm, `exp`, `type`,
+    /// `token_version`, the user existing and active, and its session not ended.
+    pub async fn authenticate(&self, bearer: &str) -> Result<Principal> {
+        let now = self.now();
+        let claims = match self.tokens.verify(bearer, now) {
+            Ok(c) => c,
+            Err(TokenRejected::UnknownKey) if self.reload_keys_for_unknown_kid().await => {
+                self.tokens.verify(bearer, now).map_err(|_| Error::NotAuthenticated)?
+            }
+            Err(_) => return Err(Error::NotAuthenticated),
+        };
+        let user_id = parse_uuid(&claims.sub).ok_or(Error::NotAuthenticated)?;
+        let user = self.store.get_user(user_id).await?.ok_or(Error::NotAuthenticated)?;
+        if !user.is_active || user.token_version != claims.token_version {
+            return Err(Error::NotAuthenticated);
+        }
+        let session_id = match claims.sid.as_deref() {
+            Some(sid) => Some(parse_uuid(sid).ok_or(Error::NotAuthenticated)?),
+            None => None,
+        };
+        if let Some(sid) = session_id {
+            // Ending a session stops its access tokens at once, on every process.
+            if self.store.session_revoked(sid).await? {
+                return Err(Error::NotAuthenticated);
+            }
+        }
+        Ok(Principal { user, session_id })
+    }
+
+    /// Another process may have rotated the key ring; reload it at most every 5 s.
+    async fn reload_keys_for_unknown_kid(&self) -> bool {
+        if self.settings.jwt_algorithm.is_symmetric() {
+            return false;
+        }
+        {
+            let mut last = self.last_key_reload.lock().unwrap_or_else(|e| e.into_inner());
+            if last.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(5)) {
+                return false;
+            }
+            *last = Some(std::time::Instant::now());
+        }
+        match self.tokens.load(self.store.as_ref()).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(error = %e, "reloading the signing key ring failed");
+                false
+            }
+        }
+    }
+
+    /// Changes the caller's password after checking the current one; bumps
+    /// `token_version` and ends every other session (the caller's stays).
+    pub async fn change_password(&self, principal: &Principal, current: &str, new: &str, ctx: &ClientContext) -> Result<()> {
+        let user = self.store.get_user(principal.user.id).await?.ok_or(Error::NotAuthenticated)?;
+        if !self.hasher.verify(current, Some(&user.hashed_password)).await?.ok {
+            return Err(Error::InvalidCredentials);
+        }
+        let hashed = self.hasher.hash(new).await?;
+        let now = self.now();
+        self.store.update_password(user.id, &hashed, now).await?;
+        let ended = self.store.revoke_user_families_except(user.id, principal.session_id, now).await?;
+        Counters::add(&self.counters.sessions_revoked, ended);
+        self.audit(
+            events::PASSWORD_CHANGED,
+            Some(user.id),
+            principal.session_id,
+            ctx,
+            Some(format!("{ended} other sessions ended")),
+        )
+        .await?;
+        Ok(())
+    }
+}

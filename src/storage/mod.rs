@@ -1,0 +1,221 @@
+//! Storage: the repository traits every backend implements, and their row types.
+//!
+//! The traits mirror the original's repositories (SPEC §2) plus what rotor adds:
+//! the atomic rotation primitive, sessions, the audit log and the signing-key ring.
+//! Every method that depends on time takes `now` from the caller's [`Clock`], so the
+//! database clock is never consulted.
+//!
+//! [`Clock`]: crate::clock::Clock
+
+mod migrations;
+mod models;
+pub mod postgres;
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+pub use models::*;
+
+use crate::config::{DatabaseTarget, Settings};
+
+/// A storage failure. Constraint violations that callers act on get their own variants;
+/// everything else is `Database`, which the HTTP edge turns into a logged 500.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unique constraint violated: {0}")]
+    Conflict(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored value is corrupt: {0}")]
+    Corrupt(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Maps unique violations to [`StoreError::Conflict`].
+pub(crate) fn map_unique(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            StoreError::Conflict(db.constraint().unwrap_or("unique").to_owned())
+        }
+        _ => StoreError::Database(e),
+    }
+}
+
+/// The user repository (the original's `UserRepository` and its generic base).
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    async fn get_user(&self, id: Uuid) -> StoreResult<Option<User>>;
+    /// Case-insensitive.
+    async fn get_user_by_email(&self, email: &str) -> StoreResult<Option<User>>;
+    /// Case-insensitive.
+    async fn email_exists(&self, email: &str) -> StoreResult<bool>;
+    /// Fails with `Conflict` when the email is taken (in any case).
+    async fn create_user(&self, new: &NewUser, now: DateTime<Utc>) -> StoreResult<User>;
+    /// Applies the set fields; `None` when the user does not exist. `Conflict` on email.
+    async fn update_user(&self, id: Uuid, patch: &UserPatch, now: DateTime<Utc>) -> StoreResult<Option<User>>;
+    /// Replaces the password hash and bumps `token_version` (kills every access token).
+    async fn update_password(&self, id: Uuid, hashed_password: &str, now: DateTime<Utc>) -> StoreResult<bool>;
+    /// Replaces the password hash *without* touching `token_version` (rehash on login).
+    async fn rehash_password(&self, id: Uuid, hashed_password: &str, now: DateTime<Utc>) -> StoreResult<bool>;
+    /// Returns the new version, or `None` when the user does not exist.
+    async fn increment_token_version(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<Option<i64>>;
+    /// Deletes the user; their sessions and refresh tokens go with them (cascade).
+    async fn delete_user(&self, id: Uuid) -> StoreResult<bool>;
+    /// Oldest first.
+    async fn list_users(&self, skip: u64, limit: u64) -> StoreResult<Vec<User>>;
+    async fn count_users(&self) -> StoreResult<u64>;
+}
+
+/// The refresh-token repository (the seed's `RefreshTokenRepository`) plus rotation.
+#[async_trait]
+pub trait RefreshTokenStore: Send + Sync {
+    /// The row in any state.
+    async fn get_by_hash(&self, token_hash: &str) -> StoreResult<Option<RefreshToken>>;
+    /// The row only if not revoked and `expires_at > now`.
+    async fn get_valid_by_hash(&self, token_hash: &str, now: DateTime<Utc>) -> StoreResult<Option<RefreshToken>>;
+    async fn get_token(&self, id: Uuid) -> StoreResult<Option<RefreshToken>>;
+    /// Stores a token. A family may hold only one live token: creating a second live
+    /// token in a family fails with `Conflict`.
+    async fn create_token(&self, new: &NewRefreshToken, now: DateTime<Utc>) -> StoreResult<RefreshToken>;
+    /// Sets `is_revoked` and `revoked_at = now` (if not already revoked); returns the row.
+    async fn revoke_token(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<Option<RefreshToken>>;
+    /// Revokes every live token of the family and marks its session ended. Returns the
+    /// number of tokens revoked. Committed when this returns.
+    async fn revoke_family(&self, family_id: Uuid, now: DateTime<Utc>) -> StoreResult<u64>;
+    /// Revokes every live token of the user ("logout everywhere") and ends their
+    /// sessions; returns the number of tokens revoked.
+    async fn revoke_all_user_tokens(&self, user_id: Uuid, now: DateTime<Utc>) -> StoreResult<u64>;
+    /// As `revoke_all_user_tokens`, sparing one family; returns the families ended.
+    async fn revoke_user_families_except(&self, user_id: Uuid, keep: Option<Uuid>, now: DateTime<Utc>) -> StoreResult<u64>;
+    /// The user's tokens that are neither revoked nor expired, newest first.
+    async fn get_user_active_sessions(&self, user_id: Uuid, now: DateTime<Utc>) -> StoreResult<Vec<RefreshToken>>;
+    /// Deletes tokens with `expires_at <= now`, in batches of `batch` rows, each its own
+    /// transaction. Revoked tokens that have not expired are kept: replay detection
+    /// reads them. Returns the number deleted.
+    async fn cleanup_expired(&self, now: DateTime<Utc>, batch: u32) -> StoreResult<u64>;
+    /// Deletes at most `batch` expired tokens in one short transaction.
+    async fn delete_expired_tokens_batch(&self, now: DateTime<Utc>, batch: u32) -> StoreResult<u64>;
+    async fn count_expired_tokens(&self, now: DateTime<Utc>) -> StoreResult<u64>;
+    async fn delete_token(&self, id: Uuid) -> StoreResult<bool>;
+    async fn list_tokens(&self, skip: u64, limit: u64) -> StoreResult<Vec<RefreshToken>>;
+    async fn count_tokens(&self) -> StoreResult<u64>;
+
+    /// The atomic rotation primitive: in one transaction (one statement on PostgreSQL),
+    /// revoke the presented token only if it is live (not revoked, not expired, its
+    /// user active, its session not ended) and insert its successor in the same family,
+    /// expiring at `min(expires_at, session end)`. Of any number of concurrent callers
+    /// presenting the same token, across processes, exactly one gets `Some`.
+    async fn rotate(&self, rotation: &Rotation<'_>) -> StoreResult<Option<Rotated>>;
+}
+
+/// Sessions: one per refresh family, with the device it belongs to.
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// Creates the session and its first refresh token in one transaction.
+    async fn create_session(&self, session: &NewSession, first_token: &NewRefreshToken, now: DateTime<Utc>) -> StoreResult<RefreshToken>;
+    async fn get_session(&self, id: Uuid) -> StoreResult<Option<Session>>;
+    /// Records a use of the session (`last_used_at`, and the IP when known).
+    async fn touch_session(&self, id: Uuid, ip: Option<&str>, now: DateTime<Utc>) -> StoreResult<()>;
+    /// The user's live sessions (families with a live token), most recently used first.
+    async fn list_user_sessions(&self, user_id: Uuid, now: DateTime<Utc>) -> StoreResult<Vec<SessionView>>;
+    /// Whether the family has been ended (revoked); `false` for families without a
+    /// session row (tokens created through the seed API).
+    async fn session_revoked(&self, id: Uuid) -> StoreResult<bool>;
+    /// Deletes at most `batch` sessions whose absolute end has passed.
+    async fn delete_expired_sessions_batch(&self, now: DateTime<Utc>, batch: u32) -> StoreResult<u64>;
+    async fn count_expired_sessions(&self, now: DateTime<Utc>) -> StoreResult<u64>;
+}
+
+/// The append-only security log.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    async fn record_event(&self, event: &NewAuditEvent, now: DateTime<Utc>) -> StoreResult<()>;
+    /// Newest first.
+    async fn list_events(&self, filter: &EventFilter, skip: u64, limit: u64) -> StoreResult<Vec<AuditEvent>>;
+    async fn count_events(&self, filter: &EventFilter) -> StoreResult<u64>;
+    async fn delete_events_before_batch(&self, cutoff: DateTime<Utc>, batch: u32) -> StoreResult<u64>;
+    async fn count_events_before(&self, cutoff: DateTime<Utc>) -> StoreResult<u64>;
+}
+
+/// The asymmetric signing-key ring (private keys stored encrypted).
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    async fn insert_key(&self, key: &StoredKey) -> StoreResult<()>;
+    /// Every key not yet deleted, newest first.
+    async fn list_keys(&self) -> StoreResult<Vec<StoredKey>>;
+    /// Marks a key as no longer used for signing; it keeps verifying until deleted.
+    async fn retire_key(&self, kid: &str, now: DateTime<Utc>) -> StoreResult<bool>;
+    /// Deletes keys retired at or before `cutoff`; returns their ids.
+    async fn delete_keys_retired_before(&self, cutoff: DateTime<Utc>) -> StoreResult<Vec<String>>;
+}
+
+/// Everything rotor needs from a database.
+#[async_trait]
+pub trait Store: UserStore + RefreshTokenStore + SessionStore + AuditStore + KeyStore + 'static {
+    /// `"sqlite"` or `"postgresql"`.
+    fn backend(&self) -> &'static str;
+    /// Applies pending migrations (idempotent; safe to run from several processes).
+    async fn migrate(&self) -> StoreResult<()>;
+    /// A cheap round trip, for health checks.
+    async fn ping(&self) -> StoreResult<()>;
+    /// Takes the cluster-wide cleanup lock if free. With PostgreSQL this is an advisory
+    /// lock held on a dedicated connection until the guard is released; SQLite (one
+    /// process) uses an in-process lock.
+    async fn try_cleanup_lock(&self) -> StoreResult<Option<CleanupLock>>;
+    /// Pool statistics for metrics: (connections open, idle).
+    fn pool_stats(&self) -> (u32, u32);
+    /// Closes the pool.
+    async fn close(&self);
+}
+
+/// Held while a cleanup round runs; released by [`CleanupLock::release`] (or on drop,
+/// by closing the connection that holds it).
+pub struct CleanupLock {
+    release: Option<Box<dyn FnOnce() -> futures_like::BoxFuture + Send>>,
+}
+
+/// A minimal boxed-future alias, to avoid a dependency for one type.
+pub(crate) mod futures_like {
+    pub type BoxFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+}
+
+impl CleanupLock {
+    pub(crate) fn new(release: impl FnOnce() -> futures_like::BoxFuture + Send + 'static) -> Self {
+        Self {
+            release: Some(Box::new(release)),
+        }
+    }
+
+    pub async fn release(mut self) {
+        if let Some(f) = self.release.take() {
+            f().await;
+        }
+    }
+}
+
+impl Drop for CleanupLock {
+    fn drop(&mut self) {
+        if let Some(f) = self.release.take() {
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                handle.spawn(f());
+            }
+        }
+    }
+}
+
+/// Opens (creating if needed) the configured database and applies migrations.
+pub async fn connect(settings: &Settings) -> StoreResult<Arc<dyn Store>> {
+    let store: Arc<dyn Store> = match &settings.database {
+        DatabaseTarget::Sqlite(path) => Arc::new(sqlite::SqliteStore::open(path, settings.db_max_connections).await?),
+        DatabaseTarget::Postgres(url) => Arc::new(postgres::PgStore::connect(url, settings.db_max_connections).await?),
+    };
+    store.migrate().await?;
+    Ok(store)
+}

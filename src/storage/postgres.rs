@@ -1,0 +1,1163 @@
+//! The PostgreSQL backend, for running several rotor processes against one database.
+//!
+//! One pool serves reads and writes; ids, timestamps and flags use the native `uuid`,
+//! `timestamptz` and `boolean` types. Rotation is a single data-modifying statement, so
+//! the row lock on the presented token decides, across processes, which caller wins.
+//! The cleanup job is serialised cluster-wide by a session-level advisory lock.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::{
+    postgres::{PgArguments, PgPoolOptions, PgRow},
+    query::QueryScalar,
+    PgExecutor, PgPool, Postgres, Row,
+};
+use uuid::Uuid;
+
+use super::{
+    map_unique, migrations, AuditEvent, AuditStore, CleanupLock, EventFilter, KeyStore,
+    NewAuditEvent, NewRefreshToken, NewSession, NewUser, RefreshToken, RefreshTokenStore, Role,
+    Rotated, Rotation, Session, SessionStore, SessionView, Store, StoreError, StoreResult,
+    StoredKey, User, UserPatch, UserStore,
+};
+
+/// PostgreSQL storage over one connection pool.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+const USER_COLS: &str = "id, email, hashed_password, full_name, is_active, is_verified, role, token_version, created_at, updated_at";
+const TOKEN_COLS: &str = "id, token_hash, user_id, family_id, device_id, device_name, ip_address, expires_at, is_revoked, revoked_at, created_at, updated_at";
+const SESSION_COLS: &str = "id, user_id, device_id, device_name, user_agent, ip_address, client_id, created_at, last_used_at, absolute_expires_at, revoked_at";
+const EVENT_COLS: &str =
+    "id, created_at, kind, user_id, session_id, ip_address, user_agent, detail";
+const KEY_COLS: &str = "kid, algorithm, public_key, private_key_sealed, created_at, retired_at";
+
+/// Advisory-lock key of the cleanup job ("rotor" in ASCII). Any constant works as long
+/// as every rotor process agrees on it.
+const CLEANUP_LOCK_KEY: i64 = 0x72_6f_74_6f_72;
+
+/// How often a revocation is retried after losing a race with a concurrent writer.
+const REVOKE_ATTEMPTS: u32 = 8;
+
+impl PgStore {
+    /// Connects a pool (16 connections unless `max_connections` says otherwise).
+    pub async fn connect(url: &str, max_connections: Option<u32>) -> StoreResult<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.unwrap_or(16))
+            .acquire_timeout(Duration::from_secs(30))
+            .connect(url)
+            .await?;
+        Ok(Self::from_pool(pool))
+    }
+
+    /// Uses a pool the embedding application already has.
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// The pool, for tests that inspect the database directly.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Runs a revocation statement (which returns a count) in a REPEATABLE READ
+    /// transaction, retrying when a concurrent writer got there first.
+    ///
+    /// Under READ COMMITTED a revocation racing a rotation of the same family would wait
+    /// for the rotation's lock on the old token, skip it, and never see the successor the
+    /// rotation inserted (it is newer than the statement's snapshot), leaving a live token
+    /// in a revoked family. Under REPEATABLE READ that case is a serialization failure
+    /// instead, and the retry's fresh snapshot includes the successor.
+    async fn revoke_with_retry<'q, F>(&self, build: F) -> StoreResult<u64>
+    where
+        F: Fn() -> QueryScalar<'q, Postgres, i64, PgArguments>,
+    {
+        let mut attempt = 1;
+        loop {
+            let result = async {
+                let mut tx = self
+                    .pool
+                    .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ")
+                    .await?;
+                let n = build().fetch_one(&mut *tx).await?;
+                tx.commit().await?;
+                Ok::<_, sqlx::Error>(n)
+            }
+            .await;
+            match result {
+                Err(e) if attempt < REVOKE_ATTEMPTS && is_retryable(&e) => attempt += 1,
+                result => return Ok(count(result?)),
+            }
+        }
+    }
+}
+
+/// Serialization failures and deadlocks: the other transaction has finished, so running
+/// again will see its effects.
+fn is_retryable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => matches!(db.code().as_deref(), Some("40001" | "40P01")),
+        _ => false,
+    }
+}
+
+fn user_from_row(row: &PgRow) -> StoreResult<User> {
+    let role: String = row.try_get("role")?;
+    Ok(User {
+        id: row.try_get("id")?,
+        email: row.try_get("email")?,
+        hashed_password: row.try_get("hashed_password")?,
+        full_name: row.try_get("full_name")?,
+        is_active: row.try_get("is_active")?,
+        is_verified: row.try_get("is_verified")?,
+        role: Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("role {role:?}")))?,
+        token_version: token_version(row)?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+/// `users.token_version` is an INTEGER column, and sqlx will not widen it to `i64` itself.
+fn token_version(row: &PgRow) -> StoreResult<i64> {
+    Ok(i64::from(row.try_get::<i32, _>("token_version")?))
+}
+
+fn token_from_row(row: &PgRow) -> StoreResult<RefreshToken> {
+    Ok(RefreshToken {
+        id: row.try_get("id")?,
+        token_hash: row.try_get("token_hash")?,
+        user_id: row.try_get("user_id")?,
+        family_id: row.try_get("family_id")?,
+        device_id: row.try_get("device_id")?,
+        device_name: row.try_get("device_name")?,
+        ip_address: row.try_get("ip_address")?,
+        expires_at: row.try_get("expires_at")?,
+        is_revoked: row.try_get("is_revoked")?,
+        revoked_at: row.try_get("revoked_at")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn session_from_row(row: &PgRow) -> StoreResult<Session> {
+    Ok(Session {
+        id: row.try_get("id")?,
+        user_id: row.try_get("user_id")?,
+        device_id: row.try_get("device_id")?,
+        device_name: row.try_get("device_name")?,
+        user_agent: row.try_get("user_agent")?,
+        ip_address: row.try_get("ip_address")?,
+        client_id: row.try_get("client_id")?,
+        created_at: row.try_get("created_at")?,
+        last_used_at: row.try_get("last_used_at")?,
+        absolute_expires_at: row.try_get("absolute_expires_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+    })
+}
+
+fn session_view_from_row(row: &PgRow) -> StoreResult<SessionView> {
+    Ok(SessionView {
+        id: row.try_get("id")?,
+        device_id: row.try_get("device_id")?,
+        device_name: row.try_get("device_name")?,
+        user_agent: row.try_get("user_agent")?,
+        ip_address: row.try_get("ip_address")?,
+        created_at: row.try_get("created_at")?,
+        last_used_at: row.try_get("last_used_at")?,
+        expires_at: row.try_get("expires_at")?,
+    })
+}
+
+fn event_from_row(row: &PgRow) -> StoreResult<AuditEvent> {
+    Ok(AuditEvent {
+        id: row.try_get("id")?,
+        created_at: row.try_get("created_at")?,
+        kind: row.try_get("kind")?,
+        user_id: row.try_get("user_id")?,
+        session_id: row.try_get("session_id")?,
+        ip_address: row.try_get("ip_address")?,
+        user_agent: row.try_get("user_agent")?,
+        detail: row.try_get("detail")?,
+    })
+}
+
+fn key_from_row(row: &PgRow) -> StoreResult<StoredKey> {
+    Ok(StoredKey {
+        kid: row.try_get("kid")?,
+        algorithm: row.try_get("algorithm")?,
+        public_key: row.try_get("public_key")?,
+        private_key_sealed: row.try_get("private_key_sealed")?,
+        created_at: row.try_get("created_at")?,
+        retired_at: row.try_get("retired_at")?,
+    })
+}
+
+fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+/// LIMIT/OFFSET take a bigint.
+fn bigint(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+// `token_hash` is CHAR(64) while sqlx sends strings as `text`; comparing the column with a
+// `text` parameter casts the column and cannot use its unique index, so lookups cast the
+// parameter to `bpchar` instead.
+
+#[async_trait]
+impl UserStore for PgStore {
+    async fn get_user(&self, id: Uuid) -> StoreResult<Option<User>> {
+        sqlx::query(&format!("SELECT {USER_COLS} FROM users WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(user_from_row)
+            .transpose()
+    }
+
+    async fn get_user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
+        sqlx::query(&format!(
+            "SELECT {USER_COLS} FROM users WHERE lower(email) = lower($1)"
+        ))
+        .bind(email)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(user_from_row)
+        .transpose()
+    }
+
+    async fn email_exists(&self, email: &str) -> StoreResult<bool> {
+        let n: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM users WHERE lower(email) = lower($1)")
+                .bind(email)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(n > 0)
+    }
+
+    async fn create_user(&self, new: &NewUser, now: DateTime<Utc>) -> StoreResult<User> {
+        let row = sqlx::query(&format!(
+            "INSERT INTO users (id, email, hashed_password, full_name, is_active, is_verified, role, token_version, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8) RETURNING {USER_COLS}"
+        ))
+        .bind(Uuid::now_v7())
+        .bind(&new.email)
+        .bind(&new.hashed_password)
+        .bind(&new.full_name)
+        .bind(new.is_active)
+        .bind(new.is_verified)
+        .bind(new.role.as_str())
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map_unique)?;
+        user_from_row(&row)
+    }
+
+    async fn update_user(
+        &self,
+        id: Uuid,
+        patch: &UserPatch,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<User>> {
+        if patch.is_empty() {
+            return self.get_user(id).await;
+        }
+        // Each field is `CASE WHEN <flag> THEN <value> ELSE column END`, so one
+        // statement serves every combination of fields.
+        let row = sqlx::query(&format!(
+            "UPDATE users SET
+                email = CASE WHEN $2 THEN $3 ELSE email END,
+                full_name = CASE WHEN $4 THEN $5 ELSE full_name END,
+                role = CASE WHEN $6 THEN $7 ELSE role END,
+                is_active = CASE WHEN $8 THEN $9 ELSE is_active END,
+                is_verified = CASE WHEN $10 THEN $11 ELSE is_verified END,
+                hashed_password = CASE WHEN $12 THEN $13 ELSE hashed_password END,
+                token_version = token_version + CASE WHEN $12 THEN 1 ELSE 0 END,
+                updated_at = $14
+             WHERE id = $1 RETURNING {USER_COLS}"
+        ))
+        .bind(id)
+        .bind(patch.email.is_some())
+        .bind(patch.email.as_deref())
+        .bind(patch.full_name.is_some())
+        .bind(patch.full_name.clone().flatten())
+        .bind(patch.role.is_some())
+        .bind(patch.role.map(Role::as_str))
+        .bind(patch.is_active.is_some())
+        .bind(patch.is_active)
+        .bind(patch.is_verified.is_some())
+        .bind(patch.is_verified)
+        .bind(patch.hashed_password.is_some())
+        .bind(patch.hashed_password.as_deref())
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_unique)?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn update_password(
+        &self,
+        id: Uuid,
+        hashed_password: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let r = sqlx::query(
+            "UPDATE users SET hashed_password = $2, token_version = token_version + 1, updated_at = $3 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(hashed_password)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn rehash_password(
+        &self,
+        id: Uuid,
+        hashed_password: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let r = sqlx::query("UPDATE users SET hashed_password = $2, updated_at = $3 WHERE id = $1")
+            .bind(id)
+            .bind(hashed_password)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn increment_token_version(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<i64>> {
+        let version: Option<i32> = sqlx::query_scalar(
+            "UPDATE users SET token_version = token_version + 1, updated_at = $2 WHERE id = $1 RETURNING token_version",
+        )
+        .bind(id)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(version.map(i64::from))
+    }
+
+    async fn delete_user(&self, id: Uuid) -> StoreResult<bool> {
+        let r = sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn list_users(&self, skip: u64, limit: u64) -> StoreResult<Vec<User>> {
+        sqlx::query(&format!(
+            "SELECT {USER_COLS} FROM users ORDER BY created_at, id LIMIT $1 OFFSET $2"
+        ))
+        .bind(bigint(limit))
+        .bind(bigint(skip))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(user_from_row)
+        .collect()
+    }
+
+    async fn count_users(&self) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(count(n))
+    }
+}
+
+#[async_trait]
+impl RefreshTokenStore for PgStore {
+    async fn get_by_hash(&self, token_hash: &str) -> StoreResult<Option<RefreshToken>> {
+        sqlx::query(&format!(
+            "SELECT {TOKEN_COLS} FROM refresh_tokens WHERE token_hash = $1::bpchar"
+        ))
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(token_from_row)
+        .transpose()
+    }
+
+    async fn get_valid_by_hash(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<RefreshToken>> {
+        sqlx::query(&format!(
+            "SELECT {TOKEN_COLS} FROM refresh_tokens
+             WHERE token_hash = $1::bpchar AND NOT is_revoked AND expires_at > $2"
+        ))
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(token_from_row)
+        .transpose()
+    }
+
+    async fn get_token(&self, id: Uuid) -> StoreResult<Option<RefreshToken>> {
+        sqlx::query(&format!(
+            "SELECT {TOKEN_COLS} FROM refresh_tokens WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(token_from_row)
+        .transpose()
+    }
+
+    async fn create_token(
+        &self,
+        new: &NewRefreshToken,
+        now: DateTime<Utc>,
+    ) -> StoreResult<RefreshToken> {
+        let row = insert_token(&self.pool, new, now)
+            .await
+            .map_err(map_unique)?;
+        token_from_row(&row)
+    }
+
+    async fn revoke_token(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<RefreshToken>> {
+        sqlx::query(&format!(
+            "UPDATE refresh_tokens SET is_revoked = TRUE, revoked_at = COALESCE(revoked_at, $2), updated_at = $2
+             WHERE id = $1 RETURNING {TOKEN_COLS}"
+        ))
+        .bind(id)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(token_from_row)
+        .transpose()
+    }
+
+    async fn revoke_family(&self, family_id: Uuid, now: DateTime<Utc>) -> StoreResult<u64> {
+        self.revoke_with_retry(|| {
+            sqlx::query_scalar(
+                "WITH t AS (
+                    UPDATE refresh_tokens SET is_revoked = TRUE, revoked_at = $2, updated_at = $2
+                    WHERE family_id = $1 AND NOT is_revoked
+                    RETURNING 1
+                 ), s AS (
+                    UPDATE sessions SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL
+                 )
+                 SELECT count(*) FROM t",
+            )
+            .bind(family_id)
+            .bind(now)
+        })
+        .await
+    }
+
+    async fn revoke_all_user_tokens(&self, user_id: Uuid, now: DateTime<Utc>) -> StoreResult<u64> {
+        self.revoke_with_retry(|| {
+            sqlx::query_scalar(
+                "WITH t AS (
+                    UPDATE refresh_tokens SET is_revoked = TRUE, revoked_at = $2, updated_at = $2
+                    WHERE user_id = $1 AND NOT is_revoked
+                    RETURNING 1
+                 ), s AS (
+                    UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL
+                 )
+                 SELECT count(*) FROM t",
+            )
+            .bind(user_id)
+            .bind(now)
+        })
+        .await
+    }
+
+    async fn revoke_user_families_except(
+        &self,
+        user_id: Uuid,
+        keep: Option<Uuid>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64> {
+        // Expired-but-unrevoked tokens are revoked too, but only families that were still
+        // live count as ended.
+        self.revoke_with_retry(|| {
+            sqlx::query_scalar(
+                "WITH t AS (
+                    UPDATE refresh_tokens SET is_revoked = TRUE, revoked_at = $2, updated_at = $2
+                    WHERE user_id = $1 AND NOT is_revoked AND family_id IS DISTINCT FROM $3
+                    RETURNING family_id, expires_at
+                 ), s AS (
+                    UPDATE sessions SET revoked_at = $2
+                    WHERE user_id = $1 AND revoked_at IS NULL AND id IS DISTINCT FROM $3
+                 )
+                 SELECT count(DISTINCT family_id) FROM t WHERE expires_at > $2",
+            )
+            .bind(user_id)
+            .bind(now)
+            .bind(keep)
+        })
+        .await
+    }
+
+    async fn get_user_active_sessions(
+        &self,
+        user_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<RefreshToken>> {
+        sqlx::query(&format!(
+            "SELECT {TOKEN_COLS} FROM refresh_tokens WHERE user_id = $1 AND NOT is_revoked AND expires_at > $2
+             ORDER BY created_at DESC, id DESC"
+        ))
+        .bind(user_id)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(token_from_row)
+        .collect()
+    }
+
+    async fn cleanup_expired(&self, now: DateTime<Utc>, batch: u32) -> StoreResult<u64> {
+        let mut total = 0;
+        loop {
+            let n = self.delete_expired_tokens_batch(now, batch).await?;
+            total += n;
+            // `n == 0` also ends the loop when `batch` is 0.
+            if n == 0 || n < u64::from(batch) {
+                return Ok(total);
+            }
+        }
+    }
+
+    async fn delete_expired_tokens_batch(
+        &self,
+        now: DateTime<Utc>,
+        batch: u32,
+    ) -> StoreResult<u64> {
+        let r = sqlx::query(
+            "DELETE FROM refresh_tokens WHERE id IN
+               (SELECT id FROM refresh_tokens WHERE expires_at <= $1 LIMIT $2)",
+        )
+        .bind(now)
+        .bind(i64::from(batch))
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
+    async fn count_expired_tokens(&self, now: DateTime<Utc>) -> StoreResult<u64> {
+        let n: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM refresh_tokens WHERE expires_at <= $1")
+                .bind(now)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(count(n))
+    }
+
+    async fn delete_token(&self, id: Uuid) -> StoreResult<bool> {
+        let r = sqlx::query("DELETE FROM refresh_tokens WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn list_tokens(&self, skip: u64, limit: u64) -> StoreResult<Vec<RefreshToken>> {
+        sqlx::query(&format!(
+            "SELECT {TOKEN_COLS} FROM refresh_tokens ORDER BY created_at, id LIMIT $1 OFFSET $2"
+        ))
+        .bind(bigint(limit))
+        .bind(bigint(skip))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(token_from_row)
+        .collect()
+    }
+
+    async fn count_tokens(&self) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM refresh_tokens")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(count(n))
+    }
+
+    async fn rotate(&self, rot: &Rotation<'_>) -> StoreResult<Option<Rotated>> {
+        // One statement: concurrent callers presenting the same hash queue on the old
+        // token's row lock, and every caller after the first re-checks `NOT is_revoked`
+        // against the committed row and matches nothing. The partial unique index
+        // (one live token per family) backs this up.
+        let row = sqlx::query(&format!(
+            "WITH old AS (
+                UPDATE refresh_tokens t SET is_revoked = TRUE, revoked_at = $1, updated_at = $1
+                FROM users u
+                WHERE t.token_hash = $2::bpchar AND NOT t.is_revoked AND t.expires_at > $1
+                  AND u.id = t.user_id AND u.is_active
+                  AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.id = t.family_id AND s.revoked_at IS NOT NULL)
+                RETURNING t.user_id, t.family_id, t.device_id, t.device_name, u.token_version,
+                          LEAST($5::timestamptz,
+                                COALESCE((SELECT s.absolute_expires_at FROM sessions s WHERE s.id = t.family_id),
+                                         $5::timestamptz)) AS new_expires_at
+             ), sess AS (
+                UPDATE sessions s SET last_used_at = $1, ip_address = COALESCE($6, s.ip_address)
+                FROM old WHERE s.id = old.family_id
+             ), ins AS (
+                INSERT INTO refresh_tokens (id, token_hash, user_id, family_id, device_id, device_name, ip_address,
+                                            expires_at, is_revoked, created_at)
+                SELECT $3, $4, user_id, family_id, device_id, device_name, $6, new_expires_at, FALSE, $1 FROM old
+                RETURNING {TOKEN_COLS}
+             )
+             SELECT ins.*, old.token_version FROM ins CROSS JOIN old"
+        ))
+        .bind(rot.now)
+        .bind(rot.presented_hash)
+        .bind(rot.successor_id)
+        .bind(rot.successor_hash)
+        .bind(rot.expires_at)
+        .bind(rot.ip_address)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_unique)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        Ok(Some(Rotated {
+            token: token_from_row(&row)?,
+            token_version: token_version(&row)?,
+        }))
+    }
+}
+
+async fn insert_token<'e>(
+    executor: impl PgExecutor<'e>,
+    new: &NewRefreshToken,
+    now: DateTime<Utc>,
+) -> Result<PgRow, sqlx::Error> {
+    sqlx::query(&format!(
+        "INSERT INTO refresh_tokens (id, token_hash, user_id, family_id, device_id, device_name, ip_address,
+                                     expires_at, is_revoked, revoked_at, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, CASE WHEN $9 THEN $10 END, $10)
+         RETURNING {TOKEN_COLS}"
+    ))
+    .bind(new.id)
+    .bind(&new.token_hash)
+    .bind(new.user_id)
+    .bind(new.family_id)
+    .bind(&new.device_id)
+    .bind(&new.device_name)
+    .bind(&new.ip_address)
+    .bind(new.expires_at)
+    .bind(new.is_revoked)
+    .bind(now)
+    .fetch_one(executor)
+    .await
+}
+
+#[async_trait]
+impl SessionStore for PgStore {
+    async fn create_session(
+        &self,
+        s: &NewSession,
+        first: &NewRefreshToken,
+        now: DateTime<Utc>,
+    ) -> StoreResult<RefreshToken> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO sessions (id, user_id, device_id, device_name, user_agent, ip_address, client_id,
+                                   created_at, last_used_at, absolute_expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9)",
+        )
+        .bind(s.id)
+        .bind(s.user_id)
+        .bind(&s.device_id)
+        .bind(&s.device_name)
+        .bind(&s.user_agent)
+        .bind(&s.ip_address)
+        .bind(&s.client_id)
+        .bind(now)
+        .bind(s.absolute_expires_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_unique)?;
+        let row = insert_token(&mut *tx, first, now)
+            .await
+            .map_err(map_unique)?;
+        tx.commit().await?;
+        token_from_row(&row)
+    }
+
+    async fn get_session(&self, id: Uuid) -> StoreResult<Option<Session>> {
+        sqlx::query(&format!(
+            "SELECT {SESSION_COLS} FROM sessions WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(session_from_row)
+        .transpose()
+    }
+
+    async fn touch_session(
+        &self,
+        id: Uuid,
+        ip: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        sqlx::query("UPDATE sessions SET last_used_at = $2, ip_address = COALESCE($3, ip_address) WHERE id = $1")
+            .bind(id)
+            .bind(now)
+            .bind(ip)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn list_user_sessions(
+        &self,
+        user_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<SessionView>> {
+        sqlx::query(
+            "SELECT t.family_id AS id,
+                    COALESCE(s.device_id, t.device_id) AS device_id,
+                    COALESCE(s.device_name, t.device_name) AS device_name,
+                    s.user_agent AS user_agent,
+                    COALESCE(s.ip_address, t.ip_address) AS ip_address,
+                    COALESCE(s.created_at, t.created_at) AS created_at,
+                    COALESCE(s.last_used_at, t.created_at) AS last_used_at,
+                    t.expires_at AS expires_at
+             FROM refresh_tokens t LEFT JOIN sessions s ON s.id = t.family_id
+             WHERE t.user_id = $1 AND NOT t.is_revoked AND t.expires_at > $2 AND s.revoked_at IS NULL
+             ORDER BY last_used_at DESC, id DESC",
+        )
+        .bind(user_id)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(session_view_from_row)
+        .collect()
+    }
+
+    async fn session_revoked(&self, id: Uuid) -> StoreResult<bool> {
+        let revoked: Option<Option<DateTime<Utc>>> =
+            sqlx::query_scalar("SELECT revoked_at FROM sessions WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(matches!(revoked, Some(Some(_))))
+    }
+
+    async fn delete_expired_sessions_batch(
+        &self,
+        now: DateTime<Utc>,
+        batch: u32,
+    ) -> StoreResult<u64> {
+        let r = sqlx::query(
+            "DELETE FROM sessions WHERE id IN
+               (SELECT id FROM sessions WHERE absolute_expires_at <= $1 LIMIT $2)",
+        )
+        .bind(now)
+        .bind(i64::from(batch))
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
+    async fn count_expired_sessions(&self, now: DateTime<Utc>) -> StoreResult<u64> {
+        let n: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM sessions WHERE absolute_expires_at <= $1")
+                .bind(now)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(count(n))
+    }
+}
+
+#[async_trait]
+impl AuditStore for PgStore {
+    async fn record_event(&self, e: &NewAuditEvent, now: DateTime<Utc>) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO audit_events (id, created_at, kind, user_id, session_id, ip_address, user_agent, detail)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(Uuid::now_v7())
+        .bind(now)
+        .bind(e.kind)
+        .bind(e.user_id)
+        .bind(e.session_id)
+        .bind(&e.ip_address)
+        .bind(&e.user_agent)
+        .bind(&e.detail)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_events(
+        &self,
+        f: &EventFilter,
+        skip: u64,
+        limit: u64,
+    ) -> StoreResult<Vec<AuditEvent>> {
+        sqlx::query(&format!(
+            "SELECT {EVENT_COLS} FROM audit_events
+             WHERE ($1::uuid IS NULL OR user_id = $1) AND ($2::text IS NULL OR kind = $2)
+             ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
+        ))
+        .bind(f.user_id)
+        .bind(f.kind.as_deref())
+        .bind(bigint(limit))
+        .bind(bigint(skip))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(event_from_row)
+        .collect()
+    }
+
+    async fn count_events(&self, f: &EventFilter) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM audit_events
+             WHERE ($1::uuid IS NULL OR user_id = $1) AND ($2::text IS NULL OR kind = $2)",
+        )
+        .bind(f.user_id)
+        .bind(f.kind.as_deref())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(count(n))
+    }
+
+    async fn delete_events_before_batch(
+        &self,
+        cutoff: DateTime<Utc>,
+        batch: u32,
+    ) -> StoreResult<u64> {
+        let r = sqlx::query(
+            "DELETE FROM audit_events WHERE id IN
+               (SELECT id FROM audit_events WHERE created_at < $1 LIMIT $2)",
+        )
+        .bind(cutoff)
+        .bind(i64::from(batch))
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
+    async fn count_events_before(&self, cutoff: DateTime<Utc>) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE created_at < $1")
+            .bind(cutoff)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(count(n))
+    }
+}
+
+#[async_trait]
+impl KeyStore for PgStore {
+    async fn insert_key(&self, k: &StoredKey) -> StoreResult<()> {
+        sqlx::query(&format!(
+            "INSERT INTO signing_keys ({KEY_COLS}) VALUES ($1, $2, $3, $4, $5, $6)"
+        ))
+        .bind(&k.kid)
+        .bind(&k.algorithm)
+        .bind(&k.public_key)
+        .bind(&k.private_key_sealed)
+        .bind(k.created_at)
+        .bind(k.retired_at)
+        .execute(&self.pool)
+        .await
+        .map_err(map_unique)?;
+        Ok(())
+    }
+
+    async fn list_keys(&self) -> StoreResult<Vec<StoredKey>> {
+        // Byte order for the tie-break, as SQLite compares text, whatever the
+        // database's collation.
+        sqlx::query(&format!(
+            "SELECT {KEY_COLS} FROM signing_keys ORDER BY created_at DESC, kid COLLATE \"C\" DESC"
+        ))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(key_from_row)
+        .collect()
+    }
+
+    async fn retire_key(&self, kid: &str, now: DateTime<Utc>) -> StoreResult<bool> {
+        let r = sqlx::query(
+            "UPDATE signing_keys SET retired_at = $2 WHERE kid = $1 AND retired_at IS NULL",
+        )
+        .bind(kid)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn delete_keys_retired_before(&self, cutoff: DateTime<Utc>) -> StoreResult<Vec<String>> {
+        Ok(
+            sqlx::query_scalar("DELETE FROM signing_keys WHERE retired_at IS NOT NULL AND retired_at <= $1 RETURNING kid")
+                .bind(cutoff)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn backend(&self) -> &'static str {
+        "postgresql"
+    }
+
+    async fn migrate(&self) -> StoreResult<()> {
+        migrations::migrator(migrations::POSTGRES)
+            .await?
+            .run(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn try_cleanup_lock(&self) -> StoreResult<Option<CleanupLock>> {
+        // A session-level advisory lock belongs to the connection that took it, so the
+        // guard keeps that connection checked out until release. (Behind a pooler in
+        // transaction mode this lock would not hold; rotor expects direct connections.)
+        let mut conn = self.pool.acquire().await?;
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(CLEANUP_LOCK_KEY)
+            .fetch_one(&mut *conn)
+            .await?;
+        if !locked {
+            return Ok(None);
+        }
+        Ok(Some(CleanupLock::new(move || {
+            Box::pin(async move {
+                let unlocked: Result<bool, _> = sqlx::query_scalar("SELECT pg_advisory_unlock($1)")
+                    .bind(CLEANUP_LOCK_KEY)
+                    .fetch_one(&mut *conn)
+                    .await;
+                if !matches!(unlocked, Ok(true)) {
+                    // The connection must not go back to the pool still holding the lock;
+                    // ending its session releases it.
+                    let _ = conn.close().await;
+                }
+            })
+        })))
+    }
+
+    fn pool_stats(&self) -> (u32, u32) {
+        (
+            self.pool.size(),
+            u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+        )
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! A smoke test against a real server. It runs only when `ROTOR_TEST_POSTGRES_URL`
+    //! names a database it may connect to as a user allowed to create databases (e.g.
+    //! `postgres://postgres@127.0.0.1:5432/postgres`); it works in a fresh database and
+    //! drops it afterwards.
+
+    use anyhow::{ensure, Context};
+    use chrono::Duration as Span;
+    use sqlx::Connection;
+
+    use super::*;
+
+    async fn exercise(store: &PgStore) -> anyhow::Result<()> {
+        let now = Utc::now();
+        store.migrate().await?;
+        store.migrate().await.context("second migrate")?;
+
+        let user = store
+            .create_user(
+                &NewUser {
+                    email: "Smoke@Example.com".into(),
+                    hashed_password: "x".into(),
+                    full_name: None,
+                    role: Role::User,
+                    is_active: true,
+                    is_verified: false,
+                },
+                now,
+            )
+            .await?;
+        ensure!(store.email_exists("smoke@example.COM").await?);
+        let dup = NewUser {
+            email: "SMOKE@example.com".into(),
+            hashed_password: "x".into(),
+            full_name: None,
+            role: Role::User,
+            is_active: true,
+            is_verified: false,
+        };
+        ensure!(matches!(
+            store.create_user(&dup, now).await,
+            Err(StoreError::Conflict(_))
+        ));
+
+        let family = Uuid::now_v7();
+        let first = NewRefreshToken {
+            id: Uuid::now_v7(),
+            user_id: user.id,
+            token_hash: "a".repeat(64),
+            family_id: family,
+            expires_at: now + Span::days(7),
+            device_id: Some("dev".into()),
+            device_name: None,
+            ip_address: None,
+            is_revoked: false,
+        };
+        let created = store.create_token(&first, now).await?;
+        ensure!(created.token_hash == first.token_hash && created.is_live(now));
+        let second_live = NewRefreshToken {
+            id: Uuid::now_v7(),
+            token_hash: "f".repeat(64),
+            ..first.clone()
+        };
+        ensure!(matches!(
+            store.create_token(&second_live, now).await,
+            Err(StoreError::Conflict(_))
+        ));
+
+        let successor = Uuid::now_v7();
+        let rot = Rotation {
+            presented_hash: &first.token_hash,
+            successor_id: successor,
+            successor_hash: &"b".repeat(64),
+            expires_at: now + Span::days(8),
+            ip_address: Some("192.0.2.1"),
+            now,
+        };
+        let rotated = store
+            .rotate(&rot)
+            .await?
+            .context("first rotation returned None")?;
+        ensure!(rotated.token.id == successor && rotated.token.family_id == family);
+        ensure!(rotated.token.device_id.as_deref() == Some("dev"));
+        ensure!(rotated.token.ip_address.as_deref() == Some("192.0.2.1"));
+        ensure!(rotated.token_version == 0);
+        let replay = Rotation {
+            successor_id: Uuid::now_v7(),
+            successor_hash: &"c".repeat(64),
+            ..rot
+        };
+        ensure!(
+            store.rotate(&replay).await?.is_none(),
+            "second rotation with the same hash succeeded"
+        );
+        ensure!(
+            store
+                .get_by_hash(&first.token_hash)
+                .await?
+                .context("old token gone")?
+                .is_revoked
+        );
+
+        ensure!(store.list_user_sessions(user.id, now).await?.len() == 1);
+        ensure!(
+            store
+                .revoke_user_families_except(user.id, Some(family), now)
+                .await?
+                == 0
+        );
+        ensure!(store.revoke_family(family, now).await? == 1);
+        ensure!(store
+            .get_user_active_sessions(user.id, now)
+            .await?
+            .is_empty());
+
+        let lock = store
+            .try_cleanup_lock()
+            .await?
+            .context("cleanup lock not taken")?;
+        ensure!(
+            store.try_cleanup_lock().await?.is_none(),
+            "cleanup lock taken twice"
+        );
+        lock.release().await;
+        store
+            .try_cleanup_lock()
+            .await?
+            .context("cleanup lock not released")?
+            .release()
+            .await;
+
+        ensure!(store.cleanup_expired(now + Span::days(30), 1).await? == 2);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn smoke() -> anyhow::Result<()> {
+        let Ok(admin_url) = std::env::var("ROTOR_TEST_POSTGRES_URL") else {
+            eprintln!("ROTOR_TEST_POSTGRES_URL unset; skipping the PostgreSQL smoke test");
+            return Ok(());
+        };
+        let name = format!("rotor_smoke_{}", Uuid::new_v4().simple());
+        let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await?;
+
+        let url = url_with_database(&admin_url, &name);
+        let result = match PgStore::connect(&url, Some(4)).await {
+            Ok(store) => {
+                let r = exercise(&store).await;
+                store.close().await;
+                r
+            }
+            Err(e) => Err(e.into()),
+        };
+
+        sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
+            .execute(&mut admin)
+            .await?;
+        result
+    }
+
+    /// Replaces the database name of a `postgres://` URL.
+    fn url_with_database(url: &str, db: &str) -> String {
+        let (base, query) = url
+            .split_once('?')
+            .map_or((url, None), |(b, q)| (b, Some(q)));
+        let authority_end = base.find("://").map_or(0, |i| i + 3);
+        let base = match base[authority_end..].find('/') {
+            Some(slash) => &base[..authority_end + slash],
+            None => base,
+        };
+        match query {
+            Some(q) => format!("{base}/{db}?{q}"),
+            None => format!("{base}/{db}"),
+        }
+    }
+}

@@ -1,0 +1,329 @@
+//! Test support: a database per test (SQLite file or a freshly created PostgreSQL
+//! database, dropped afterwards), the real app on a random port, and typed helpers.
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    path::PathBuf,
+    sync::Arc,
+};
+
+use reqwest::{header, Response, StatusCode};
+use rotor::{
+    clock::{Clock, ManualClock},
+    config::Settings,
+    http::{self, AppState},
+    storage::{self, Store},
+    Rotor,
+};
+use serde_json::Value;
+use sqlx::Connection;
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs one async test body once per backend: `both!(name, |backend| async move { … })`
+/// expands to a module `name` with tests `sqlite` and `postgres`.
+#[macro_export]
+macro_rules! both {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                let f = $body;
+                f($crate::support::Backend::Sqlite).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                let f = $body;
+                f($crate::support::Backend::Postgres).await;
+            }
+        }
+    };
+}
+
+pub fn pg_admin_url() -> String {
+    std::env::var("ROTOR_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A database that exists for one test and is removed when dropped (even when the
+/// test panics).
+pub struct TestDb {
+    pub backend: Backend,
+    pub url: String,
+    pub dir: PathBuf,
+    pg_name: Option<String>,
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> Self {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let dir = std::env::temp_dir().join(format!("rotor-it-{id}"));
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        match backend {
+            Backend::Sqlite => Self {
+                backend,
+                url: format!("sqlite://{}", dir.join("rotor.db").display()),
+                dir,
+                pg_name: None,
+            },
+            Backend::Postgres => {
+                let name = format!("rotor_it_{id}");
+                let admin = pg_admin_url();
+                let mut conn = sqlx::PgConnection::connect(&admin)
+                    .await
+                    .expect("PostgreSQL must be running for the test suite (see README)");
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create test database");
+                let _ = conn.close().await;
+                let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b).to_owned();
+                Self {
+                    backend,
+                    url: format!("{base}/{name}"),
+                    dir,
+                    pg_name: Some(name),
+                }
+            }
+        }
+    }
+
+    /// Settings for this database: test secret, rate limits and cleanup job off.
+    pub fn settings(&self, extra: &[(&str, &str)]) -> Settings {
+        let mut vars: BTreeMap<String, String> = BTreeMap::new();
+        vars.insert("DATABASE_URL".into(), self.url.clone());
+        vars.insert("ROTOR_DATA_DIR".into(), self.dir.display().to_string());
+        vars.insert("SECRET_KEY".into(), "integration-test-secret-key-0123456789abcdef".into());
+        vars.insert("RATE_LIMIT_AUTH".into(), "off".into());
+        vars.insert("CLEANUP_INTERVAL_SECONDS".into(), "0".into());
+        vars.insert("ARGON2_MAX_CONCURRENCY".into(), "4".into());
+        for (k, v) in extra {
+            vars.insert((*k).to_owned(), (*v).to_owned());
+        }
+        Settings::from_vars(&vars).expect("valid test settings")
+    }
+
+    pub async fn store(&self) -> Arc<dyn Store> {
+        storage::connect(&self.settings(&[])).await.expect("connect and migrate")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some(name) = self.pg_name.take() {
+            // Drop runs outside any runtime we may block; use a thread of its own.
+            let admin = pg_admin_url();
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+                rt.block_on(async move {
+                    if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
+                        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                            .execute(&mut conn)
+                            .await;
+                        let _ = conn.close().await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+/// The real application on 127.0.0.1 at a random port, with a manual clock.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub rotor: Arc<Rotor>,
+    pub clock: Arc<ManualClock>,
+    pub client: reqwest::Client,
+    server: tokio::task::JoinHandle<()>,
+    pub db: TestDb,
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(backend, &[]).await
+    }
+
+    pub async fn spawn_with(backend: Backend, extra: &[(&str, &str)]) -> Self {
+        let db = TestDb::new(backend).await;
+        Self::spawn_on(db, extra).await
+    }
+
+    pub async fn spawn_on(db: TestDb, extra: &[(&str, &str)]) -> Self {
+        let settings = db.settings(extra);
+        let store = storage::connect(&settings).await.expect("connect and migrate");
+        let clock = Arc::new(ManualClock::starting_now());
+        let rotor = Arc::new(
+            Rotor::new(settings, store, clock.clone() as Arc<dyn Clock>)
+                .await
+                .expect("build rotor"),
+        );
+        let app = http::app(AppState::new(rotor.clone()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let server = tokio::spawn(async move {
+            let _ = http::serve(listener, app, std::future::pending()).await;
+        });
+        Self {
+            addr,
+            base: format!("http://{addr}"),
+            rotor,
+            clock,
+            client: reqwest::Client::builder().build().expect("client"),
+            server,
+            db,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        self.rotor.store()
+    }
+
+    /// Registers through the API and returns the user JSON.
+    pub async fn register(&self, email: &str, password: &str) -> Value {
+        let r = self
+            .client
+            .post(self.url("/v1/users"))
+            .json(&serde_json::json!({ "email": email, "password": password, "full_name": "Test User" }))
+            .send()
+            .await
+            .expect("register");
+        assert_eq!(r.status(), StatusCode::CREATED, "register {email}");
+        r.json().await.expect("json")
+    }
+
+    pub async fn post_login(&self, email: &str, password: &str) -> Response {
+        self.client
+            .post(self.url("/v1/auth/login"))
+            .form(&[("username", email), ("password", password)])
+            .send()
+            .await
+            .expect("login request")
+    }
+
+    pub async fn post_login_mobile(&self, email: &str, password: &str, extra: &[(&str, &str)]) -> Response {
+        let mut form = vec![("username", email), ("password", password)];
+        form.extend_from_slice(extra);
+        self.client
+            .post(self.url("/v1/auth/login-mobile"))
+            .form(&form)
+            .send()
+            .await
+            .expect("login-mobile request")
+    }
+
+    /// Logs in through the mobile route; returns (access, refresh).
+    pub async fn login_mobile(&self, email: &str, password: &str) -> (String, String) {
+        let r = self.post_login_mobile(email, password, &[]).await;
+        assert_eq!(r.status(), StatusCode::OK, "login-mobile {email}");
+        let body: Value = r.json().await.expect("json");
+        (
+            body["access_token"].as_str().expect("access_token").to_owned(),
+            body["refresh_token"].as_str().expect("refresh_token").to_owned(),
+        )
+    }
+
+    pub async fn post_refresh_cookie(&self, refresh: &str) -> Response {
+        self.client
+            .post(self.url("/v1/auth/refresh"))
+            .header(header::COOKIE, format!("refresh_token={refresh}"))
+            .send()
+            .await
+            .expect("refresh request")
+    }
+
+    pub async fn post_refresh_mobile(&self, refresh: &str) -> Response {
+        self.client
+            .post(self.url("/v1/auth/refresh-mobile"))
+            .json(&serde_json::json!({ "refresh_token": refresh }))
+            .send()
+            .await
+            .expect("refresh-mobile request")
+    }
+
+    pub async fn get_auth(&self, path: &str, access: &str) -> Response {
+        self.client.get(self.url(path)).bearer_auth(access).send().await.expect("GET")
+    }
+
+    pub async fn post_auth(&self, path: &str, access: &str) -> Response {
+        self.client.post(self.url(path)).bearer_auth(access).send().await.expect("POST")
+    }
+
+    /// A registered, logged-in user: (email, access, refresh).
+    pub async fn user_session(&self) -> (String, String, String) {
+        let email = rotor::testing::UserFactory::next_email();
+        self.register(&email, "TestPass123").await;
+        let (a, r) = self.login_mobile(&email, "TestPass123").await;
+        (email, a, r)
+    }
+
+    /// An admin (via the store) logged in: (email, access).
+    pub async fn admin_session(&self) -> (String, String) {
+        let admin = rotor::testing::UserFactory::create_admin(self.store().as_ref()).await.expect("admin");
+        let (a, _) = self.login_mobile(&admin.email, rotor::testing::UserFactory::PASSWORD).await;
+        (admin.email, a)
+    }
+
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.clock.now()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// The `Set-Cookie` header for `refresh_token`, if any.
+pub fn refresh_set_cookie(r: &Response) -> Option<String> {
+    r.headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("refresh_token="))
+        .map(str::to_owned)
+}
+
+/// The value of the `refresh_token` cookie set by a response.
+pub fn refresh_cookie_value(r: &Response) -> Option<String> {
+    refresh_set_cookie(r).and_then(|c| {
+        c.split(';')
+            .next()
+            .and_then(|kv| kv.split_once('='))
+            .map(|(_, v)| v.to_owned())
+    })
+}
+
+/// Counts rows with a SQL statement returning one integer, on either backend.
+pub async fn count(db: &TestDb, sql: &str) -> i64 {
+    match db.backend {
+        Backend::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(&db.url).await.expect("sqlite connect");
+            let n: i64 = sqlx::query_scalar(sql).fetch_one(&mut conn).await.expect("count");
+            let _ = conn.close().await;
+            n
+        }
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(&db.url).await.expect("pg connect");
+            let n: i64 = sqlx::query_scalar(sql).fetch_one(&mut conn).await.expect("count");
+            let _ = conn.close().await;
+            n
+        }
+    }
+}
