@@ -24,8 +24,8 @@ pub fn document(version: &str) -> Value {
             { "name": "auth", "description": "Log in, refresh, log out, the current user." },
             { "name": "sessions", "description": "The caller's sessions (one per login) and security log." },
             { "name": "users", "description": "Registration and profiles." },
-            { "name": "admin", "description": "User management and the security log; admin bearer only (403 otherwise)." },
-            { "name": "oauth", "description": "OAuth 2.0 endpoints (RFC 6749, 7009, 7662, 8414) and the signing keys." },
+            { "name": "admin", "description": "User management and the security log (admin bearer, else 403)." },
+            { "name": "oauth", "description": "OAuth 2.0 (RFC 6749, 7009, 7662, 8414) and the signing keys." },
             { "name": "health", "description": "Health, readiness and metrics." },
             { "name": "meta", "description": "The service itself and this documentation." },
         ],
@@ -40,7 +40,7 @@ pub fn document(version: &str) -> Value {
                     "type": "http",
                     "scheme": "bearer",
                     "bearerFormat": "JWT",
-                    "description": "An access token from a login or refresh route, sent as `Authorization: Bearer <token>`.",
+                    "description": "An access token from a login or refresh route: `Authorization: Bearer <token>`.",
                 },
                 "refreshCookie": {
                     "type": "apiKey",
@@ -554,7 +554,7 @@ fn oauth_operations() -> Vec<(&'static str, &'static str, Value)> {
             "security": public(),
             "requestBody": form_body("OAuthRevokeRequest"),
             "responses": {
-                "200": with_headers(no_content("Revoked, or nothing to revoke (empty body)"), &[("Cache-Control", "NoStore")]),
+                "200": with_headers(no_content("Revoked, or nothing to revoke"), &[("Cache-Control", "NoStore")]),
                 "400": oauth_err("invalid_request: missing token"),
             },
         }),
@@ -570,8 +570,10 @@ fn oauth_operations() -> Vec<(&'static str, &'static str, Value)> {
             "responses": {
                 "200": tokens("The token's state", "IntrospectionResponse"),
                 "400": oauth_err("invalid_request: missing token"),
-                "401": with_headers(oauth_err("invalid_client: neither an admin bearer token nor the introspection secret"),
-                                    &[("WWW-Authenticate", "WwwAuthenticate")]),
+                "401": with_headers(
+                    oauth_err("invalid_client: neither an admin bearer token nor the introspection secret"),
+                    &[("WWW-Authenticate", "WwwAuthenticate")],
+                ),
             },
         }),
         op!("get", "/.well-known/oauth-authorization-server", {
@@ -644,7 +646,9 @@ fn meta_operations() -> Vec<(&'static str, &'static str, Value)> {
             "operationId": "openapi",
             "summary": "This OpenAPI document",
             "security": public(),
-            "responses": { "200": { "description": "OpenAPI 3.1", "content": content(JSON, json!({ "type": "object" })) } },
+            "responses": {
+                "200": { "description": "OpenAPI 3.1", "content": content(JSON, json!({ "type": "object" })) },
+            },
         }),
         op!("get", "/docs", {
             "tags": ["meta"],
@@ -728,25 +732,44 @@ fn responses() -> Value {
 }
 
 fn schemas() -> Value {
-    let mut s = Map::new();
-    let mut add = |name: &str, schema: Value| {
-        s.insert(name.to_owned(), schema);
-    };
+    let mut all = Map::new();
+    for group in [
+        api_schemas(),
+        error_schemas(),
+        request_schemas(),
+        oauth_schemas(),
+        service_schemas(),
+    ] {
+        let Value::Object(group) = group else {
+            unreachable!("BUG: a schema group is not an object")
+        };
+        all.extend(group);
+    }
+    Value::Object(all)
+}
 
-    // Responses of the /v1 API.
-    add(
-        "User",
+/// Responses of the `/v1` API.
+fn api_schemas() -> Value {
+    let access_token = describe(string(), "JWT; send as `Authorization: Bearer <token>`");
+    let refresh_token = describe(
+        string(),
+        "Opaque, 43 characters, single use: every refresh returns a successor",
+    );
+    let token_type = json!({ "const": "bearer", "type": "string" });
+    let page = |items: &str| {
         object(
-            &[
-                "id",
-                "created_at",
-                "updated_at",
-                "email",
-                "full_name",
-                "is_active",
-                "is_verified",
-                "role",
-            ],
+            &["items", "total", "page", "size"],
+            json!({
+                "items": { "type": "array", "items": schema_ref(items) },
+                "total": describe(json!({ "type": "integer", "minimum": 0 }), "Items on every page"),
+                "page": { "type": "integer", "minimum": 1 },
+                "size": { "type": "integer", "minimum": 1 },
+            }),
+        )
+    };
+    json!({
+        "User": object(
+            &["id", "created_at", "updated_at", "email", "full_name", "is_active", "is_verified", "role"],
             json!({
                 "id": uuid(),
                 "created_at": date_time(),
@@ -758,30 +781,15 @@ fn schemas() -> Value {
                 "role": role(),
             }),
         ),
-    );
-    let access_token = describe(string(), "JWT; send as `Authorization: Bearer <token>`");
-    let refresh_token = describe(
-        string(),
-        "Opaque, 43 characters; single use: every refresh returns a successor",
-    );
-    let token_type = json!({ "const": "bearer", "type": "string" });
-    add(
-        "TokenResponse",
-        object(
+        "TokenResponse": object(
             &["access_token", "token_type"],
             json!({ "access_token": access_token, "token_type": token_type }),
         ),
-    );
-    add(
-        "LoginResponse",
-        object(
+        "LoginResponse": object(
             &["access_token", "token_type", "user"],
             json!({ "access_token": access_token, "token_type": token_type, "user": schema_ref("User") }),
         ),
-    );
-    add(
-        "MobileLoginResponse",
-        object(
+        "MobileLoginResponse": object(
             &["access_token", "refresh_token", "token_type", "user"],
             json!({
                 "access_token": access_token,
@@ -790,35 +798,17 @@ fn schemas() -> Value {
                 "user": schema_ref("User"),
             }),
         ),
-    );
-    add(
-        "MobileTokenResponse",
-        object(
+        "MobileTokenResponse": object(
             &["access_token", "refresh_token", "token_type"],
             json!({ "access_token": access_token, "refresh_token": refresh_token, "token_type": token_type }),
         ),
-    );
-    add(
-        "RevokedSessions",
-        object(
+        "RevokedSessions": object(
             &["revoked_sessions"],
             json!({ "revoked_sessions": { "type": "integer", "minimum": 0 } }),
         ),
-    );
-    add(
-        "Session",
-        object(
-            &[
-                "id",
-                "device_id",
-                "device_name",
-                "user_agent",
-                "ip_address",
-                "created_at",
-                "last_used_at",
-                "expires_at",
-                "current",
-            ],
+        "Session": object(
+            &["id", "device_id", "device_name", "user_agent", "ip_address", "created_at", "last_used_at",
+              "expires_at", "current"],
             json!({
                 "id": describe(uuid(), "The session (refresh-token family) id"),
                 "device_id": nullable(string()),
@@ -831,33 +821,18 @@ fn schemas() -> Value {
                 "current": describe(boolean(), "True for the session of the calling access token"),
             }),
         ),
-    );
-    add(
-        "SessionList",
-        object(
+        "SessionList": object(
             &["sessions"],
             json!({ "sessions": { "type": "array", "items": schema_ref("Session") } }),
         ),
-    );
-    add(
-        "AuditEvent",
-        object(
-            &[
-                "id",
-                "created_at",
-                "kind",
-                "user_id",
-                "session_id",
-                "ip_address",
-                "user_agent",
-                "detail",
-            ],
+        "AuditEvent": object(
+            &["id", "created_at", "kind", "user_id", "session_id", "ip_address", "user_agent", "detail"],
             json!({
                 "id": uuid(),
                 "created_at": date_time(),
                 "kind": describe(string(), "login_succeeded, login_failed, refresh, replay_detected, logout, \
-                                            session_revoked, logout_others, logout_all, password_changed, user_created, \
-                                            user_deactivated, user_deleted, token_revoked"),
+                                            session_revoked, logout_others, logout_all, password_changed, \
+                                            user_created, user_deactivated, user_deleted, token_revoked"),
                 "user_id": nullable(uuid()),
                 "session_id": nullable(uuid()),
                 "ip_address": nullable(string()),
@@ -865,23 +840,14 @@ fn schemas() -> Value {
                 "detail": nullable(string()),
             }),
         ),
-    );
-    let page = |items: &str| {
-        object(
-            &["items", "total", "page", "size"],
-            json!({
-                "items": { "type": "array", "items": schema_ref(items) },
-                "total": describe(json!({ "type": "integer", "minimum": 0 }), "Items on every page"),
-                "page": { "type": "integer", "minimum": 1 },
-                "size": { "type": "integer", "minimum": 1 },
-            }),
-        )
-    };
-    add("UserPage", page("User"));
-    add("EventPage", page("AuditEvent"));
-    add(
-        "ServiceError",
-        object(
+        "UserPage": page("User"),
+        "EventPage": page("AuditEvent"),
+    })
+}
+
+fn error_schemas() -> Value {
+    json!({
+        "ServiceError": object(
             &["detail"],
             json!({
                 "detail": describe(string(), "What went wrong"),
@@ -890,10 +856,7 @@ fn schemas() -> Value {
                                             EmailAlreadyExists, RateLimitExceeded; absent on 401 Not authenticated"),
             }),
         ),
-    );
-    add(
-        "ValidationError",
-        object(
+        "ValidationError": object(
             &["loc", "msg", "type"],
             json!({
                 "loc": describe(
@@ -904,19 +867,18 @@ fn schemas() -> Value {
                 "type": describe(string(), "e.g. missing, string_too_short, value_error, json_invalid"),
             }),
         ),
-    );
-    add(
-        "HTTPValidationError",
-        object(
+        "HTTPValidationError": object(
             &["detail"],
             json!({ "detail": { "type": "array", "items": schema_ref("ValidationError") } }),
         ),
-    );
+    })
+}
 
-    // Requests of the /v1 API.
-    add(
-        "LoginForm",
-        object(
+/// Request bodies of the `/v1` API.
+fn request_schemas() -> Value {
+    let full_name = || nullable(json!({ "type": "string", "maxLength": 255 }));
+    json!({
+        "LoginForm": object(
             &["username", "password"],
             json!({
                 "username": describe(sized(1, 320), "The email address"),
@@ -925,127 +887,88 @@ fn schemas() -> Value {
                 "device_name": describe(json!({ "type": "string", "maxLength": 100 }), "Overrides X-Device-Name"),
             }),
         ),
-    );
-    add(
-        "RefreshMobileRequest",
-        object(
+        "RefreshMobileRequest": object(
             &["refresh_token"],
-            json!({ "refresh_token": sized(1, 8192) }),
+            json!({ "refresh_token": { "type": "string", "minLength": 1 } }),
         ),
-    );
-    add(
-        "ChangePasswordRequest",
-        object(
+        "ChangePasswordRequest": object(
             &["current_password", "new_password"],
             json!({ "current_password": sized(1, 1024), "new_password": sized(8, 128) }),
         ),
-    );
-    add(
-        "UserCreate",
-        object(
+        "UserCreate": object(
             &["email", "password"],
             json!({
                 "email": email(),
                 "password": describe(sized(8, 128), "At least one uppercase letter and one digit"),
-                "full_name": nullable(json!({ "type": "string", "maxLength": 255 })),
+                "full_name": full_name(),
             }),
         ),
-    );
-    add(
-        "UserUpdateMe",
-        object(
+        "UserUpdateMe": object(
             &[],
-            json!({
-                "full_name": describe(
-                    nullable(json!({ "type": "string", "maxLength": 255 })),
-                    "Absent: unchanged; null: cleared",
-                ),
-            }),
+            json!({ "full_name": describe(full_name(), "Absent: unchanged; null: cleared") }),
         ),
-    );
-    add(
-        "AdminUserCreate",
-        object(
+        "AdminUserCreate": object(
             &["email", "password"],
             json!({
                 "email": email(),
                 "password": sized(8, 128),
-                "full_name": nullable(json!({ "type": "string", "maxLength": 255 })),
+                "full_name": full_name(),
                 "role": describe(role(), "Default user"),
                 "is_active": describe(boolean(), "Default true"),
                 "is_verified": describe(boolean(), "Default false"),
             }),
         ),
-    );
-    add(
-        "AdminUserUpdate",
-        object(
+        "AdminUserUpdate": object(
             &[],
             json!({
                 "email": email(),
-                "full_name": describe(
-                    nullable(json!({ "type": "string", "maxLength": 255 })),
-                    "Absent: unchanged; null: cleared",
-                ),
+                "full_name": describe(full_name(), "Absent: unchanged; null: cleared"),
                 "role": role(),
                 "is_active": boolean(),
                 "is_verified": boolean(),
                 "password": describe(nullable(sized(8, 128)), "A new password; absent or null: unchanged"),
             }),
         ),
-    );
+    })
+}
 
-    // OAuth.
-    add(
-        "OAuthTokenRequest",
-        object(
-            &["grant_type"],
-            json!({
-                "grant_type": { "type": "string", "enum": ["password", "refresh_token"] },
-                "username": describe(json!({ "type": "string", "maxLength": 320 }), "grant_type=password: the email"),
-                "password": describe(json!({ "type": "string", "maxLength": 1024 }), "grant_type=password"),
-                "refresh_token": describe(string(), "grant_type=refresh_token"),
-                "scope": describe(json!({ "type": "string", "maxLength": 1024 }), "Echoed in the response"),
-                "client_id": describe(json!({ "type": "string", "maxLength": 255 }), "Recorded with the session"),
-                "device_id": describe(json!({ "type": "string", "maxLength": 255 }), "grant_type=password"),
-                "device_name": describe(json!({ "type": "string", "maxLength": 100 }), "grant_type=password"),
-            }),
-        ),
-    );
+fn oauth_schemas() -> Value {
+    let max = |n: usize, description: &str| {
+        describe(json!({ "type": "string", "maxLength": n }), description)
+    };
     let token_hint = describe(
         json!({ "type": "string", "enum": ["access_token", "refresh_token"] }),
         "Optional; the token's kind is detected either way",
     );
-    add(
-        "OAuthRevokeRequest",
-        object(
-            &["token"],
-            json!({ "token": string(), "token_type_hint": token_hint }),
+    let url = json!({ "type": "string", "format": "uri" });
+    let strings = json!({ "type": "array", "items": { "type": "string" } });
+    json!({
+        "OAuthTokenRequest": object(
+            &["grant_type"],
+            json!({
+                "grant_type": { "type": "string", "enum": ["password", "refresh_token"] },
+                "username": max(320, "grant_type=password: the email"),
+                "password": max(1024, "grant_type=password"),
+                "refresh_token": max(4096, "grant_type=refresh_token"),
+                "scope": max(1024, "Echoed in the response"),
+                "client_id": max(255, "Recorded with the session (HTTP Basic user name wins)"),
+                "device_id": max(255, "grant_type=password"),
+                "device_name": max(100, "grant_type=password"),
+            }),
         ),
-    );
-    add(
-        "OAuthIntrospectRequest",
-        object(
-            &["token"],
-            json!({ "token": string(), "token_type_hint": token_hint }),
-        ),
-    );
-    add(
-        "OAuthTokenResponse",
-        object(
+        "OAuthRevokeRequest": object(&["token"], json!({ "token": string(), "token_type_hint": token_hint })),
+        "OAuthIntrospectRequest": object(&["token"], json!({ "token": string(), "token_type_hint": token_hint })),
+        "OAuthTokenResponse": object(
             &["access_token", "token_type", "expires_in", "refresh_token"],
             json!({
-                "access_token": access_token,
+                "access_token": describe(string(), "JWT"),
                 "token_type": { "const": "Bearer", "type": "string" },
                 "expires_in": describe(integer(), "Access token lifetime in seconds"),
-                "refresh_token": refresh_token,
+                "refresh_token": describe(string(), "Single use: every refresh returns a successor"),
                 "scope": describe(string(), "The requested scope, when one was given"),
             }),
         ),
-    );
-    add(
-        "OAuthError",
-        object(
+        "OAuthError": object(
             &["error", "error_description"],
             json!({
                 "error": {
@@ -1055,10 +978,7 @@ fn schemas() -> Value {
                 "error_description": string(),
             }),
         ),
-    );
-    add(
-        "IntrospectionResponse",
-        object(
+        "IntrospectionResponse": object(
             &["active"],
             json!({
                 "active": boolean(),
@@ -1074,10 +994,7 @@ fn schemas() -> Value {
                 "aud": string(),
             }),
         ),
-    );
-    add(
-        "Jwk",
-        object(
+        "Jwk": object(
             &["kty", "kid", "alg", "use"],
             json!({
                 "kty": { "type": "string", "enum": ["OKP", "EC"] },
@@ -1089,25 +1006,9 @@ fn schemas() -> Value {
                 "use": { "const": "sig", "type": "string" },
             }),
         ),
-    );
-    add(
-        "Jwks",
-        object(
-            &["keys"],
-            json!({ "keys": { "type": "array", "items": schema_ref("Jwk") } }),
-        ),
-    );
-    let url = json!({ "type": "string", "format": "uri" });
-    let strings = json!({ "type": "array", "items": { "type": "string" } });
-    add(
-        "AuthorizationServerMetadata",
-        object(
-            &[
-                "issuer",
-                "token_endpoint",
-                "grant_types_supported",
-                "response_types_supported",
-            ],
+        "Jwks": object(&["keys"], json!({ "keys": { "type": "array", "items": schema_ref("Jwk") } })),
+        "AuthorizationServerMetadata": object(
+            &["issuer", "token_endpoint", "grant_types_supported", "response_types_supported"],
             json!({
                 "issuer": describe(url.clone(), "JWT_ISSUER, else this server's URL"),
                 "token_endpoint": url,
@@ -1124,37 +1025,33 @@ fn schemas() -> Value {
                 "service_documentation": url,
             }),
         ),
-    );
+    })
+}
 
-    // The service itself.
+/// The service's own routes.
+fn service_schemas() -> Value {
     let environment = json!({ "type": "string", "enum": ["development", "staging", "production"] });
-    add(
-        "Health",
-        object(
+    json!({
+        "Health": object(
             &["status", "environment", "version"],
-            json!({ "status": { "const": "healthy", "type": "string" }, "environment": environment, "version": string() }),
+            json!({
+                "status": { "const": "healthy", "type": "string" },
+                "environment": environment,
+                "version": string(),
+            }),
         ),
-    );
-    add(
-        "DetailedHealth",
-        object(
+        "DetailedHealth": object(
             &["status", "environment", "version", "database"],
             json!({
                 "status": { "type": "string", "enum": ["healthy", "degraded"] },
                 "environment": environment,
                 "version": string(),
                 "database": { "type": "string", "enum": ["healthy", "unhealthy"] },
-                "database_backend": describe(string(), "sqlite or postgres"),
+                "database_backend": { "type": "string", "enum": ["sqlite", "postgresql"] },
             }),
         ),
-    );
-    add(
-        "Readiness",
-        object(&["ready"], json!({ "ready": boolean() })),
-    );
-    add(
-        "Root",
-        object(
+        "Readiness": object(&["ready"], json!({ "ready": boolean() })),
+        "Root": object(
             &["name", "version", "environment", "docs_url"],
             json!({
                 "name": { "const": "rotor", "type": "string" },
@@ -1163,8 +1060,7 @@ fn schemas() -> Value {
                 "docs_url": { "const": "/docs", "type": "string" },
             }),
         ),
-    );
-    Value::Object(s)
+    })
 }
 
 /// A self-contained HTML reference for [`document`]: it fetches `/openapi.json` and

@@ -3,5 +3,15 @@
 
 mod support;
 
+/// The original `/v1` API, row by row of SPEC §4, and the SPEC §6 defect fixes.
 mod api;
+/// Signing keys: EdDSA/ES256 key ring, JWKS, rotation.
+mod keys;
+/// OAuth 2.0 endpoints and a stock client library.
+mod oauth;
+/// Operations: CLI, cleanup at scale, metrics, limits, proxies, shutdown.
+mod ops;
+/// Device sessions, the grace window, absolute lifetime, the security log.
+mod sessions;
+/// The storage conformance suite.
 mod storage;
