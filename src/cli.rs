@@ -167,16 +167,22 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .with_context(|| format!("cannot listen on {addr} (HOST/PORT)"))?;
+    let local = listener.local_addr().map_or(addr.clone(), |a| a.to_string());
+    // Listen at once and answer 503 until migrations have run and rotor is built, so a
+    // load balancer's readiness check sees "starting" rather than "connection refused".
+    let slot: Arc<std::sync::OnceLock<axum::Router>> = Arc::new(std::sync::OnceLock::new());
+    let ready: Arc<std::sync::OnceLock<Arc<std::sync::atomic::AtomicBool>>> = Arc::new(std::sync::OnceLock::new());
+    let ready_on_shutdown = ready.clone();
+    let server = tokio::spawn(http::serve(listener, http::starting_gate(slot.clone()), async move {
+        http::shutdown_signal().await;
+        if let Some(r) = ready_on_shutdown.get() {
+            r.store(false, std::sync::atomic::Ordering::Relaxed);
+        }
+    }));
     let rotor = build(settings).await?;
     let s = rotor.settings().clone();
     let state = AppState::new(rotor.clone());
-    tracing::info!(
-        address = %listener.local_addr().map_or(addr.clone(), |a| a.to_string()),
-        backend = rotor.store().backend(),
-        environment = s.environment.as_str(),
-        algorithm = s.jwt_algorithm.as_str(),
-        "rotor listening"
-    );
+    let _ = ready.set(state.ready.clone());
     let background = spawn_background_jobs(rotor.clone());
     if let (true, Some(bind)) = (s.metrics_enabled, s.metrics_bind.clone()) {
         let metrics_listener = tokio::net::TcpListener::bind(&bind)
@@ -187,14 +193,15 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             let _ = http::serve(metrics_listener, app, http::shutdown_signal()).await;
         });
     }
-    let ready = state.ready.clone();
-    let app = http::app(state);
-    http::serve(listener, app, async move {
-        http::shutdown_signal().await;
-        ready.store(false, std::sync::atomic::Ordering::Relaxed);
-    })
-    .await
-    .context("serving HTTP")?;
+    let _ = slot.set(http::app(state));
+    tracing::info!(
+        address = %local,
+        backend = rotor.store().backend(),
+        environment = s.environment.as_str(),
+        algorithm = s.jwt_algorithm.as_str(),
+        "rotor listening"
+    );
+    server.await.context("server task")?.context("serving HTTP")?;
     for job in background {
         job.abort();
     }

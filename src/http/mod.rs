@@ -88,8 +88,7 @@ fn api_routes(state: &AppState) -> Router<AppState> {
 pub fn app(state: AppState) -> Router {
     let s = state.rotor.settings().clone();
     let mut router = api_routes(&state).merge(meta::router(s.metrics_enabled && s.metrics_bind.is_none()));
-    if let Some(limiter) = &state.default_limiter {
-        let _ = limiter;
+    if state.default_limiter.is_some() {
         router = router.route_layer(middleware::from_fn_with_state(state.clone(), default_rate_limit));
     }
     router
@@ -103,6 +102,22 @@ pub fn app(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), record_metrics))
         .layer(middleware::from_fn(correlation_id))
         .with_state(state)
+}
+
+/// A router that answers 503 until `slot` holds the real application, then forwards
+/// every request to it: the server listens (and `/ready` says "not yet") while
+/// migrations run.
+pub fn starting_gate(slot: Arc<std::sync::OnceLock<Router>>) -> Router {
+    use tower::ServiceExt;
+    Router::new().fallback(move |req: Request| {
+        let slot = slot.clone();
+        async move {
+            match slot.get() {
+                Some(app) => app.clone().oneshot(req).await.into_response(),
+                None => error::detail(StatusCode::SERVICE_UNAVAILABLE, "rotor is starting", "ServiceUnavailable"),
+            }
+        }
+    })
 }
 
 /// A router serving only `/metrics`, for `METRICS_BIND`.
@@ -253,12 +268,4 @@ async fn default_rate_limit(State(state): State<AppState>, req: Request, next: N
         (Some(limiter), Some(rate)) if !is_auth => limit_with(&limiter.clone(), rate, &state, req, next).await,
         _ => next.run(req).await,
     }
-}
-
-/// Lets handlers return `Result<impl IntoResponse>` with the service error.
-pub type ApiResult<T> = Result<T, crate::Error>;
-
-#[allow(dead_code)]
-fn _assert_error_is_response(e: crate::Error) -> Response {
-    e.into_response()
 }

@@ -24,7 +24,7 @@ use super::{
 use crate::{
     domain::token::constant_time_eq,
     error::Error,
-    service::{ClientContext, Issued},
+    service::Issued,
     storage::Role,
     Rotor,
 };
@@ -176,7 +176,6 @@ async fn introspect(State(rotor): State<Arc<Rotor>>, headers: HeaderMap, body: B
     let Some(token) = input.optional_string("token", 8192) else {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "Missing token");
     };
-    let _ctx = ClientContext::default();
     match rotor.introspect(&token).await {
         Ok(None) => {
             let mut r = Json(json!({ "active": false })).into_response();

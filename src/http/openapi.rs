@@ -296,7 +296,8 @@ fn auth_operations() -> Vec<(&'static str, &'static str, Value)> {
             "tags": ["auth"],
             "operationId": "logout",
             "summary": "Log out this session",
-            "description": "Revokes the cookie's session and clears the cookie. Any Authorization header is ignored.",
+            "description": "Ends the cookie's session and clears the cookie; an unknown token is ignored (idempotent). \
+                            Any Authorization header is ignored.",
             "security": cookie(),
             "responses": {
                 "204": with_headers(no_content("Logged out"), &[("Set-Cookie", "ClearRefreshCookie")]),
@@ -328,7 +329,8 @@ fn auth_operations() -> Vec<(&'static str, &'static str, Value)> {
             "tags": ["auth"],
             "operationId": "changePassword",
             "summary": "Change the password",
-            "description": "Invalidates every outstanding access token and revokes the caller's other sessions.",
+            "description": "Ends the caller's other sessions and invalidates every access token, the caller's \
+                            included: the caller's session stays, so refresh for a new one.",
             "security": bearer(),
             "requestBody": json_body("ChangePasswordRequest"),
             "responses": {
@@ -460,7 +462,7 @@ fn admin_operations() -> Vec<(&'static str, &'static str, Value)> {
             "security": bearer(),
             "parameters": [param("Page"), param("Size")],
             "responses": {
-                "200": ok("A page of users", "UserPage"),
+                "200": ok("A page of users, oldest first", "UserPage"),
                 "401": shared("NotAuthenticated"),
                 "403": shared("Forbidden"),
                 "422": shared("ValidationError"),
@@ -492,8 +494,8 @@ fn admin_operations() -> Vec<(&'static str, &'static str, Value)> {
             "tags": ["admin"],
             "operationId": "adminUpdateUser",
             "summary": "Edit a user",
-            "description": "Only the fields present change. A new password, a deactivation or a role change \
-                            invalidates the user's access tokens.",
+            "description": "Only the fields present change. Setting a password or deactivating the user ends all \
+                            of the user's sessions and their access tokens.",
             "security": bearer(),
             "parameters": [param("UserId")],
             "requestBody": json_body("AdminUserUpdate"),
@@ -1076,7 +1078,10 @@ const DOCS_PAGE: &str = r##"<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>rotor API reference</title>
 <style>
-body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0; color: #1d232a; background: #f7f8fa; }
+body {
+  font: 15px/1.5 system-ui, -apple-system, "Segoe UI", sans-serif;
+  margin: 0; color: #1d232a; background: #f7f8fa;
+}
 header { background: #1d232a; color: #fff; padding: 1rem 2rem; }
 header h1 { margin: 0; font-size: 1.4rem; }
 nav { padding: .5rem 2rem; background: #e6ebf1; position: sticky; top: 0; z-index: 1; }
@@ -1086,8 +1091,12 @@ a { color: #1f5fa8; }
 code, .path { font-family: ui-monospace, Menlo, Consolas, monospace; font-size: 13px; }
 details.op { background: #fff; border: 1px solid #d5dbe3; border-radius: 6px; margin: .5rem 0; }
 details.op > summary { cursor: pointer; padding: .5rem .75rem; display: flex; gap: .75rem; align-items: baseline; }
-.m { font: bold 12px ui-monospace, monospace; padding: 2px 6px; border-radius: 4px; color: #fff; min-width: 4.5em; text-align: center; text-transform: uppercase; }
-.get { background: #2f7d32; } .post { background: #1f5fa8; } .patch { background: #8a5a00; } .put { background: #6b3fa0; } .delete { background: #b3261e; }
+.m {
+  font: bold 12px ui-monospace, monospace; padding: 2px 6px; border-radius: 4px;
+  color: #fff; min-width: 4.5em; text-align: center; text-transform: uppercase;
+}
+.get { background: #2f7d32; } .post { background: #1f5fa8; } .patch { background: #8a5a00; }
+.put { background: #6b3fa0; } .delete { background: #b3261e; }
 .opbody { padding: 0 1rem 1rem; }
 table { border-collapse: collapse; width: 100%; margin: .25rem 0 .75rem; font-size: 14px; background: #fff; }
 th, td { border: 1px solid #d5dbe3; padding: .25rem .5rem; text-align: left; vertical-align: top; }
@@ -1104,70 +1113,91 @@ h4 { margin: .75rem 0 .25rem; }
 <script>
 "use strict";
 let spec = {};
-const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
-// Inline code in descriptions: `x` becomes <code>x</code> (after escaping).
+const ENTITIES = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
+const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ENTITIES[c]);
+// Descriptions: escaped, with `x` shown as code.
 const text = (s) => esc(s).replace(/`([^`]+)`/g, "<code>$1</code>");
-const refName = (ref) => ref.split("/").pop();
+const row = (cells, tag = "td") => `<tr>${cells.map((c) => `<${tag}>${c}</${tag}>`).join("")}</tr>`;
+const table = (head, rows) => `<table>${row(head, "th")}${rows.join("")}</table>`;
+const star = (required) => (required ? ' <span class="req">*</span>' : "");
 // Follows local "$ref"s ("#/components/...") to the object they name.
 function deref(o) {
-  while (o && o.$ref) o = o.$ref.slice(2).split("/").reduce((v, k) => v && v[k.replace(/~1/g, "/").replace(/~0/g, "~")], spec);
+  while (o && o.$ref) {
+    o = o.$ref.slice(2).split("/").reduce((v, k) => v && v[k.replace(/~1/g, "/").replace(/~0/g, "~")], spec);
+  }
   return o || {};
 }
 // A one-line type; component schemas appear by name, linked to their table.
 function typeOf(s) {
   if (!s) return "";
-  if (s.$ref) { const n = esc(refName(s.$ref)); return `<a href="#schema-${n}">${n}</a>`; }
+  if (s.$ref) {
+    const name = esc(s.$ref.split("/").pop());
+    return `<a href="#schema-${name}">${name}</a>`;
+  }
   if (s.const !== undefined) return `<code>${esc(JSON.stringify(s.const))}</code>`;
-  const alts = s.oneOf || s.anyOf;
-  if (alts) return alts.map(typeOf).join(" | ");
-  let t = [].concat(s.type || "any").map((t) => t === "array" ? `array of ${typeOf(s.items)}` : t === "null" ? "null" : esc(t) + (s.format ? ` <span class="muted">(${esc(s.format)})</span>` : ""));
-  if (s.enum) t = [s.enum.map((v) => `<code>${esc(JSON.stringify(v))}</code>`).join(" | ")].concat([].concat(s.type).includes("null") ? ["null"] : []);
-  return t.join(" | ");
+  const types = [].concat(s.type || "any");
+  const literal = (v) => `<code>${esc(JSON.stringify(v))}</code>`;
+  const one = (t) => {
+    if (t === "array") return `array of ${typeOf(s.items)}`;
+    if (s.enum && t !== "null") return s.enum.map(literal).join(" | ");
+    return esc(t) + (s.format && t !== "null" ? ` <span class="muted">(${esc(s.format)})</span>` : "");
+  };
+  return types.map(one).join(" | ");
 }
-function constraints(s) {
+function constraints(s = {}) {
   const c = [];
-  if (s.minLength !== undefined || s.maxLength !== undefined) c.push(`length ${s.minLength ?? 0}..${s.maxLength ?? "∞"}`);
+  if (s.minLength !== undefined && s.maxLength !== undefined) c.push(`${s.minLength}..${s.maxLength} characters`);
+  else if (s.maxLength !== undefined) c.push(`at most ${s.maxLength} characters`);
+  else if (s.minLength !== undefined) c.push(`at least ${s.minLength} characters`);
   if (s.minimum !== undefined) c.push(`≥ ${s.minimum}`);
   if (s.maximum !== undefined) c.push(`≤ ${s.maximum}`);
   if (s.default !== undefined) c.push(`default ${JSON.stringify(s.default)}`);
   return c.length ? `<div class="muted">${esc(c.join(", "))}</div>` : "";
 }
-// An object schema's properties as a table (required fields starred).
+// An object schema's properties as a table: required fields first, starred.
 function propsTable(schema) {
   const s = deref(schema);
-  const props = Object.entries(s.properties || {});
+  const required = s.required || [];
+  const rank = (k) => (required.includes(k) ? required.indexOf(k) : required.length);
+  const props = Object.entries(s.properties || {}).sort(([a], [b]) => rank(a) - rank(b));
   if (!props.length) return `<p>${typeOf(schema)}</p>`;
-  const req = new Set(s.required || []);
-  const rows = props.map(([k, p]) => `<tr><td><code>${esc(k)}</code>${req.has(k) ? ' <span class="req">*</span>' : ""}</td><td>${typeOf(p)}${constraints(p)}</td><td>${text(p.description)}</td></tr>`);
-  return `<table><tr><th>field</th><th>type</th><th>description</th></tr>${rows.join("")}</table>`;
+  const rows = props.map(([k, p]) => row([
+    `<code>${esc(k)}</code>${star(required.includes(k))}`, typeOf(p) + constraints(p), text(p.description),
+  ]));
+  return table(["field", "type", "description"], rows);
 }
-const media = (content) => Object.entries(content || {}).map(([m, c]) => `<div><code>${esc(m)}</code> ${typeOf(c.schema)}</div>`).join("");
+const media = (content) => Object.entries(content || {})
+  .map(([m, c]) => `<div><code>${esc(m)}</code> ${typeOf(c.schema)}</div>`).join("");
 function operation(path, method, op) {
-  let h = `<details class="op" id="${esc(op.operationId)}"><summary><span class="m ${method}">${method}</span><span class="path">${esc(path)}</span><span>${esc(op.summary)}</span></summary><div class="opbody">`;
+  const id = esc(op.operationId);
+  let h = `<details class="op" id="${id}"><summary><span class="m ${method}">${method}</span>`
+    + `<span class="path">${esc(path)}</span><span>${esc(op.summary)}</span></summary><div class="opbody">`;
   if (op.description) h += `<p>${text(op.description)}</p>`;
-  const auth = (op.security || []).map((r) => Object.keys(r).join(" + ") || "none").join(" or ");
-  h += `<p><b>Authentication:</b> ${esc(auth || "none")} <span class="muted">· operationId <code>${esc(op.operationId)}</code></span></p>`;
+  const auth = (op.security || []).map((r) => Object.keys(r).join(" + ") || "none").join(" or ") || "none";
+  h += `<p><b>Authentication:</b> ${esc(auth)} <span class="muted">· operationId <code>${id}</code></span></p>`;
   const params = (op.parameters || []).map(deref);
   if (params.length) {
-    h += "<h4>Parameters</h4><table><tr><th>name</th><th>in</th><th>type</th><th>description</th></tr>";
-    h += params.map((p) => `<tr><td><code>${esc(p.name)}</code>${p.required ? ' <span class="req">*</span>' : ""}</td><td>${esc(p.in)}</td><td>${typeOf(p.schema)}${constraints(p.schema || {})}</td><td>${text(p.description)}</td></tr>`).join("") + "</table>";
+    h += "<h4>Parameters</h4>" + table(["name", "in", "type", "description"], params.map((p) => row([
+      `<code>${esc(p.name)}</code>${star(p.required)}`, esc(p.in), typeOf(p.schema) + constraints(p.schema),
+      text(p.description),
+    ])));
   }
   if (op.requestBody) {
     const body = deref(op.requestBody);
-    h += "<h4>Request body</h4>" + media(body.content);
     const first = Object.values(body.content || {})[0];
-    if (first) h += propsTable(first.schema);
+    h += "<h4>Request body</h4>" + media(body.content) + (first ? propsTable(first.schema) : "");
   }
-  h += "<h4>Responses</h4><table><tr><th>status</th><th>description</th><th>body</th></tr>";
-  for (const [code, r0] of Object.entries(op.responses || {})) {
+  const responses = Object.entries(op.responses || {}).map(([code, r0]) => {
     const r = deref(r0);
-    const hdrs = Object.entries(r.headers || {}).map(([n, v]) => `<div class="muted">header <code>${esc(n)}</code>: ${text(deref(v).description)}</div>`).join("");
-    h += `<tr><td><b>${esc(code)}</b></td><td>${text(r.description)}${hdrs}</td><td>${media(r.content)}</td></tr>`;
-  }
-  return h + "</table></div></details>";
+    const headers = Object.entries(r.headers || {}).map(([n, v]) =>
+      `<div class="muted">header <code>${esc(n)}</code>: ${text(deref(v).description)}</div>`).join("");
+    return row([`<b>${esc(code)}</b>`, text(r.description) + headers, media(r.content)]);
+  });
+  return h + "<h4>Responses</h4>" + table(["status", "description", "body"], responses) + "</div></details>";
 }
 function render() {
   const info = spec.info || {};
+  const components = spec.components || {};
   document.title = `${info.title} ${info.version} API reference`;
   document.getElementById("title").textContent = `${info.title} ${info.version}`;
   document.getElementById("summary").textContent = info.summary || "";
@@ -1181,27 +1211,43 @@ function render() {
       (byTag[tag] = byTag[tag] || []).push(operation(path, method, item[method]));
     }
   }
+  const shown = tags.filter(([name]) => byTag[name]);
   let h = (info.description || "").split(/\n\s*\n/).map((p) => `<p>${text(p)}</p>`).join("");
-  for (const [name, desc] of tags) {
-    if (byTag[name]) h += `<section id="tag-${esc(name)}"><h2>${esc(name)}</h2><p class="muted">${text(desc)}</p>${byTag[name].join("")}</section>`;
+  for (const [name, desc] of shown) {
+    h += `<section id="tag-${esc(name)}"><h2>${esc(name)}</h2><p class="muted">${text(desc)}</p>`
+      + byTag[name].join("") + "</section>";
   }
-  const components = spec.components || {};
-  h += '<section id="security"><h2>Authentication schemes</h2><table><tr><th>name</th><th>kind</th><th>description</th></tr>';
-  for (const [name, s] of Object.entries(components.securitySchemes || {})) {
-    h += `<tr><td><code>${esc(name)}</code></td><td>${esc([s.type, s.scheme, s.in, s.name].filter(Boolean).join(" "))}</td><td>${text(s.description)}</td></tr>`;
-  }
-  h += '</table></section><section id="schemas"><h2>Schemas</h2>';
+  const schemes = Object.entries(components.securitySchemes || {}).map(([name, s]) => row([
+    `<code>${esc(name)}</code>`, esc([s.type, s.scheme, s.in, s.name].filter(Boolean).join(" ")), text(s.description),
+  ]));
+  h += '<section id="security"><h2>Authentication schemes</h2>' + table(["name", "kind", "description"], schemes);
+  h += '</section><section id="schemas"><h2>Schemas</h2>';
   for (const [name, s] of Object.entries(components.schemas || {})) {
-    h += `<h3 id="schema-${esc(name)}">${esc(name)}</h3>${s.description ? `<p>${text(s.description)}</p>` : ""}${propsTable(s)}`;
+    h += `<h3 id="schema-${esc(name)}">${esc(name)}</h3>` + (s.description ? `<p>${text(s.description)}</p>` : "");
+    h += propsTable(s);
   }
   document.getElementById("main").innerHTML = h + "</section>";
-  document.getElementById("nav").innerHTML = tags.filter(([n]) => byTag[n]).map(([n]) => `<a href="#tag-${esc(n)}">${esc(n)}</a>`).join("") + '<a href="#security">authentication</a><a href="#schemas">schemas</a>';
-  if (location.hash) document.getElementById(location.hash.slice(1))?.scrollIntoView();
+  document.getElementById("nav").innerHTML = shown.map(([n]) => `<a href="#tag-${esc(n)}">${esc(n)}</a>`).join("")
+    + '<a href="#security">authentication</a><a href="#schemas">schemas</a>';
+  // Links to an operation (#operationId) open it.
+  const target = location.hash && document.getElementById(decodeURIComponent(location.hash.slice(1)));
+  if (target) {
+    if (target.tagName === "DETAILS") target.open = true;
+    target.scrollIntoView();
+  }
 }
 fetch("/openapi.json")
-  .then((r) => { if (!r.ok) throw new Error(`HTTP ${r.status}`); return r.json(); })
-  .then((s) => { spec = s; render(); })
-  .catch((e) => { document.getElementById("main").innerHTML = `<p class="req">Could not load /openapi.json: ${esc(e.message)}</p>`; });
+  .then((r) => {
+    if (!r.ok) throw new Error(`HTTP ${r.status}`);
+    return r.json();
+  })
+  .then((s) => {
+    spec = s;
+    render();
+  })
+  .catch((e) => {
+    document.getElementById("main").innerHTML = `<p class="req">Could not load /openapi.json: ${esc(e.message)}</p>`;
+  });
 </script>
 </body>
 </html>

@@ -5,14 +5,13 @@
 //! the row lock on the presented token decides, across processes, which caller wins.
 //! The cleanup job is serialised cluster-wide by a session-level advisory lock.
 
-use std::time::Duration;
+use std::{collections::HashSet, time::Duration};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{
-    postgres::{PgArguments, PgPoolOptions, PgRow},
-    query::QueryScalar,
-    PgExecutor, PgPool, Postgres, Row,
+    postgres::{PgPoolOptions, PgRow},
+    PgExecutor, PgPool, Row,
 };
 use uuid::Uuid;
 
@@ -40,8 +39,8 @@ const KEY_COLS: &str = "kid, algorithm, public_key, private_key_sealed, created_
 /// as every rotor process agrees on it.
 const CLEANUP_LOCK_KEY: i64 = 0x72_6f_74_6f_72;
 
-/// How often a revocation is retried after losing a race with a concurrent writer.
-const REVOKE_ATTEMPTS: u32 = 8;
+/// How often a revocation is run again after being chosen as a deadlock victim.
+const DEADLOCK_ATTEMPTS: u32 = 3;
 
 impl PgStore {
     /// Connects a pool (16 connections unless `max_connections` says otherwise).
@@ -64,43 +63,85 @@ impl PgStore {
         &self.pool
     }
 
-    /// Runs a revocation statement (which returns a count) in a REPEATABLE READ
-    /// transaction, retrying when a concurrent writer got there first.
+    /// Revokes every live token in `scope` and ends the sessions in `session_scope`, in
+    /// one transaction. Returns the number of tokens revoked and the families among them
+    /// that were unexpired. `$1` is the scope's id, `$2` now and `$3` a family to spare.
     ///
-    /// Under READ COMMITTED a revocation racing a rotation of the same family would wait
-    /// for the rotation's lock on the old token, skip it, and never see the successor the
-    /// rotation inserted (it is newer than the statement's snapshot), leaving a live token
-    /// in a revoked family. Under REPEATABLE READ that case is a serialization failure
-    /// instead, and the retry's fresh snapshot includes the successor.
-    async fn revoke_with_retry<'q, F>(&self, build: F) -> StoreResult<u64>
-    where
-        F: Fn() -> QueryScalar<'q, Postgres, i64, PgArguments>,
-    {
+    /// One UPDATE is not enough under READ COMMITTED: if a rotation holds the lock on a
+    /// family's live token, the UPDATE waits for it, then skips the token (now revoked)
+    /// and cannot see the successor, which is newer than the statement's snapshot. Each
+    /// round therefore also counts the live tokens its snapshot saw; when it revoked
+    /// fewer, a rotation got in between and another round (with a fresh snapshot) picks up
+    /// the successor. Tokens revoked in earlier rounds stay locked until commit, so those
+    /// families cannot move again. Sessions are ended last, after the tokens, which is
+    /// the order `rotate` locks them in, so the two never deadlock.
+    async fn revoke_scope(
+        &self,
+        scope: &str,
+        session_scope: &str,
+        id: Uuid,
+        keep: Option<Uuid>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<(u64, HashSet<Uuid>)> {
+        let round = format!(
+            "WITH seen AS (
+                SELECT count(*) AS n FROM refresh_tokens WHERE {scope} AND NOT is_revoked
+             ), t AS (
+                UPDATE refresh_tokens SET is_revoked = TRUE, revoked_at = $2, updated_at = $2
+                WHERE {scope} AND NOT is_revoked
+                RETURNING family_id, expires_at
+             )
+             SELECT (SELECT n FROM seen) AS seen,
+                    (SELECT count(*) FROM t) AS revoked,
+                    ARRAY(SELECT DISTINCT family_id FROM t WHERE expires_at > $2) AS live_families"
+        );
+        let end_sessions = format!(
+            "UPDATE sessions SET revoked_at = $2 WHERE {session_scope} AND revoked_at IS NULL"
+        );
         let mut attempt = 1;
         loop {
             let result = async {
-                let mut tx = self
-                    .pool
-                    .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ")
+                let mut tx = self.pool.begin().await?;
+                let mut revoked = 0;
+                let mut families = HashSet::new();
+                loop {
+                    let row = sqlx::query(&round)
+                        .bind(id)
+                        .bind(now)
+                        .bind(keep)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    let seen: i64 = row.try_get("seen")?;
+                    let n: i64 = row.try_get("revoked")?;
+                    revoked += count(n);
+                    families.extend(row.try_get::<Vec<Uuid>, _>("live_families")?);
+                    if n >= seen {
+                        break;
+                    }
+                }
+                sqlx::query(&end_sessions)
+                    .bind(id)
+                    .bind(now)
+                    .bind(keep)
+                    .execute(&mut *tx)
                     .await?;
-                let n = build().fetch_one(&mut *tx).await?;
                 tx.commit().await?;
-                Ok::<_, sqlx::Error>(n)
+                Ok::<_, sqlx::Error>((revoked, families))
             }
             .await;
             match result {
-                Err(e) if attempt < REVOKE_ATTEMPTS && is_retryable(&e) => attempt += 1,
-                result => return Ok(count(result?)),
+                Err(e) if attempt < DEADLOCK_ATTEMPTS && is_deadlock(&e) => attempt += 1,
+                result => return Ok(result?),
             }
         }
     }
 }
 
-/// Serialization failures and deadlocks: the other transaction has finished, so running
-/// again will see its effects.
-fn is_retryable(e: &sqlx::Error) -> bool {
+/// Two revocations over the same user can still lock its tokens in opposite orders;
+/// PostgreSQL then aborts one, which is safe to run again.
+fn is_deadlock(e: &sqlx::Error) -> bool {
     match e {
-        sqlx::Error::Database(db) => matches!(db.code().as_deref(), Some("40001" | "40P01")),
+        sqlx::Error::Database(db) => db.code().as_deref() == Some("40P01"),
         _ => false,
     }
 }
@@ -454,39 +495,17 @@ impl RefreshTokenStore for PgStore {
     }
 
     async fn revoke_family(&self, family_id: Uuid, now: DateTime<Utc>) -> StoreResult<u64> {
-        self.revoke_with_retry(|| {
-            sqlx::query_scalar(
-                "WITH t AS (
-                    UPDATE refresh_tokens SET is_revoked = TRUE, revoked_at = $2, updated_at = $2
-                    WHERE family_id = $1 AND NOT is_revoked
-                    RETURNING 1
-                 ), s AS (
-                    UPDATE sessions SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL
-                 )
-                 SELECT count(*) FROM t",
-            )
-            .bind(family_id)
-            .bind(now)
-        })
-        .await
+        let (revoked, _) = self
+            .revoke_scope("family_id = $1", "id = $1", family_id, None, now)
+            .await?;
+        Ok(revoked)
     }
 
     async fn revoke_all_user_tokens(&self, user_id: Uuid, now: DateTime<Utc>) -> StoreResult<u64> {
-        self.revoke_with_retry(|| {
-            sqlx::query_scalar(
-                "WITH t AS (
-                    UPDATE refresh_tokens SET is_revoked = TRUE, revoked_at = $2, updated_at = $2
-                    WHERE user_id = $1 AND NOT is_revoked
-                    RETURNING 1
-                 ), s AS (
-                    UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL
-                 )
-                 SELECT count(*) FROM t",
-            )
-            .bind(user_id)
-            .bind(now)
-        })
-        .await
+        let (revoked, _) = self
+            .revoke_scope("user_id = $1", "user_id = $1", user_id, None, now)
+            .await?;
+        Ok(revoked)
     }
 
     async fn revoke_user_families_except(
@@ -497,23 +516,16 @@ impl RefreshTokenStore for PgStore {
     ) -> StoreResult<u64> {
         // Expired-but-unrevoked tokens are revoked too, but only families that were still
         // live count as ended.
-        self.revoke_with_retry(|| {
-            sqlx::query_scalar(
-                "WITH t AS (
-                    UPDATE refresh_tokens SET is_revoked = TRUE, revoked_at = $2, updated_at = $2
-                    WHERE user_id = $1 AND NOT is_revoked AND family_id IS DISTINCT FROM $3
-                    RETURNING family_id, expires_at
-                 ), s AS (
-                    UPDATE sessions SET revoked_at = $2
-                    WHERE user_id = $1 AND revoked_at IS NULL AND id IS DISTINCT FROM $3
-                 )
-                 SELECT count(DISTINCT family_id) FROM t WHERE expires_at > $2",
+        let (_, families) = self
+            .revoke_scope(
+                "user_id = $1 AND family_id IS DISTINCT FROM $3",
+                "user_id = $1 AND id IS DISTINCT FROM $3",
+                user_id,
+                keep,
+                now,
             )
-            .bind(user_id)
-            .bind(now)
-            .bind(keep)
-        })
-        .await
+            .await?;
+        Ok(families.len() as u64)
     }
 
     async fn get_user_active_sessions(
@@ -983,7 +995,7 @@ impl Store for PgStore {
 
 #[cfg(test)]
 mod tests {
-    //! A smoke test against a real server. It runs only when `ROTOR_TEST_POSTGRES_URL`
+    //! A smoke test against a real server. It runs only when `ROTOR_TEST_PG_URL`
     //! names a database it may connect to as a user allowed to create databases (e.g.
     //! `postgres://postgres@127.0.0.1:5432/postgres`); it works in a fresh database and
     //! drops it afterwards.
@@ -1119,8 +1131,8 @@ mod tests {
 
     #[tokio::test]
     async fn smoke() -> anyhow::Result<()> {
-        let Ok(admin_url) = std::env::var("ROTOR_TEST_POSTGRES_URL") else {
-            eprintln!("ROTOR_TEST_POSTGRES_URL unset; skipping the PostgreSQL smoke test");
+        let Ok(admin_url) = std::env::var("ROTOR_TEST_PG_URL") else {
+            eprintln!("ROTOR_TEST_PG_URL unset; skipping the PostgreSQL smoke test");
             return Ok(());
         };
         let name = format!("rotor_smoke_{}", Uuid::new_v4().simple());
