@@ -79,23 +79,36 @@ async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
         DatabaseTarget::Sqlite(path) => {
             use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
             if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
             }
             let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .foreign_keys(true);
             // SQLite has one writer: a one-connection pool for writes, more for reads.
-            let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
-            let reader = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+            let writer = SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_with(options.clone())
+                .await?;
+            let reader = SqlitePoolOptions::new()
+                .max_connections(4)
+                .connect_with(options)
+                .await?;
             Arc::new(SqliteStore::from_pools(writer, reader))
         }
         DatabaseTarget::Postgres(url) => {
-            let pool = sqlx::postgres::PgPoolOptions::new().max_connections(8).connect(url).await?;
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(8)
+                .connect(url)
+                .await?;
             Arc::new(PgStore::from_pool(pool))
         }
     };
-    store.migrate().await.context("applying rotor's migrations")?;
+    store
+        .migrate()
+        .await
+        .context("applying rotor's migrations")?;
     Ok(store)
 }
 
@@ -112,7 +125,8 @@ async fn main() -> anyhow::Result<()> {
     let addr = format!("{}:{}", settings.host, settings.port);
 
     let store = open_store(&settings).await?;
-    let rotor = Arc::new(Rotor::new(settings, store, Arc::new(SystemClock) as Arc<dyn Clock>).await?);
+    let rotor =
+        Arc::new(Rotor::new(settings, store, Arc::new(SystemClock) as Arc<dyn Clock>).await?);
     // The periodic cleanup of expired tokens, sessions and audit rows, as `rotor serve`
     // runs it (CLEANUP_INTERVAL_SECONDS).
     let _jobs = rotor::cli::spawn_background_jobs(rotor.clone());
@@ -128,11 +142,16 @@ async fn main() -> anyhow::Result<()> {
         .with_state(ctx)
         .merge(rotor::http::routes(AppState::new(rotor)));
 
-    let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("listening on {addr}"))?;
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
     tracing::info!(address = %listener.local_addr()?, "embedded example listening");
     // Connect info lets rotor record client addresses and rate-limit per client.
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(rotor::http::shutdown_signal())
-        .await?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(rotor::http::shutdown_signal())
+    .await?;
     Ok(())
 }

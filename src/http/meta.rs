@@ -24,14 +24,23 @@ pub fn router(with_metrics: bool) -> Router<AppState> {
         .route("/health/detailed", get(health_detailed))
         .route("/ready", get(ready))
         .route("/openapi.json", get(openapi_json))
-        .route("/docs", get(docs))
-        .route("/.well-known/jwks.json", get(jwks))
-        .route("/.well-known/oauth-authorization-server", get(oauth_metadata));
+        .route("/docs", get(docs));
     if with_metrics {
         r.merge(metrics_router())
     } else {
         r
     }
+}
+
+/// The JWKS document and the OAuth server metadata: part of rotor's API proper, so
+/// [`super::routes`] (what an embedding application merges) serves them too.
+pub fn well_known_router() -> Router<AppState> {
+    Router::new()
+        .route("/.well-known/jwks.json", get(jwks))
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(oauth_metadata),
+        )
 }
 
 pub fn metrics_router() -> Router<AppState> {

@@ -14,11 +14,12 @@ pub mod extract;
 pub mod meta;
 pub mod oauth;
 pub mod openapi;
+pub mod server;
 pub mod users;
 pub mod validate;
 pub mod views;
 
-use std::{future::Future, net::SocketAddr, sync::Arc, time::Instant};
+use std::{future::Future, sync::Arc, time::Instant};
 
 use axum::{
     extract::{FromRef, MatchedPath, Request, State},
@@ -81,6 +82,7 @@ fn api_routes(state: &AppState) -> Router<AppState> {
         .merge(users::router())
         .merge(admin::router())
         .merge(oauth::router())
+        .merge(meta::well_known_router())
 }
 
 /// The whole application rotor serves: the API, health, root, OpenAPI, docs and
@@ -126,15 +128,13 @@ pub fn metrics_app(state: AppState) -> Router {
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then finishes in-flight
-/// requests before returning.
+/// requests before returning. See [`server`] for the connection limits.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
+    server::serve(listener, app, shutdown).await
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
@@ -237,10 +237,9 @@ async fn limit_with(limiter: &RateLimiter, rate: crate::ratelimit::Rate, state: 
     let (parts, body) = req.into_parts();
     let ctx = extract::client_context(&parts, &state.rotor.settings().trusted_proxies);
     let route: &'static str = match parts.extensions.get::<MatchedPath>().map(MatchedPath::as_str) {
-        Some("/v1/auth/login") => "login",
-        Some("/v1/auth/login-mobile") => "login-mobile",
-        Some("/v1/auth/refresh") => "refresh",
-        Some("/v1/auth/refresh-mobile") => "refresh-mobile",
+        // Both login forms share a bucket, so alternating routes gains a guesser nothing.
+        Some("/v1/auth/login" | "/v1/auth/login-mobile") => "login",
+        Some("/v1/auth/refresh" | "/v1/auth/refresh-mobile") => "refresh",
         Some("/oauth/token") => "oauth-token",
         _ => "default",
     };

@@ -19,6 +19,7 @@ use serde_json::{json, Map, Value};
 
 use super::{
     extract::{bearer, Body, Client},
+    validate::Input,
     AppState,
 };
 use crate::{
@@ -38,6 +39,12 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/oauth/revoke", post(revoke))
         .route("/oauth/introspect", post(introspect))
+}
+
+/// A form parameter. RFC 6749 §3.1, §3.2: "Parameters sent without a value MUST be
+/// treated as if they were omitted from the request."
+fn param(input: &mut Input, name: &str, max: usize) -> Option<String> {
+    input.optional_string(name, max).filter(|v| !v.is_empty())
 }
 
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
@@ -98,22 +105,22 @@ async fn token(State(rotor): State<Arc<Rotor>>, Client(mut ctx): Client, headers
     let mut input = body.form();
     let client_id = basic_credentials(&headers)
         .map(|(id, _)| id)
-        .or_else(|| input.optional_string("client_id", 255));
+        .or_else(|| param(&mut input, "client_id", 255));
     ctx.client_id = client_id.filter(|c| !c.is_empty());
-    let grant_type = input.optional_string("grant_type", 64);
-    let scope = input.optional_string("scope", 1024);
+    let grant_type = param(&mut input, "grant_type", 64);
+    let scope = param(&mut input, "scope", 1024);
     match grant_type.as_deref() {
         None => oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "Missing grant_type"),
         Some("password") => {
             let (Some(username), Some(password)) =
-                (input.optional_string("username", 320), input.optional_string("password", 1024))
+                (param(&mut input, "username", 320), param(&mut input, "password", 1024))
             else {
                 return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "username and password are required");
             };
-            if let Some(d) = input.optional_string("device_id", 255) {
+            if let Some(d) = param(&mut input, "device_id", 255) {
                 ctx.device_id = Some(d);
             }
-            if let Some(d) = input.optional_string("device_name", 100) {
+            if let Some(d) = param(&mut input, "device_name", 100) {
                 ctx.device_name = Some(d);
             }
             match rotor.login(&username, &password, &ctx).await {
@@ -122,7 +129,7 @@ async fn token(State(rotor): State<Arc<Rotor>>, Client(mut ctx): Client, headers
             }
         }
         Some("refresh_token") => {
-            let Some(presented) = input.optional_string("refresh_token", 4096) else {
+            let Some(presented) = param(&mut input, "refresh_token", 4096) else {
                 return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "Missing refresh_token");
             };
             match rotor.refresh(&presented, &ctx).await {
@@ -136,7 +143,7 @@ async fn token(State(rotor): State<Arc<Rotor>>, Client(mut ctx): Client, headers
 
 async fn revoke(State(rotor): State<Arc<Rotor>>, Client(ctx): Client, body: Body) -> Response {
     let mut input = body.form();
-    let Some(token) = input.optional_string("token", 8192) else {
+    let Some(token) = param(&mut input, "token", 8192) else {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "Missing token");
     };
     match rotor.revoke_any(&token, &ctx).await {
@@ -173,7 +180,7 @@ async fn introspect(State(rotor): State<Arc<Rotor>>, headers: HeaderMap, body: B
         return r;
     }
     let mut input = body.form();
-    let Some(token) = input.optional_string("token", 8192) else {
+    let Some(token) = param(&mut input, "token", 8192) else {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "Missing token");
     };
     match rotor.introspect(&token).await {

@@ -1179,7 +1179,7 @@ both!(the_fourth_login_in_a_minute_is_429_with_retry_after, |b| async move {
     let user = new_user(&app).await;
     let mut access = String::new();
     for i in 0..3 {
-        let r = app.post_login_mobile(&user.email, PASSWORD, &[]).await;
+        let r = app.post_login(&user.email, PASSWORD).await;
         assert_eq!(r.status(), StatusCode::OK, "login {i}");
         access = body(r).await["access_token"].as_str().unwrap().to_owned();
     }

@@ -33,11 +33,19 @@ pub(crate) fn jwt_part(token: &str, part: usize) -> Value {
 }
 
 fn kid_of(token: &str) -> String {
-    jwt_part(token, 0)["kid"].as_str().expect("kid in the header").to_owned()
+    jwt_part(token, 0)["kid"]
+        .as_str()
+        .expect("kid in the header")
+        .to_owned()
 }
 
 async fn get_jwks(app: &TestApp) -> Value {
-    let r = app.client.get(app.url("/.well-known/jwks.json")).send().await.expect("GET jwks");
+    let r = app
+        .client
+        .get(app.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .expect("GET jwks");
     assert_eq!(r.status(), StatusCode::OK);
     let cache = r
         .headers()
@@ -64,10 +72,13 @@ fn jwks_kids(jwks: &Value) -> Vec<String> {
 /// Verifies `token` as a resource server would: with `jsonwebtoken`, the algorithm it
 /// expects, and only the JWK whose `kid` the token names in the JWKS document.
 fn verify_with_jwks(jwks: &Value, token: &str, alg: Algorithm) -> Result<Value, String> {
-    let set: JwkSet = serde_json::from_value(jwks.clone()).map_err(|e| format!("JWKS does not parse: {e}"))?;
+    let set: JwkSet =
+        serde_json::from_value(jwks.clone()).map_err(|e| format!("JWKS does not parse: {e}"))?;
     let header = jsonwebtoken::decode_header(token).map_err(|e| e.to_string())?;
     let kid = header.kid.ok_or("no kid in the header")?;
-    let jwk = set.find(&kid).ok_or_else(|| format!("kid {kid} is not in the JWKS"))?;
+    let jwk = set
+        .find(&kid)
+        .ok_or_else(|| format!("kid {kid} is not in the JWKS"))?;
     let key = DecodingKey::from_jwk(jwk).map_err(|e| e.to_string())?;
     let validation = Validation::new(alg);
     jsonwebtoken::decode::<Value>(token, &key, &validation)
@@ -84,7 +95,9 @@ async fn assert_not_authenticated(app: &TestApp, token: &str, what: &str) {
     let r = app.get_auth("/v1/auth/me", token).await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{what}");
     assert_eq!(
-        r.headers().get(header::WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()),
+        r.headers()
+            .get(header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok()),
         Some("Bearer"),
         "{what}"
     );
@@ -112,11 +125,19 @@ async fn jwks_round_trip(b: Backend, alg_name: &str, alg: Algorithm) {
     assert_eq!(jwk["alg"], alg_name);
     assert_eq!(jwk["use"], "sig");
     for private in ["d", "p", "q", "k"] {
-        assert!(jwk.get(private).is_none(), "JWKS must not publish private part {private}: {jwk}");
+        assert!(
+            jwk.get(private).is_none(),
+            "JWKS must not publish private part {private}: {jwk}"
+        );
     }
 
     let claims = verify_with_jwks(&jwks, &access, alg).expect("verifies with the JWKS alone");
-    let me: Value = app.get_auth("/v1/auth/me", &access).await.json().await.unwrap();
+    let me: Value = app
+        .get_auth("/v1/auth/me", &access)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(me["email"], email.as_str());
     assert_eq!(claims["sub"], me["id"]);
     assert_eq!(claims["type"], "access");
@@ -130,13 +151,19 @@ async fn jwks_round_trip(b: Backend, alg_name: &str, alg: Algorithm) {
     assert_not_authenticated(&app, &forged, "tampered signature").await;
 }
 
-both!(eddsa_tokens_carry_a_kid_and_verify_with_the_jwks_alone, |b| async move {
-    jwks_round_trip(b, "EdDSA", Algorithm::EdDSA).await;
-});
+both!(
+    eddsa_tokens_carry_a_kid_and_verify_with_the_jwks_alone,
+    |b| async move {
+        jwks_round_trip(b, "EdDSA", Algorithm::EdDSA).await;
+    }
+);
 
-both!(es256_tokens_carry_a_kid_and_verify_with_the_jwks_alone, |b| async move {
-    jwks_round_trip(b, "ES256", Algorithm::ES256).await;
-});
+both!(
+    es256_tokens_carry_a_kid_and_verify_with_the_jwks_alone,
+    |b| async move {
+        jwks_round_trip(b, "ES256", Algorithm::ES256).await;
+    }
+);
 
 both!(hs256_default_publishes_an_empty_jwks, |b| async move {
     let app = TestApp::spawn(b).await;
@@ -151,7 +178,12 @@ both!(hs256_default_publishes_an_empty_jwks, |b| async move {
     v.required_spec_claims.clear();
     jsonwebtoken::decode::<Value>(&access, &key, &v).expect("HS256 with SECRET_KEY");
     // Nothing to rotate: the secret is the key.
-    assert!(app.rotor.tokens().rotate_key(app.store().as_ref(), app.now()).await.is_err());
+    assert!(app
+        .rotor
+        .tokens()
+        .rotate_key(app.store().as_ref(), app.now())
+        .await
+        .is_err());
 });
 
 /// `(kid, public_key, private_key_sealed)` of every row of `signing_keys`, read with
@@ -191,16 +223,22 @@ async fn private_keys_are_sealed(b: Backend, alg_name: &str) {
     let (kid, public, sealed) = &keys[0];
     assert_eq!(kid, &kid_of(&access));
     let der: &[&[u8]] = &[
-        &[0x30, 0x53, 0x02, 0x01, 0x01],       // PKCS#8 v2 prefix of an Ed25519 key
+        &[0x30, 0x53, 0x02, 0x01, 0x01], // PKCS#8 v2 prefix of an Ed25519 key
         &[0x30, 0x81, 0x87, 0x02, 0x01, 0x00], // PKCS#8 prefix of a P-256 key
-        &[0x06, 0x03, 0x2b, 0x65, 0x70],                         // id-Ed25519
+        &[0x06, 0x03, 0x2b, 0x65, 0x70], // id-Ed25519
         &[0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01], // id-ecPublicKey
-        &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07],       // prime256v1
+        &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07], // prime256v1
     ];
     for needle in der {
-        assert!(!contains(sealed, needle), "sealed key contains PKCS#8 structure {needle:02x?}");
+        assert!(
+            !contains(sealed, needle),
+            "sealed key contains PKCS#8 structure {needle:02x?}"
+        );
     }
-    assert!(!contains(sealed, public), "sealed key contains the public key");
+    assert!(
+        !contains(sealed, public),
+        "sealed key contains the public key"
+    );
     let rng = SystemRandom::new();
     for start in 0..sealed.len().min(32) {
         let tail = &sealed[start..];
@@ -223,45 +261,77 @@ async fn private_keys_are_sealed(b: Backend, alg_name: &str) {
         .expect_err("a rotor with another SECRET_KEY must not start on sealed keys it cannot open");
     let message = err.to_string();
     assert!(message.contains("KEY_ENCRYPTION_KEY"), "{message}");
-    assert_eq!(stored_keys(&app.db).await.len(), 1, "no key was added by the failed start");
+    assert_eq!(
+        stored_keys(&app.db).await.len(),
+        1,
+        "no key was added by the failed start"
+    );
 
     // The same secret: a restart loads the same key and accepts the old token.
     let settings = app.db.settings(&settings_for(alg_name));
     let store = storage::connect(&settings).await.unwrap();
-    let restarted = Rotor::new(settings, store, clock).await.expect("restart with the same secret");
+    let restarted = Rotor::new(settings, store, clock)
+        .await
+        .expect("restart with the same secret");
     assert_eq!(restarted.tokens().jwks(), get_jwks(&app).await);
-    let principal = restarted.authenticate(&access).await.expect("old token after restart");
-    assert_eq!(principal.user.id.to_string(), jwt_part(&access, 1)["sub"].as_str().unwrap());
+    let principal = restarted
+        .authenticate(&access)
+        .await
+        .expect("old token after restart");
+    assert_eq!(
+        principal.user.id.to_string(),
+        jwt_part(&access, 1)["sub"].as_str().unwrap()
+    );
 }
 
-both!(eddsa_private_keys_are_sealed_under_the_secret, |b| async move {
-    private_keys_are_sealed(b, "EdDSA").await;
-});
+both!(
+    eddsa_private_keys_are_sealed_under_the_secret,
+    |b| async move {
+        private_keys_are_sealed(b, "EdDSA").await;
+    }
+);
 
-both!(es256_private_keys_are_sealed_under_the_secret, |b| async move {
-    private_keys_are_sealed(b, "ES256").await;
-});
+both!(
+    es256_private_keys_are_sealed_under_the_secret,
+    |b| async move {
+        private_keys_are_sealed(b, "ES256").await;
+    }
+);
 
-both!(key_encryption_key_decouples_sealing_from_secret_key, |b| async move {
-    let kek = ("KEY_ENCRYPTION_KEY", "a-dedicated-key-encryption-key-0123456789");
-    let app = TestApp::spawn_with(b, &[("JWT_ALGORITHM", "EdDSA"), kek]).await;
-    let (_, access, _) = app.user_session().await;
-    // SECRET_KEY changes, KEY_ENCRYPTION_KEY stays: the ring still opens and signs
-    // with the same key.
-    let settings = app.db.settings(&[
-        ("JWT_ALGORITHM", "EdDSA"),
-        kek,
-        ("SECRET_KEY", "a-completely-different-secret-key-9876543210"),
-    ]);
-    let store = storage::connect(&settings).await.unwrap();
-    let other = Rotor::new(settings, store, Arc::new(ManualClock::new(app.now())) as Arc<dyn Clock>)
+both!(
+    key_encryption_key_decouples_sealing_from_secret_key,
+    |b| async move {
+        let kek = (
+            "KEY_ENCRYPTION_KEY",
+            "a-dedicated-key-encryption-key-0123456789",
+        );
+        let app = TestApp::spawn_with(b, &[("JWT_ALGORITHM", "EdDSA"), kek]).await;
+        let (_, access, _) = app.user_session().await;
+        // SECRET_KEY changes, KEY_ENCRYPTION_KEY stays: the ring still opens and signs
+        // with the same key.
+        let settings = app.db.settings(&[
+            ("JWT_ALGORITHM", "EdDSA"),
+            kek,
+            ("SECRET_KEY", "a-completely-different-secret-key-9876543210"),
+        ]);
+        let store = storage::connect(&settings).await.unwrap();
+        let other = Rotor::new(
+            settings,
+            store,
+            Arc::new(ManualClock::new(app.now())) as Arc<dyn Clock>,
+        )
         .await
         .expect("the sealing key comes from KEY_ENCRYPTION_KEY");
-    let user = jwt_part(&access, 1)["sub"].as_str().unwrap().parse().unwrap();
-    let token = other.tokens().issue(user, 0, None, app.now()).unwrap();
-    assert_eq!(kid_of(&token), kid_of(&access));
-    assert_eq!(me_status(&app, &token).await, StatusCode::OK);
-});
+        let user = jwt_part(&access, 1)["sub"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let token = other.tokens().issue(user, 0, None, app.now()).unwrap();
+        assert_eq!(kid_of(&token), kid_of(&access));
+        assert_eq!(me_status(&app, &token).await, StatusCode::OK);
+    }
+);
 
 /// Rotation adds a key that signs from then on; tokens of the old key keep working
 /// (nobody is logged out) and both keys are published. Once every token of the old
@@ -271,7 +341,12 @@ async fn rotation_keeps_everyone_logged_in(b: Backend, alg_name: &str, alg: Algo
     let (email, old_access, old_refresh) = app.user_session().await;
     let old_kid = kid_of(&old_access);
 
-    let new_kid = app.rotor.tokens().rotate_key(app.store().as_ref(), app.now()).await.expect("rotate");
+    let new_kid = app
+        .rotor
+        .tokens()
+        .rotate_key(app.store().as_ref(), app.now())
+        .await
+        .expect("rotate");
     assert_ne!(new_kid, old_kid);
 
     // Nobody is logged out: the old access and refresh tokens keep working.
@@ -280,7 +355,8 @@ async fn rotation_keeps_everyone_logged_in(b: Backend, alg_name: &str, alg: Algo
     let mut both_kids = vec![old_kid.clone(), new_kid.clone()];
     both_kids.sort();
     assert_eq!(jwks_kids(&jwks), both_kids);
-    verify_with_jwks(&jwks, &old_access, alg).expect("old token verifies with the published old key");
+    verify_with_jwks(&jwks, &old_access, alg)
+        .expect("old token verifies with the published old key");
 
     // New tokens, from a login or a refresh of a pre-rotation token, carry the new kid.
     let (fresh_access, _) = app.login_mobile(&email, "TestPass123").await;
@@ -291,20 +367,36 @@ async fn rotation_keeps_everyone_logged_in(b: Backend, alg_name: &str, alg: Algo
     let rotated_access = body["access_token"].as_str().unwrap().to_owned();
     let live_refresh = body["refresh_token"].as_str().unwrap().to_owned();
     assert_eq!(kid_of(&rotated_access), new_kid);
-    verify_with_jwks(&jwks, &rotated_access, alg).expect("new token verifies with the published new key");
+    verify_with_jwks(&jwks, &rotated_access, alg)
+        .expect("new token verifies with the published new key");
 
     // Pruning now removes nothing: tokens of the old key may still be alive.
-    assert!(app.rotor.tokens().prune(app.store().as_ref(), app.now()).await.unwrap().is_empty());
+    assert!(app
+        .rotor
+        .tokens()
+        .prune(app.store().as_ref(), app.now())
+        .await
+        .unwrap()
+        .is_empty());
     assert_eq!(jwks_kids(&get_jwks(&app).await), both_kids);
     assert_eq!(me_status(&app, &old_access).await, StatusCode::OK);
 
     // Past the access-token lifetime every token of the old key has expired: prune.
-    app.clock.advance(Duration::minutes(15) + Duration::seconds(1));
-    let removed = app.rotor.tokens().prune(app.store().as_ref(), app.now()).await.unwrap();
+    app.clock
+        .advance(Duration::minutes(15) + Duration::seconds(1));
+    let removed = app
+        .rotor
+        .tokens()
+        .prune(app.store().as_ref(), app.now())
+        .await
+        .unwrap();
     assert_eq!(removed, vec![old_kid.clone()]);
     assert_eq!(jwks_kids(&get_jwks(&app).await), vec![new_kid.clone()]);
     assert_eq!(
-        app.rotor.tokens().verify(&old_access, app.now()).unwrap_err(),
+        app.rotor
+            .tokens()
+            .verify(&old_access, app.now())
+            .unwrap_err(),
         TokenRejected::UnknownKey,
         "the old key is gone from the ring, not merely expired"
     );
@@ -320,13 +412,19 @@ async fn rotation_keeps_everyone_logged_in(b: Backend, alg_name: &str, alg: Algo
     assert_eq!(me_status(&app, access).await, StatusCode::OK);
 }
 
-both!(eddsa_rotation_logs_nobody_out_and_prune_retires_the_old_key, |b| async move {
-    rotation_keeps_everyone_logged_in(b, "EdDSA", Algorithm::EdDSA).await;
-});
+both!(
+    eddsa_rotation_logs_nobody_out_and_prune_retires_the_old_key,
+    |b| async move {
+        rotation_keeps_everyone_logged_in(b, "EdDSA", Algorithm::EdDSA).await;
+    }
+);
 
-both!(es256_rotation_logs_nobody_out_and_prune_retires_the_old_key, |b| async move {
-    rotation_keeps_everyone_logged_in(b, "ES256", Algorithm::ES256).await;
-});
+both!(
+    es256_rotation_logs_nobody_out_and_prune_retires_the_old_key,
+    |b| async move {
+        rotation_keeps_everyone_logged_in(b, "ES256", Algorithm::ES256).await;
+    }
+);
 
 both!(another_process_picks_up_a_rotated_key, |b| async move {
     // Two rotor instances on one database (as several processes would be); the key
@@ -334,18 +432,34 @@ both!(another_process_picks_up_a_rotated_key, |b| async move {
     let app = TestApp::spawn_with(b, &settings_for("EdDSA")).await;
     let settings = app.db.settings(&settings_for("EdDSA"));
     let store = storage::connect(&settings).await.unwrap();
-    let other = Rotor::new(settings, store, app.clock.clone() as Arc<dyn Clock>).await.unwrap();
+    let other = Rotor::new(settings, store, app.clock.clone() as Arc<dyn Clock>)
+        .await
+        .unwrap();
     let (email, _, _) = app.user_session().await;
-    let new_kid = app.rotor.tokens().rotate_key(app.store().as_ref(), app.now()).await.unwrap();
+    let new_kid = app
+        .rotor
+        .tokens()
+        .rotate_key(app.store().as_ref(), app.now())
+        .await
+        .unwrap();
     let (access, _) = app.login_mobile(&email, "TestPass123").await;
     assert_eq!(kid_of(&access), new_kid);
-    let principal = other.authenticate(&access).await.expect("unknown kid triggers a ring reload");
+    let principal = other
+        .authenticate(&access)
+        .await
+        .expect("unknown kid triggers a ring reload");
     assert_eq!(principal.user.email, email);
-    assert_eq!(jwks_kids(&other.tokens().jwks()), jwks_kids(&get_jwks(&app).await));
+    assert_eq!(
+        jwks_kids(&other.tokens().jwks()),
+        jwks_kids(&get_jwks(&app).await)
+    );
 });
 
 fn ed25519_pkcs8() -> Vec<u8> {
-    Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap().as_ref().to_vec()
+    Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
+        .unwrap()
+        .as_ref()
+        .to_vec()
 }
 
 fn p256_pkcs8() -> Vec<u8> {
@@ -391,18 +505,27 @@ async fn confusion_is_rejected(b: Backend, alg_name: &str) {
     for (i, secret) in public_forms.iter().enumerate() {
         for hs in [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512] {
             let forged = sign(hs, Some(&kid), &claims, &EncodingKey::from_secret(secret));
-            assert_not_authenticated(&app, &forged, &format!("{hs:?} with public key form {i}")).await;
+            assert_not_authenticated(&app, &forged, &format!("{hs:?} with public key form {i}"))
+                .await;
         }
     }
 
     // alg: none (in several spellings), with and without the real kid.
     for none in ["none", "None", "NONE", "nOnE"] {
-        for header in [json!({"alg": none, "typ": "JWT", "kid": kid}), json!({"alg": none, "typ": "JWT"})] {
+        for header in [
+            json!({"alg": none, "typ": "JWT", "kid": kid}),
+            json!({"alg": none, "typ": "JWT"}),
+        ] {
             let forged = unsigned(&header, &claims);
             assert_not_authenticated(&app, &forged, &format!("alg {none}")).await;
             // Even with the real signature appended.
             let real_sig = access.rsplit('.').next().unwrap();
-            assert_not_authenticated(&app, &format!("{forged}{real_sig}"), &format!("alg {none} + sig")).await;
+            assert_not_authenticated(
+                &app,
+                &format!("{forged}{real_sig}"),
+                &format!("alg {none} + sig"),
+            )
+            .await;
         }
     }
 
@@ -412,7 +535,11 @@ async fn confusion_is_rejected(b: Backend, alg_name: &str) {
         "EdDSA" => (Algorithm::EdDSA, EncodingKey::from_ed_der(&ed25519_pkcs8())),
         _ => (Algorithm::ES256, EncodingKey::from_ec_der(&p256_pkcs8())),
     };
-    for (what, k) in [("unknown kid", Some("not-a-published-kid")), ("no kid", None), ("real kid", Some(kid.as_str()))] {
+    for (what, k) in [
+        ("unknown kid", Some("not-a-published-kid")),
+        ("no kid", None),
+        ("real kid", Some(kid.as_str())),
+    ] {
         let forged = sign(own_alg, k, &claims, &foreign);
         assert_not_authenticated(&app, &forged, &format!("foreign key, {what}")).await;
     }
@@ -427,9 +554,18 @@ async fn confusion_is_rejected(b: Backend, alg_name: &str) {
     // A real token whose header was swapped for another kid (the signature no longer
     // covers it), and garbage kids.
     let payload_and_sig = access.split_once('.').unwrap().1;
-    for bad_kid in [json!("nope"), json!(""), json!(123), json!("../../etc/passwd"), json!("x".repeat(2000))] {
+    for bad_kid in [
+        json!("nope"),
+        json!(""),
+        json!(123),
+        json!("../../etc/passwd"),
+        json!("x".repeat(2000)),
+    ] {
         let header = json!({"alg": alg_name, "typ": "JWT", "kid": bad_kid});
-        let forged = format!("{}.{payload_and_sig}", URL_SAFE_NO_PAD.encode(header.to_string()));
+        let forged = format!(
+            "{}.{payload_and_sig}",
+            URL_SAFE_NO_PAD.encode(header.to_string())
+        );
         assert_not_authenticated(&app, &forged, &format!("kid {bad_kid}")).await;
     }
 
@@ -437,35 +573,49 @@ async fn confusion_is_rejected(b: Backend, alg_name: &str) {
     assert_eq!(me_status(&app, &access).await, StatusCode::OK);
 }
 
-both!(eddsa_server_rejects_algorithm_confusion_with_401, |b| async move {
-    confusion_is_rejected(b, "EdDSA").await;
-});
+both!(
+    eddsa_server_rejects_algorithm_confusion_with_401,
+    |b| async move {
+        confusion_is_rejected(b, "EdDSA").await;
+    }
+);
 
-both!(es256_server_rejects_algorithm_confusion_with_401, |b| async move {
-    confusion_is_rejected(b, "ES256").await;
-});
+both!(
+    es256_server_rejects_algorithm_confusion_with_401,
+    |b| async move {
+        confusion_is_rejected(b, "ES256").await;
+    }
+);
 
-both!(hs256_server_rejects_asymmetric_tokens_with_401, |b| async move {
-    let app = TestApp::spawn(b).await;
-    let (_, access, _) = app.user_session().await;
-    let claims = jwt_part(&access, 1);
-    for (alg, key) in [
-        (Algorithm::EdDSA, EncodingKey::from_ed_der(&ed25519_pkcs8())),
-        (Algorithm::ES256, EncodingKey::from_ec_der(&p256_pkcs8())),
-    ] {
-        for kid in [None, Some("some-kid")] {
-            let forged = sign(alg, kid, &claims, &key);
-            assert_not_authenticated(&app, &forged, &format!("{alg:?} token on an HS256 server")).await;
+both!(
+    hs256_server_rejects_asymmetric_tokens_with_401,
+    |b| async move {
+        let app = TestApp::spawn(b).await;
+        let (_, access, _) = app.user_session().await;
+        let claims = jwt_part(&access, 1);
+        for (alg, key) in [
+            (Algorithm::EdDSA, EncodingKey::from_ed_der(&ed25519_pkcs8())),
+            (Algorithm::ES256, EncodingKey::from_ec_der(&p256_pkcs8())),
+        ] {
+            for kid in [None, Some("some-kid")] {
+                let forged = sign(alg, kid, &claims, &key);
+                assert_not_authenticated(
+                    &app,
+                    &forged,
+                    &format!("{alg:?} token on an HS256 server"),
+                )
+                .await;
+            }
         }
+        // The other HMAC sizes with the right secret are not accepted either: only the
+        // configured algorithm is.
+        let secret = EncodingKey::from_secret(b"integration-test-secret-key-0123456789abcdef");
+        for alg in [Algorithm::HS384, Algorithm::HS512] {
+            let forged = sign(alg, None, &claims, &secret);
+            assert_not_authenticated(&app, &forged, &format!("{alg:?} on an HS256 server")).await;
+        }
+        let forged = unsigned(&json!({"alg": "none", "typ": "JWT"}), &claims);
+        assert_not_authenticated(&app, &forged, "alg none on an HS256 server").await;
+        assert_eq!(me_status(&app, &access).await, StatusCode::OK);
     }
-    // The other HMAC sizes with the right secret are not accepted either: only the
-    // configured algorithm is.
-    let secret = EncodingKey::from_secret(b"integration-test-secret-key-0123456789abcdef");
-    for alg in [Algorithm::HS384, Algorithm::HS512] {
-        let forged = sign(alg, None, &claims, &secret);
-        assert_not_authenticated(&app, &forged, &format!("{alg:?} on an HS256 server")).await;
-    }
-    let forged = unsigned(&json!({"alg": "none", "typ": "JWT"}), &claims);
-    assert_not_authenticated(&app, &forged, "alg none on an HS256 server").await;
-    assert_eq!(me_status(&app, &access).await, StatusCode::OK);
-});
+);

@@ -11,6 +11,8 @@ mod keys;
 mod oauth;
 /// Operations: CLI, cleanup at scale, metrics, limits, proxies, shutdown.
 mod ops;
+/// Forged tokens, brute force, oversized and slow requests, login floods.
+mod security;
 /// Device sessions, the grace window, absolute lifetime, the security log.
 mod sessions;
 /// The storage conformance suite.
