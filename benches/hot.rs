@@ -30,7 +30,9 @@ fn tokens(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     g.bench_function("generate", |b| b.iter(RawToken::generate));
     let raw = RawToken::generate();
-    g.bench_function("hash_token", |b| b.iter(|| hash_token(black_box(raw.as_str()))));
+    g.bench_function("hash_token", |b| {
+        b.iter(|| hash_token(black_box(raw.as_str())))
+    });
     let key = SuccessorKey::from_secret(SECRET);
     g.bench_function("successor", |b| b.iter(|| key.successor(black_box(&raw))));
     // Everything a refresh computes before it touches the database: parse the
@@ -86,7 +88,9 @@ fn access_tokens(alg: JwtAlgorithm, dir: &TempDir, now: DateTime<Utc>) -> Access
             .build()
             .expect("tokio runtime");
         rt.block_on(async {
-            let store = rotor::storage::connect(&settings).await.expect("open the SQLite store");
+            let store = rotor::storage::connect(&settings)
+                .await
+                .expect("open the SQLite store");
             tokens
                 .ensure_signing_key(store.as_ref(), now)
                 .await

@@ -87,8 +87,10 @@ impl Rotor {
         Ok(outcome)
     }
 
-    /// Creates a session (refresh family) for an authenticated user.
-    pub(crate) async fn open_session(&self, user: &User, ctx: &ClientContext) -> Result<LoginOutcome> {
+    /// Creates a session (refresh family) for a user the caller has authenticated by
+    /// other means (an embedding application's own login, SSO). `login` uses it after
+    /// checking the password. Does not check `is_active`.
+    pub async fn open_session(&self, user: &User, ctx: &ClientContext) -> Result<LoginOutcome> {
         let now = self.now();
         let session_id = Uuid::now_v7();
         let absolute_end = now + chrono::Duration::days(self.settings.session_max_lifetime_days);

@@ -7,6 +7,8 @@ mod support;
 mod api;
 /// Signing keys: EdDSA/ES256 key ring, JWKS, rotation.
 mod keys;
+/// Property test of the rotation rules against a model.
+mod model;
 /// OAuth 2.0 endpoints and a stock client library.
 mod oauth;
 /// Operations: CLI, cleanup at scale, metrics, limits, proxies, shutdown.

@@ -204,7 +204,10 @@ impl Api {
             .map_err(|e| format!("POST /v1/users: {e}"))?;
         match r.status().as_u16() {
             201 | 409 => Ok(()),
-            s => Err(format!("POST /v1/users: HTTP {s}: {}", r.text().await.unwrap_or_default())),
+            s => Err(format!(
+                "POST /v1/users: HTTP {s}: {}",
+                r.text().await.unwrap_or_default()
+            )),
         }
     }
 
@@ -252,7 +255,11 @@ fn note(errors: &mut BTreeMap<String, u64>, key: String) {
 }
 
 /// Rotates its own sessions round-robin until `window.stop`.
-async fn refresh_worker(api: Arc<Api>, mut sessions: Vec<Session>, window: Window) -> (Tally, Vec<Session>) {
+async fn refresh_worker(
+    api: Arc<Api>,
+    mut sessions: Vec<Session>,
+    window: Window,
+) -> (Tally, Vec<Session>) {
     let mut tally = Tally::new();
     let mut i = 0usize;
     loop {
@@ -300,7 +307,12 @@ async fn refresh_worker(api: Arc<Api>, mut sessions: Vec<Session>, window: Windo
 }
 
 /// Logs in over and over, cycling through the users from `first`.
-async fn login_worker(api: Arc<Api>, emails: Arc<Vec<String>>, first: usize, window: Window) -> Tally {
+async fn login_worker(
+    api: Arc<Api>,
+    emails: Arc<Vec<String>>,
+    first: usize,
+    window: Window,
+) -> Tally {
     let mut tally = Tally::new();
     let mut i = first;
     loop {
@@ -316,7 +328,9 @@ async fn login_worker(api: Arc<Api>, emails: Arc<Vec<String>>, first: usize, win
         match outcome {
             Outcome::Ok(_) if counts => {
                 tally.ok += 1;
-                tally.hist.saturating_record((done - sent).as_micros().max(1) as u64);
+                tally
+                    .hist
+                    .saturating_record((done - sent).as_micros().max(1) as u64);
             }
             Outcome::Ok(_) => {}
             Outcome::Status(s) if counts => note(&mut tally.errors, s.to_string()),
@@ -368,7 +382,11 @@ async fn run(args: Args) -> Result<(serde_json::Value, bool), String> {
         Mode::Mixed => args.login_concurrency,
     };
     let n_users = args.users.max(1);
-    let n_sessions = if refreshers > 0 { args.sessions.max(refreshers) } else { 0 };
+    let n_sessions = if refreshers > 0 {
+        args.sessions.max(refreshers)
+    } else {
+        0
+    };
 
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(usize::MAX)
@@ -385,10 +403,17 @@ async fn run(args: Args) -> Result<(serde_json::Value, bool), String> {
     // Setup: users, then sessions.
     let setup_start = Instant::now();
     let prefix = args.email_prefix.clone().unwrap_or_else(|| {
-        let t = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+        let t = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
         format!("lg{t:x}p{}", std::process::id())
     });
-    let emails: Arc<Vec<String>> = Arc::new((0..n_users).map(|i| format!("{prefix}u{i}@loadgen.example.com")).collect());
+    let emails: Arc<Vec<String>> = Arc::new(
+        (0..n_users)
+            .map(|i| format!("{prefix}u{i}@loadgen.example.com"))
+            .collect(),
+    );
     {
         let api = api.clone();
         let results = bounded((*emails).clone(), args.setup_concurrency, move |email| {
@@ -403,17 +428,21 @@ async fn run(args: Args) -> Result<(serde_json::Value, bool), String> {
     let tokens: Vec<String> = {
         let api = api.clone();
         let emails = emails.clone();
-        let results = bounded((0..n_sessions).collect(), args.setup_concurrency, move |i: usize| {
-            let api = api.clone();
-            let email = emails[i % emails.len()].clone();
-            async move {
-                match api.login(&email).await {
-                    Outcome::Ok(t) => Ok(t),
-                    Outcome::Status(s) => Err(format!("login-mobile for {email}: HTTP {s}")),
-                    Outcome::Transport(k) => Err(format!("login-mobile for {email}: {k}")),
+        let results = bounded(
+            (0..n_sessions).collect(),
+            args.setup_concurrency,
+            move |i: usize| {
+                let api = api.clone();
+                let email = emails[i % emails.len()].clone();
+                async move {
+                    match api.login(&email).await {
+                        Outcome::Ok(t) => Ok(t),
+                        Outcome::Status(s) => Err(format!("login-mobile for {email}: HTTP {s}")),
+                        Outcome::Transport(k) => Err(format!("login-mobile for {email}: {k}")),
+                    }
                 }
-            }
-        })
+            },
+        )
         .await;
         results.into_iter().collect::<Result<_, _>>()?
     };
@@ -428,14 +457,23 @@ async fn run(args: Args) -> Result<(serde_json::Value, bool), String> {
     let now = Instant::now();
     let start = now + Duration::from_secs_f64(args.warmup.max(0.0));
     let end = start + Duration::from_secs_f64(args.duration.max(0.1));
-    let window = Window { start, end, stop: end };
+    let window = Window {
+        start,
+        end,
+        stop: end,
+    };
     let mut refresh_handles = Vec::new();
     for sessions in owned {
         refresh_handles.push(tokio::spawn(refresh_worker(api.clone(), sessions, window)));
     }
     let mut login_handles = Vec::new();
     for w in 0..logins {
-        login_handles.push(tokio::spawn(login_worker(api.clone(), emails.clone(), w, window)));
+        login_handles.push(tokio::spawn(login_worker(
+            api.clone(),
+            emails.clone(),
+            w,
+            window,
+        )));
     }
     let mut refresh = Tally::new();
     let mut sessions = Vec::new();
@@ -454,9 +492,16 @@ async fn run(args: Args) -> Result<(serde_json::Value, bool), String> {
     let mut replay = json!(null);
     let mut replay_ok = true;
     if refreshers > 0 && args.replay_sample > 0 {
-        let candidates: Vec<&Session> = sessions.iter().filter(|s| s.alive && s.grandparent.is_some()).collect();
+        let candidates: Vec<&Session> = sessions
+            .iter()
+            .filter(|s| s.alive && s.grandparent.is_some())
+            .collect();
         let step = (candidates.len() / args.replay_sample).max(1);
-        let sample: Vec<&Session> = candidates.into_iter().step_by(step).take(args.replay_sample).collect();
+        let sample: Vec<&Session> = candidates
+            .into_iter()
+            .step_by(step)
+            .take(args.replay_sample)
+            .collect();
         let mut replay_status: BTreeMap<String, u64> = BTreeMap::new();
         let mut after_status: BTreeMap<String, u64> = BTreeMap::new();
         let key = |o: &Outcome| match o {
@@ -471,7 +516,9 @@ async fn run(args: Args) -> Result<(serde_json::Value, bool), String> {
         }
         let rejected = replay_status.get("401").copied().unwrap_or(0);
         let family_revoked = after_status.get("401").copied().unwrap_or(0);
-        replay_ok = rejected as usize == sample.len() && family_revoked as usize == sample.len() && !sample.is_empty();
+        replay_ok = rejected as usize == sample.len()
+            && family_revoked as usize == sample.len()
+            && !sample.is_empty();
         replay = json!({
             "sampled": sample.len(),
             "replay_status": replay_status,
@@ -544,7 +591,11 @@ fn print_text(v: &serde_json::Value) {
             rc["replay_status"],
             rc["families_revoked"],
             rc["sampled"],
-            if rc["ok"].as_bool() == Some(true) { "OK" } else { "FAILED" }
+            if rc["ok"].as_bool() == Some(true) {
+                "OK"
+            } else {
+                "FAILED"
+            }
         );
     }
 }

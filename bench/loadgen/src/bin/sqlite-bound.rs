@@ -65,7 +65,13 @@ fn id(run: u64, client: usize, n: u64) -> String {
     format!("{run:x}-{client:x}-{n:x}")
 }
 
-async fn rotate(pool: &SqlitePool, style: Style, run: u64, client: usize, n: u64) -> Result<bool, sqlx::Error> {
+async fn rotate(
+    pool: &SqlitePool,
+    style: Style,
+    run: u64,
+    client: usize,
+    n: u64,
+) -> Result<bool, sqlx::Error> {
     let old = hash(run, client, n);
     let new = hash(run, client, n + 1);
     let new_id = id(run, client, n + 1);
@@ -135,7 +141,9 @@ async fn run(args: Args) -> Result<serde_json::Value, Box<dyn std::error::Error>
         .connect_with(options)
         .await?;
     let c = args.concurrency.max(1);
-    let run = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_micros() as u64;
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_micros() as u64;
     // Seed: one user, one session and one live token per client.
     let user = format!("bound-user-{run:x}");
     sqlx::query(
