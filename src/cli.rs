@@ -20,7 +20,8 @@ use crate::{
     Rotor,
 };
 
-const ENV_HELP: &str = "Settings come from the environment (a .env file in the working directory is read \
+const ENV_HELP: &str =
+    "Settings come from the environment (a .env file in the working directory is read \
 first), optionally layered over a TOML file given with --config; the environment wins. \
 Run `rotor config check` to see the effective values. Variables:";
 
@@ -105,7 +106,10 @@ pub fn main() -> ExitCode {
     // The original read .env from the working directory; so does rotor.
     let _ = dotenvy::dotenv();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -134,7 +138,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => serve(settings).await,
         Command::Migrate => {
-            let store = crate::storage::connect(&settings).await.context("migrating the database")?;
+            let store = crate::storage::connect(&settings)
+                .await
+                .context("migrating the database")?;
             println!("migrations applied ({})", store.backend());
             store.close().await;
             Ok(())
@@ -150,16 +156,27 @@ fn init_tracing(settings: &Settings) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("RUST_LOG")
         .unwrap_or_else(|_| EnvFilter::new(format!("{},sqlx=warn,hyper=warn", settings.log_level)));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = if settings.log_json_format {
-        builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init()
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init()
     } else {
         builder.try_init()
     };
 }
 
 async fn build(settings: Settings) -> anyhow::Result<Arc<Rotor>> {
-    Ok(Arc::new(Rotor::from_settings(settings).await.context("starting rotor")?))
+    Ok(Arc::new(
+        Rotor::from_settings(settings)
+            .await
+            .context("starting rotor")?,
+    ))
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
@@ -167,18 +184,25 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .with_context(|| format!("cannot listen on {addr} (HOST/PORT)"))?;
-    let local = listener.local_addr().map_or(addr.clone(), |a| a.to_string());
+    let local = listener
+        .local_addr()
+        .map_or(addr.clone(), |a| a.to_string());
     // Listen at once and answer 503 until migrations have run and rotor is built, so a
     // load balancer's readiness check sees "starting" rather than "connection refused".
     let slot: Arc<std::sync::OnceLock<axum::Router>> = Arc::new(std::sync::OnceLock::new());
-    let ready: Arc<std::sync::OnceLock<Arc<std::sync::atomic::AtomicBool>>> = Arc::new(std::sync::OnceLock::new());
+    let ready: Arc<std::sync::OnceLock<Arc<std::sync::atomic::AtomicBool>>> =
+        Arc::new(std::sync::OnceLock::new());
     let ready_on_shutdown = ready.clone();
-    let server = tokio::spawn(http::serve(listener, http::starting_gate(slot.clone()), async move {
-        http::shutdown_signal().await;
-        if let Some(r) = ready_on_shutdown.get() {
-            r.store(false, std::sync::atomic::Ordering::Relaxed);
-        }
-    }));
+    let server = tokio::spawn(http::serve(
+        listener,
+        http::starting_gate(slot.clone()),
+        async move {
+            http::shutdown_signal().await;
+            if let Some(r) = ready_on_shutdown.get() {
+                r.store(false, std::sync::atomic::Ordering::Relaxed);
+            }
+        },
+    ));
     let rotor = build(settings).await?;
     let s = rotor.settings().clone();
     let state = AppState::new(rotor.clone());
@@ -201,7 +225,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         algorithm = s.jwt_algorithm.as_str(),
         "rotor listening"
     );
-    server.await.context("server task")?.context("serving HTTP")?;
+    server
+        .await
+        .context("server task")?
+        .context("serving HTTP")?;
     for job in background {
         job.abort();
     }
@@ -292,7 +319,10 @@ async fn keys(settings: Settings, cmd: KeysCommand) -> anyhow::Result<()> {
         KeysCommand::List => {
             let keys = store.list_keys().await?;
             if keys.is_empty() {
-                println!("no asymmetric keys (JWT_ALGORITHM={} signs with SECRET_KEY)", rotor.tokens().algorithm().as_str());
+                println!(
+                    "no asymmetric keys (JWT_ALGORITHM={} signs with SECRET_KEY)",
+                    rotor.tokens().algorithm().as_str()
+                );
             }
             for k in keys {
                 println!(
@@ -300,17 +330,31 @@ async fn keys(settings: Settings, cmd: KeysCommand) -> anyhow::Result<()> {
                     k.kid,
                     k.algorithm,
                     http::views::ts(k.created_at),
-                    k.retired_at.map_or("active".to_owned(), |t| format!("retired {}", http::views::ts(t)))
+                    k.retired_at.map_or("active".to_owned(), |t| format!(
+                        "retired {}",
+                        http::views::ts(t)
+                    ))
                 );
             }
         }
         KeysCommand::Rotate => {
-            let kid = rotor.tokens().rotate_key(store.as_ref(), rotor.now()).await?;
+            let kid = rotor
+                .tokens()
+                .rotate_key(store.as_ref(), rotor.now())
+                .await?;
             println!("new signing key {kid}; previous keys keep verifying until pruned");
         }
         KeysCommand::Prune => {
             let removed = rotor.tokens().prune(store.as_ref(), rotor.now()).await?;
-            println!("pruned {} keys{}", removed.len(), if removed.is_empty() { String::new() } else { format!(": {}", removed.join(", ")) });
+            println!(
+                "pruned {} keys{}",
+                removed.len(),
+                if removed.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", removed.join(", "))
+                }
+            );
         }
     }
     store.close().await;
@@ -344,7 +388,9 @@ async fn users(settings: Settings, cmd: UsersCommand) -> anyhow::Result<()> {
                             let _ = std::io::stderr().flush();
                         }
                         let mut line = String::new();
-                        std::io::stdin().read_line(&mut line).context("reading the password from stdin")?;
+                        std::io::stdin()
+                            .read_line(&mut line)
+                            .context("reading the password from stdin")?;
                         line.trim_end_matches(['\r', '\n']).to_owned()
                     }
                 };
@@ -364,17 +410,31 @@ async fn users(settings: Settings, cmd: UsersCommand) -> anyhow::Result<()> {
             }
         }
         UsersCommand::Deactivate { email } => {
-            let user = rotor.store().get_user_by_email(&email).await?.with_context(|| format!("no user {email}"))?;
+            let user = rotor
+                .store()
+                .get_user_by_email(&email)
+                .await?
+                .with_context(|| format!("no user {email}"))?;
             let changes = AccountChanges {
                 is_active: Some(false),
                 ..Default::default()
             };
             rotor.update_account(user.id, changes, None, &ctx).await?;
-            println!("deactivated {} ({}); every session ended", user.email, user.id);
+            println!(
+                "deactivated {} ({}); every session ended",
+                user.email, user.id
+            );
         }
         UsersCommand::RevokeSessions { email } => {
-            let user = rotor.store().get_user_by_email(&email).await?.with_context(|| format!("no user {email}"))?;
-            let principal = crate::service::Principal { user: user.clone(), session_id: None };
+            let user = rotor
+                .store()
+                .get_user_by_email(&email)
+                .await?
+                .with_context(|| format!("no user {email}"))?;
+            let principal = crate::service::Principal {
+                user: user.clone(),
+                session_id: None,
+            };
             let n = rotor.logout_all(&principal, &ctx).await?;
             println!("ended {n} sessions of {} ({})", user.email, user.id);
         }

@@ -17,40 +17,106 @@ use crate::ratelimit::Rate;
 /// Every variable rotor reads, with a one-line description (shown by `--help` and
 /// `rotor config check`).
 pub const VARIABLES: &[(&str, &str)] = &[
-    ("DATABASE_URL", "sqlite://PATH or postgres://…; default: SQLite file in ROTOR_DATA_DIR"),
-    ("ROTOR_DATA_DIR", "directory for the embedded database and generated secret (./rotor-data)"),
-    ("SECRET_KEY", "HMAC secret, at least 32 chars; generated and persisted when unset"),
-    ("JWT_ALGORITHM", "HS256 | HS384 | HS512 | EdDSA | ES256 (HS256)"),
+    (
+        "DATABASE_URL",
+        "sqlite://PATH or postgres://…; default: SQLite file in ROTOR_DATA_DIR",
+    ),
+    (
+        "ROTOR_DATA_DIR",
+        "directory for the embedded database and generated secret (./rotor-data)",
+    ),
+    (
+        "SECRET_KEY",
+        "HMAC secret, at least 32 chars; generated and persisted when unset",
+    ),
+    (
+        "JWT_ALGORITHM",
+        "HS256 | HS384 | HS512 | EdDSA | ES256 (HS256)",
+    ),
     ("JWT_ISSUER", "iss claim set and required when given"),
     ("JWT_AUDIENCE", "aud claim set and required when given"),
-    ("KEY_ENCRYPTION_KEY", "key that encrypts asymmetric private keys at rest (default: derived from SECRET_KEY)"),
+    (
+        "KEY_ENCRYPTION_KEY",
+        "key that encrypts asymmetric private keys at rest (default: derived from SECRET_KEY)",
+    ),
     ("ACCESS_TOKEN_EXPIRE_MINUTES", "access token lifetime (15)"),
-    ("REFRESH_TOKEN_EXPIRE_DAYS", "refresh token lifetime, renewed on rotation (7)"),
-    ("REFRESH_REUSE_GRACE_SECONDS", "window in which a just-rotated token returns its successor (10; 0 = strict)"),
-    ("SESSION_MAX_LIFETIME_DAYS", "absolute session lifetime (30)"),
+    (
+        "REFRESH_TOKEN_EXPIRE_DAYS",
+        "refresh token lifetime, renewed on rotation (7)",
+    ),
+    (
+        "REFRESH_REUSE_GRACE_SECONDS",
+        "window in which a just-rotated token returns its successor (10; 0 = strict)",
+    ),
+    (
+        "SESSION_MAX_LIFETIME_DAYS",
+        "absolute session lifetime (30)",
+    ),
     ("REFRESH_COOKIE_PATH", "Path of the refresh cookie (/)"),
     ("ADMIN_EMAIL", "an account with this email is an admin"),
-    ("ENVIRONMENT", "development | staging | production (development)"),
+    (
+        "ENVIRONMENT",
+        "development | staging | production (development)",
+    ),
     ("DEBUG", "debug mode; refused in production (false)"),
     ("HOST", "bind address (127.0.0.1)"),
     ("PORT", "bind port (8000)"),
-    ("CORS_ORIGINS", "allowed origins, comma-separated or a JSON list"),
-    ("CORS_ALLOW_CREDENTIALS", "send Access-Control-Allow-Credentials (true)"),
-    ("RATE_LIMIT_AUTH", "per-IP limit on each auth route, e.g. 20/minute, or off (20/minute)"),
-    ("RATE_LIMIT_DEFAULT", "per-IP limit on every other route, or off (off)"),
-    ("TRUSTED_PROXIES", "CIDRs whose X-Forwarded-For/Forwarded is believed (none)"),
+    (
+        "CORS_ORIGINS",
+        "allowed origins, comma-separated or a JSON list",
+    ),
+    (
+        "CORS_ALLOW_CREDENTIALS",
+        "send Access-Control-Allow-Credentials (true)",
+    ),
+    (
+        "RATE_LIMIT_AUTH",
+        "per-IP limit on each auth route, e.g. 20/minute, or off (20/minute)",
+    ),
+    (
+        "RATE_LIMIT_DEFAULT",
+        "per-IP limit on every other route, or off (off)",
+    ),
+    (
+        "TRUSTED_PROXIES",
+        "CIDRs whose X-Forwarded-For/Forwarded is believed (none)",
+    ),
     ("PAGINATION_DEFAULT_SIZE", "default page size (20)"),
     ("PAGINATION_MAX_SIZE", "largest page size (100)"),
-    ("AUDIT_RETENTION_DAYS", "audit events older than this are deleted by cleanup (90)"),
-    ("CLEANUP_INTERVAL_SECONDS", "period of the in-process cleanup job; 0 disables it (3600)"),
-    ("CLEANUP_BATCH_SIZE", "rows deleted per cleanup transaction (5000)"),
-    ("ARGON2_MAX_CONCURRENCY", "password hashes computed at once (number of CPUs)"),
-    ("DB_MAX_CONNECTIONS", "database pool size (PostgreSQL 16, SQLite readers 8)"),
+    (
+        "AUDIT_RETENTION_DAYS",
+        "audit events older than this are deleted by cleanup (90)",
+    ),
+    (
+        "CLEANUP_INTERVAL_SECONDS",
+        "period of the in-process cleanup job; 0 disables it (3600)",
+    ),
+    (
+        "CLEANUP_BATCH_SIZE",
+        "rows deleted per cleanup transaction (5000)",
+    ),
+    (
+        "ARGON2_MAX_CONCURRENCY",
+        "password hashes computed at once (number of CPUs)",
+    ),
+    (
+        "DB_MAX_CONNECTIONS",
+        "database pool size (PostgreSQL 16, SQLite readers 8)",
+    ),
     ("MAX_BODY_BYTES", "largest request body accepted (65536)"),
-    ("REQUEST_TIMEOUT_SECONDS", "requests taking longer are answered 408 (30)"),
-    ("INTROSPECTION_SECRET", "shared secret (HTTP Basic password) for /oauth/introspect"),
+    (
+        "REQUEST_TIMEOUT_SECONDS",
+        "requests taking longer are answered 408 (30)",
+    ),
+    (
+        "INTROSPECTION_SECRET",
+        "shared secret (HTTP Basic password) for /oauth/introspect",
+    ),
     ("METRICS_ENABLED", "serve Prometheus metrics (true)"),
-    ("METRICS_BIND", "serve /metrics on this address instead of the main port"),
+    (
+        "METRICS_BIND",
+        "serve /metrics on this address instead of the main port",
+    ),
     ("LOG_LEVEL", "trace | debug | info | warning | error (info)"),
     ("LOG_JSON_FORMAT", "JSON log lines (false)"),
 ];
@@ -172,11 +238,15 @@ impl Cidr {
         let ip = canonical(ip);
         match (self.addr, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u128::from(net) & mask == u128::from(ip) & mask
             }
             _ => false,
@@ -288,7 +358,10 @@ impl Settings {
     /// Builds settings from explicit name → value pairs; absent names take defaults.
     pub fn from_vars(vars: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
         let r = Reader(vars);
-        let data_dir = PathBuf::from(r.string("ROTOR_DATA_DIR").unwrap_or_else(|| "./rotor-data".into()));
+        let data_dir = PathBuf::from(
+            r.string("ROTOR_DATA_DIR")
+                .unwrap_or_else(|| "./rotor-data".into()),
+        );
         let database = match r.string("DATABASE_URL") {
             None => DatabaseTarget::Sqlite(data_dir.join("rotor.db")),
             Some(url) => parse_database_url(&url)?,
@@ -303,11 +376,21 @@ impl Settings {
                 });
             }
         }
-        let environment = r.parse_with("ENVIRONMENT", Environment::Development, "development, staging or production", |s| s.parse().ok())?;
+        let environment = r.parse_with(
+            "ENVIRONMENT",
+            Environment::Development,
+            "development, staging or production",
+            |s| s.parse().ok(),
+        )?;
         let settings = Self {
             database,
             secret_key,
-            jwt_algorithm: r.parse_with("JWT_ALGORITHM", JwtAlgorithm::HS256, "one of HS256, HS384, HS512, EdDSA, ES256", |s| s.parse().ok())?,
+            jwt_algorithm: r.parse_with(
+                "JWT_ALGORITHM",
+                JwtAlgorithm::HS256,
+                "one of HS256, HS384, HS512, EdDSA, ES256",
+                |s| s.parse().ok(),
+            )?,
             jwt_issuer: r.string("JWT_ISSUER"),
             jwt_audience: r.string("JWT_AUDIENCE"),
             key_encryption_key: r.string("KEY_ENCRYPTION_KEY").map(Secret::new),
@@ -315,14 +398,19 @@ impl Settings {
             refresh_token_expire_days: r.int("REFRESH_TOKEN_EXPIRE_DAYS", 7, 1, 3650)?,
             refresh_reuse_grace_seconds: r.int("REFRESH_REUSE_GRACE_SECONDS", 10, 0, 300)?,
             session_max_lifetime_days: r.int("SESSION_MAX_LIFETIME_DAYS", 30, 1, 3650)?,
-            refresh_cookie_path: r.string("REFRESH_COOKIE_PATH").unwrap_or_else(|| "/".into()),
+            refresh_cookie_path: r
+                .string("REFRESH_COOKIE_PATH")
+                .unwrap_or_else(|| "/".into()),
             admin_email: r.string("ADMIN_EMAIL"),
             environment,
             debug: r.boolean("DEBUG", false)?,
             host: r.string("HOST").unwrap_or_else(|| "127.0.0.1".into()),
             port: r.int("PORT", 8000, 0, 65535)? as u16,
             cors_origins: r.list("CORS_ORIGINS").unwrap_or_else(|| {
-                vec!["http://localhost:3000".into(), "http://localhost:5173".into()]
+                vec![
+                    "http://localhost:3000".into(),
+                    "http://localhost:5173".into(),
+                ]
             }),
             cors_allow_credentials: r.boolean("CORS_ALLOW_CREDENTIALS", true)?,
             rate_limit_auth: r.rate("RATE_LIMIT_AUTH", Some(Rate::per_minute(20)))?,
@@ -360,14 +448,17 @@ impl Settings {
             introspection_secret: r.string("INTROSPECTION_SECRET").map(Secret::new),
             metrics_enabled: r.boolean("METRICS_ENABLED", true)?,
             metrics_bind: r.string("METRICS_BIND"),
-            log_level: r.parse_with("LOG_LEVEL", "info".to_owned(), "trace, debug, info, warning or error", |s| {
-                match s.to_ascii_lowercase().as_str() {
+            log_level: r.parse_with(
+                "LOG_LEVEL",
+                "info".to_owned(),
+                "trace, debug, info, warning or error",
+                |s| match s.to_ascii_lowercase().as_str() {
                     l @ ("trace" | "debug" | "info" | "error") => Some(l.to_owned()),
                     "warning" | "warn" => Some("warn".to_owned()),
                     "critical" => Some("error".to_owned()),
                     _ => None,
-                }
-            })?,
+                },
+            )?,
             log_json_format: r.boolean("LOG_JSON_FORMAT", false)?,
             data_dir,
         };
@@ -380,15 +471,22 @@ impl Settings {
             return Err(ConfigError::Invalid {
                 name: "PAGINATION_DEFAULT_SIZE",
                 value: self.pagination_default_size.to_string(),
-                reason: format!("must not exceed PAGINATION_MAX_SIZE ({})", self.pagination_max_size),
+                reason: format!(
+                    "must not exceed PAGINATION_MAX_SIZE ({})",
+                    self.pagination_max_size
+                ),
             });
         }
         if self.environment == Environment::Production {
             if self.debug {
-                return Err(ConfigError::Refused("DEBUG must be off when ENVIRONMENT=production".into()));
+                return Err(ConfigError::Refused(
+                    "DEBUG must be off when ENVIRONMENT=production".into(),
+                ));
             }
             if self.cors_origins.iter().any(|o| o == "*") {
-                return Err(ConfigError::Refused("CORS_ORIGINS must not contain * when ENVIRONMENT=production".into()));
+                return Err(ConfigError::Refused(
+                    "CORS_ORIGINS must not contain * when ENVIRONMENT=production".into(),
+                ));
             }
         }
         Ok(())
@@ -405,15 +503,33 @@ impl Settings {
         vec![
             ("DATABASE_URL", format!("{:?}", self.database)),
             ("ROTOR_DATA_DIR", self.data_dir.display().to_string()),
-            ("SECRET_KEY", match &self.secret_key { Some(_) => "<redacted>".into(), None => "(generated, persisted in ROTOR_DATA_DIR)".into() }),
+            (
+                "SECRET_KEY",
+                match &self.secret_key {
+                    Some(_) => "<redacted>".into(),
+                    None => "(generated, persisted in ROTOR_DATA_DIR)".into(),
+                },
+            ),
             ("JWT_ALGORITHM", self.jwt_algorithm.as_str().into()),
             ("JWT_ISSUER", opt(&self.jwt_issuer)),
             ("JWT_AUDIENCE", opt(&self.jwt_audience)),
             ("KEY_ENCRYPTION_KEY", secret(&self.key_encryption_key)),
-            ("ACCESS_TOKEN_EXPIRE_MINUTES", self.access_token_expire_minutes.to_string()),
-            ("REFRESH_TOKEN_EXPIRE_DAYS", self.refresh_token_expire_days.to_string()),
-            ("REFRESH_REUSE_GRACE_SECONDS", self.refresh_reuse_grace_seconds.to_string()),
-            ("SESSION_MAX_LIFETIME_DAYS", self.session_max_lifetime_days.to_string()),
+            (
+                "ACCESS_TOKEN_EXPIRE_MINUTES",
+                self.access_token_expire_minutes.to_string(),
+            ),
+            (
+                "REFRESH_TOKEN_EXPIRE_DAYS",
+                self.refresh_token_expire_days.to_string(),
+            ),
+            (
+                "REFRESH_REUSE_GRACE_SECONDS",
+                self.refresh_reuse_grace_seconds.to_string(),
+            ),
+            (
+                "SESSION_MAX_LIFETIME_DAYS",
+                self.session_max_lifetime_days.to_string(),
+            ),
             ("REFRESH_COOKIE_PATH", self.refresh_cookie_path.clone()),
             ("ADMIN_EMAIL", opt(&self.admin_email)),
             ("ENVIRONMENT", self.environment.as_str().into()),
@@ -421,19 +537,48 @@ impl Settings {
             ("HOST", self.host.clone()),
             ("PORT", self.port.to_string()),
             ("CORS_ORIGINS", self.cors_origins.join(",")),
-            ("CORS_ALLOW_CREDENTIALS", self.cors_allow_credentials.to_string()),
+            (
+                "CORS_ALLOW_CREDENTIALS",
+                self.cors_allow_credentials.to_string(),
+            ),
             ("RATE_LIMIT_AUTH", rate(&self.rate_limit_auth)),
             ("RATE_LIMIT_DEFAULT", rate(&self.rate_limit_default)),
-            ("TRUSTED_PROXIES", self.trusted_proxies.iter().map(|c| format!("{}/{}", c.addr, c.prefix)).collect::<Vec<_>>().join(",")),
-            ("PAGINATION_DEFAULT_SIZE", self.pagination_default_size.to_string()),
+            (
+                "TRUSTED_PROXIES",
+                self.trusted_proxies
+                    .iter()
+                    .map(|c| format!("{}/{}", c.addr, c.prefix))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+            (
+                "PAGINATION_DEFAULT_SIZE",
+                self.pagination_default_size.to_string(),
+            ),
             ("PAGINATION_MAX_SIZE", self.pagination_max_size.to_string()),
-            ("AUDIT_RETENTION_DAYS", self.audit_retention_days.to_string()),
-            ("CLEANUP_INTERVAL_SECONDS", self.cleanup_interval_seconds.to_string()),
+            (
+                "AUDIT_RETENTION_DAYS",
+                self.audit_retention_days.to_string(),
+            ),
+            (
+                "CLEANUP_INTERVAL_SECONDS",
+                self.cleanup_interval_seconds.to_string(),
+            ),
             ("CLEANUP_BATCH_SIZE", self.cleanup_batch_size.to_string()),
-            ("ARGON2_MAX_CONCURRENCY", self.argon2_max_concurrency.to_string()),
-            ("DB_MAX_CONNECTIONS", self.db_max_connections.map_or_else(|| "(default)".into(), |n| n.to_string())),
+            (
+                "ARGON2_MAX_CONCURRENCY",
+                self.argon2_max_concurrency.to_string(),
+            ),
+            (
+                "DB_MAX_CONNECTIONS",
+                self.db_max_connections
+                    .map_or_else(|| "(default)".into(), |n| n.to_string()),
+            ),
             ("MAX_BODY_BYTES", self.max_body_bytes.to_string()),
-            ("REQUEST_TIMEOUT_SECONDS", self.request_timeout_seconds.to_string()),
+            (
+                "REQUEST_TIMEOUT_SECONDS",
+                self.request_timeout_seconds.to_string(),
+            ),
             ("INTROSPECTION_SECRET", secret(&self.introspection_secret)),
             ("METRICS_ENABLED", self.metrics_enabled.to_string()),
             ("METRICS_BIND", opt(&self.metrics_bind)),
@@ -447,7 +592,10 @@ impl Settings {
     pub fn for_tests(data_dir: &Path) -> Self {
         let mut vars = BTreeMap::new();
         vars.insert("ROTOR_DATA_DIR".to_owned(), data_dir.display().to_string());
-        vars.insert("SECRET_KEY".to_owned(), "test-secret-key-that-is-long-enough-0123456789".to_owned());
+        vars.insert(
+            "SECRET_KEY".to_owned(),
+            "test-secret-key-that-is-long-enough-0123456789".to_owned(),
+        );
         vars.insert("RATE_LIMIT_AUTH".to_owned(), "off".to_owned());
         vars.insert("CLEANUP_INTERVAL_SECONDS".to_owned(), "0".to_owned());
         Self::from_vars(&vars).expect("BUG: test settings are valid")
@@ -464,10 +612,15 @@ fn parse_database_url(url: &str) -> Result<DatabaseTarget, ConfigError> {
         value: redact_url(url),
         reason: reason.into(),
     };
-    if let Some(rest) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+    if let Some(rest) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
         let path = rest.split('?').next().unwrap_or_default();
         if path.is_empty() {
-            return Err(invalid("sqlite URL needs a file path, e.g. sqlite://./rotor.db"));
+            return Err(invalid(
+                "sqlite URL needs a file path, e.g. sqlite://./rotor.db",
+            ));
         }
         return Ok(DatabaseTarget::Sqlite(PathBuf::from(path)));
     }
@@ -500,7 +653,9 @@ fn read_toml(path: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
         reason,
     };
     let text = std::fs::read_to_string(path).map_err(|e| file_err(e.to_string()))?;
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| file_err(e.to_string()))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| file_err(e.to_string()))?;
     let mut out = BTreeMap::new();
     for (key, value) in table {
         let name = key.to_ascii_uppercase();
@@ -556,10 +711,19 @@ impl Reader<'_> {
         }
     }
 
-    fn int(&self, name: &'static str, default: i64, min: i64, max: i64) -> Result<i64, ConfigError> {
-        self.parse_with(name, default, &format!("an integer from {min} to {max}"), |s| {
-            s.parse::<i64>().ok().filter(|n| (min..=max).contains(n))
-        })
+    fn int(
+        &self,
+        name: &'static str,
+        default: i64,
+        min: i64,
+        max: i64,
+    ) -> Result<i64, ConfigError> {
+        self.parse_with(
+            name,
+            default,
+            &format!("an integer from {min} to {max}"),
+            |s| s.parse::<i64>().ok().filter(|n| (min..=max).contains(n)),
+        )
     }
 
     fn boolean(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
@@ -574,7 +738,10 @@ impl Reader<'_> {
 
     fn rate(&self, name: &'static str, default: Option<Rate>) -> Result<Option<Rate>, ConfigError> {
         self.parse_with(name, default, "a rate such as 20/minute, or off", |s| {
-            if matches!(s.to_ascii_lowercase().as_str(), "off" | "none" | "disabled" | "0") {
+            if matches!(
+                s.to_ascii_lowercase().as_str(),
+                "off" | "none" | "disabled" | "0"
+            ) {
                 Some(None)
             } else {
                 s.parse::<Rate>().ok().map(Some)
@@ -604,13 +771,19 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
     fn defaults_are_the_embedded_zero_config() {
         let s = Settings::from_vars(&BTreeMap::new()).expect("defaults are valid");
-        assert_eq!(s.database, DatabaseTarget::Sqlite(PathBuf::from("./rotor-data/rotor.db")));
+        assert_eq!(
+            s.database,
+            DatabaseTarget::Sqlite(PathBuf::from("./rotor-data/rotor.db"))
+        );
         assert_eq!(s.port, 8000);
         assert_eq!(s.refresh_reuse_grace_seconds, 10);
         assert_eq!(s.rate_limit_auth, Some(Rate::per_minute(20)));
@@ -628,20 +801,33 @@ mod tests {
 
     #[test]
     fn production_refuses_debug_and_wildcard_cors() {
-        assert!(Settings::from_vars(&vars(&[("ENVIRONMENT", "production"), ("DEBUG", "true")])).is_err());
-        assert!(Settings::from_vars(&vars(&[("ENVIRONMENT", "production"), ("CORS_ORIGINS", "*")])).is_err());
+        assert!(
+            Settings::from_vars(&vars(&[("ENVIRONMENT", "production"), ("DEBUG", "true")]))
+                .is_err()
+        );
+        assert!(Settings::from_vars(&vars(&[
+            ("ENVIRONMENT", "production"),
+            ("CORS_ORIGINS", "*")
+        ]))
+        .is_err());
         assert!(Settings::from_vars(&vars(&[("ENVIRONMENT", "production")])).is_ok());
     }
 
     #[test]
     fn database_urls() {
-        assert_eq!(parse_database_url("sqlite:///tmp/x.db").unwrap(), DatabaseTarget::Sqlite("/tmp/x.db".into()));
+        assert_eq!(
+            parse_database_url("sqlite:///tmp/x.db").unwrap(),
+            DatabaseTarget::Sqlite("/tmp/x.db".into())
+        );
         assert_eq!(
             parse_database_url("postgresql+asyncpg://u:p@h/db").unwrap(),
             DatabaseTarget::Postgres("postgres://u:p@h/db".into())
         );
         assert!(parse_database_url("mysql://x").is_err());
-        assert_eq!(redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(
+            redact_url("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
     }
 
     #[test]
@@ -659,9 +845,20 @@ mod tests {
 
     #[test]
     fn lists_accept_json_or_commas() {
-        let s = Settings::from_vars(&vars(&[("CORS_ORIGINS", r#"["https://a.example","https://b.example"]"#)])).unwrap();
-        assert_eq!(s.cors_origins, vec!["https://a.example", "https://b.example"]);
-        let s = Settings::from_vars(&vars(&[("CORS_ORIGINS", "https://a.example, https://b.example")])).unwrap();
+        let s = Settings::from_vars(&vars(&[(
+            "CORS_ORIGINS",
+            r#"["https://a.example","https://b.example"]"#,
+        )]))
+        .unwrap();
+        assert_eq!(
+            s.cors_origins,
+            vec!["https://a.example", "https://b.example"]
+        );
+        let s = Settings::from_vars(&vars(&[(
+            "CORS_ORIGINS",
+            "https://a.example, https://b.example",
+        )]))
+        .unwrap();
         assert_eq!(s.cors_origins.len(), 2);
     }
 }

@@ -185,7 +185,13 @@ impl AccessTokens {
     }
 
     /// Signs an access token for `user_id` in session `sid`.
-    pub fn issue(&self, user_id: Uuid, token_version: i64, sid: Option<Uuid>, now: DateTime<Utc>) -> Result<String, KeyError> {
+    pub fn issue(
+        &self,
+        user_id: Uuid,
+        token_version: i64,
+        sid: Option<Uuid>,
+        now: DateTime<Utc>,
+    ) -> Result<String, KeyError> {
         let claims = AccessClaims {
             sub: user_id.to_string(),
             token_type: ACCESS_TYPE.to_owned(),
@@ -232,7 +238,9 @@ impl AccessTokens {
                 use jsonwebtoken::errors::ErrorKind;
                 match e.kind() {
                     ErrorKind::InvalidSignature => TokenRejected::Signature,
-                    ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => TokenRejected::Algorithm,
+                    ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+                        TokenRejected::Algorithm
+                    }
                     _ => TokenRejected::Malformed,
                 }
             })?
@@ -244,7 +252,8 @@ impl AccessTokens {
                 return Err(TokenRejected::NotYetValid);
             }
         }
-        let claims: AccessClaims = serde_json::from_value(raw).map_err(|_| TokenRejected::Malformed)?;
+        let claims: AccessClaims =
+            serde_json::from_value(raw).map_err(|_| TokenRejected::Malformed)?;
         if claims.token_type != ACCESS_TYPE {
             return Err(TokenRejected::WrongType);
         }
@@ -265,7 +274,11 @@ impl AccessTokens {
 
     /// The public JWKS document (empty for HMAC algorithms: nothing public to share).
     pub fn jwks(&self) -> Value {
-        self.ring.read().unwrap_or_else(|e| e.into_inner()).jwks.clone()
+        self.ring
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .jwks
+            .clone()
     }
 
     /// Reloads the asymmetric key ring from the store: the newest unretired key of the
@@ -279,7 +292,12 @@ impl AccessTokens {
         let mut verifying = HashMap::new();
         let mut jwks = Vec::new();
         for k in &keys {
-            let Some(alg) = k.algorithm.parse::<JwtAlgorithm>().ok().filter(|a| !a.is_symmetric()) else {
+            let Some(alg) = k
+                .algorithm
+                .parse::<JwtAlgorithm>()
+                .ok()
+                .filter(|a| !a.is_symmetric())
+            else {
                 continue;
             };
             let (decoding, jwk) = public_parts(alg, &k.kid, &k.public_key)?;
@@ -311,7 +329,11 @@ impl AccessTokens {
 
     /// Makes sure an active key of the configured algorithm exists (creating one on a
     /// first start), then loads the ring.
-    pub async fn ensure_signing_key(&self, store: &dyn Store, now: DateTime<Utc>) -> Result<(), KeyError> {
+    pub async fn ensure_signing_key(
+        &self,
+        store: &dyn Store,
+        now: DateTime<Utc>,
+    ) -> Result<(), KeyError> {
         if self.algorithm.is_symmetric() {
             return Ok(());
         }
@@ -328,7 +350,11 @@ impl AccessTokens {
 
     /// Adds a new signing key and retires the previous ones from signing (they keep
     /// verifying until pruned). Returns the new key id.
-    pub async fn rotate_key(&self, store: &dyn Store, now: DateTime<Utc>) -> Result<String, KeyError> {
+    pub async fn rotate_key(
+        &self,
+        store: &dyn Store,
+        now: DateTime<Utc>,
+    ) -> Result<String, KeyError> {
         if self.algorithm.is_symmetric() {
             return Err(KeyError::Material(format!(
                 "JWT_ALGORITHM={} uses SECRET_KEY; key rotation applies to EdDSA and ES256",
@@ -351,31 +377,48 @@ impl AccessTokens {
     }
 
     /// Deletes keys retired long enough ago that every token they signed has expired.
-    pub async fn prune(&self, store: &dyn Store, now: DateTime<Utc>) -> Result<Vec<String>, KeyError> {
-        let removed = store.delete_keys_retired_before(now - self.lifetime).await?;
+    pub async fn prune(
+        &self,
+        store: &dyn Store,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<String>, KeyError> {
+        let removed = store
+            .delete_keys_retired_before(now - self.lifetime)
+            .await?;
         if !removed.is_empty() {
             self.load(store).await?;
         }
         Ok(removed)
     }
 
-    async fn generate_key(&self, store: &dyn Store, now: DateTime<Utc>) -> Result<String, KeyError> {
+    async fn generate_key(
+        &self,
+        store: &dyn Store,
+        now: DateTime<Utc>,
+    ) -> Result<String, KeyError> {
         let rng = SystemRandom::new();
         let material = |e: ring::error::Unspecified| KeyError::Material(e.to_string());
         let (pkcs8, public) = match self.algorithm {
             JwtAlgorithm::EdDSA => {
                 let doc = Ed25519KeyPair::generate_pkcs8(&rng).map_err(material)?;
-                let pair = Ed25519KeyPair::from_pkcs8(doc.as_ref()).map_err(|e| KeyError::Material(e.to_string()))?;
-                (doc.as_ref().to_vec(), pair.public_key().as_ref().to_vec())
-            }
-            _ => {
-                let doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).map_err(material)?;
-                let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, doc.as_ref(), &rng)
+                let pair = Ed25519KeyPair::from_pkcs8(doc.as_ref())
                     .map_err(|e| KeyError::Material(e.to_string()))?;
                 (doc.as_ref().to_vec(), pair.public_key().as_ref().to_vec())
             }
+            _ => {
+                let doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+                    .map_err(material)?;
+                let pair =
+                    EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, doc.as_ref(), &rng)
+                        .map_err(|e| KeyError::Material(e.to_string()))?;
+                (doc.as_ref().to_vec(), pair.public_key().as_ref().to_vec())
+            }
         };
-        let kid = format!("{}-{}", now.format("%Y%m%d"), &Uuid::new_v4().simple().to_string()[..12]);
+        let kid = format!(
+            "{}-{}",
+            now.format("%Y%m%d"),
+            &Uuid::new_v4().simple().to_string()[..12]
+        );
         store
             .insert_key(&StoredKey {
                 kid: kid.clone(),
@@ -396,7 +439,11 @@ impl AccessTokens {
             .map_err(|e| KeyError::Material(e.to_string()))?;
         let mut buf = plaintext.to_vec();
         self.sealing_key
-            .seal_in_place_append_tag(aead::Nonce::assume_unique_for_key(nonce), aead::Aad::empty(), &mut buf)
+            .seal_in_place_append_tag(
+                aead::Nonce::assume_unique_for_key(nonce),
+                aead::Aad::empty(),
+                &mut buf,
+            )
             .map_err(|e| KeyError::Material(e.to_string()))?;
         let mut out = nonce.to_vec();
         out.extend_from_slice(&buf);
@@ -408,19 +455,27 @@ impl AccessTokens {
             return Err(KeyError::Material("sealed key too short".into()));
         }
         let (nonce, rest) = sealed.split_at(12);
-        let nonce = aead::Nonce::try_assume_unique_for_key(nonce).map_err(|e| KeyError::Material(e.to_string()))?;
+        let nonce = aead::Nonce::try_assume_unique_for_key(nonce)
+            .map_err(|e| KeyError::Material(e.to_string()))?;
         let mut buf = rest.to_vec();
         let plain = self
             .sealing_key
             .open_in_place(nonce, aead::Aad::empty(), &mut buf)
             .map_err(|_| {
-                KeyError::Material("cannot decrypt a stored signing key: KEY_ENCRYPTION_KEY/SECRET_KEY changed?".into())
+                KeyError::Material(
+                    "cannot decrypt a stored signing key: KEY_ENCRYPTION_KEY/SECRET_KEY changed?"
+                        .into(),
+                )
             })?;
         Ok(plain.to_vec())
     }
 }
 
-fn public_parts(alg: JwtAlgorithm, kid: &str, public: &[u8]) -> Result<(DecodingKey, Value), KeyError> {
+fn public_parts(
+    alg: JwtAlgorithm,
+    kid: &str,
+    public: &[u8],
+) -> Result<(DecodingKey, Value), KeyError> {
     match alg {
         JwtAlgorithm::EdDSA => Ok((
             DecodingKey::from_ed_der(public),
@@ -429,7 +484,9 @@ fn public_parts(alg: JwtAlgorithm, kid: &str, public: &[u8]) -> Result<(Decoding
         )),
         JwtAlgorithm::ES256 => {
             if public.len() != 65 || public[0] != 4 {
-                return Err(KeyError::Material(format!("key {kid}: not an uncompressed P-256 point")));
+                return Err(KeyError::Material(format!(
+                    "key {kid}: not an uncompressed P-256 point"
+                )));
             }
             Ok((
                 DecodingKey::from_ec_der(public),
@@ -437,7 +494,9 @@ fn public_parts(alg: JwtAlgorithm, kid: &str, public: &[u8]) -> Result<(Decoding
                        "y": URL_SAFE_NO_PAD.encode(&public[33..]), "kid": kid, "alg": "ES256", "use": "sig"}),
             ))
         }
-        _ => Err(KeyError::Material(format!("key {kid}: not an asymmetric algorithm"))),
+        _ => Err(KeyError::Material(format!(
+            "key {kid}: not an asymmetric algorithm"
+        ))),
     }
 }
 
@@ -470,7 +529,10 @@ mod tests {
         assert_eq!(c.exp - c.iat, 15 * 60);
         assert_eq!(c.sid, Some(sid.to_string()));
         assert!(c.jti.is_some());
-        assert_eq!(t.verify(&jwt, now + Duration::minutes(15)), Err(TokenRejected::Expired));
+        assert_eq!(
+            t.verify(&jwt, now + Duration::minutes(15)),
+            Err(TokenRejected::Expired)
+        );
     }
 
     #[test]
@@ -485,7 +547,10 @@ mod tests {
         let none_header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
         assert!(t.verify(&format!("{none_header}.{body}."), now).is_err());
         let hs512 = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS512","typ":"JWT"}"#);
-        assert_eq!(t.verify(&format!("{hs512}.{body}.sig"), now), Err(TokenRejected::Algorithm));
+        assert_eq!(
+            t.verify(&format!("{hs512}.{body}.sig"), now),
+            Err(TokenRejected::Algorithm)
+        );
         assert_eq!(t.verify("garbage", now), Err(TokenRejected::Malformed));
     }
 }

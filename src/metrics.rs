@@ -7,7 +7,9 @@ use std::{collections::BTreeMap, fmt::Write, sync::Mutex, time::Duration};
 use crate::Rotor;
 
 /// Latency bucket upper bounds, in seconds.
-const BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+const BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
 
 #[derive(Debug, Default)]
 struct Histogram {
@@ -28,7 +30,8 @@ impl HttpMetrics {
     pub fn record(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
         {
             let mut r = self.requests.lock().unwrap_or_else(|e| e.into_inner());
-            *r.entry((method.to_owned(), route.to_owned(), status)).or_default() += 1;
+            *r.entry((method.to_owned(), route.to_owned(), status))
+                .or_default() += 1;
         }
         let secs = elapsed.as_secs_f64();
         let mut l = self.latency.lock().unwrap_or_else(|e| e.into_inner());
@@ -46,18 +49,48 @@ impl HttpMetrics {
     pub fn render(&self, rotor: &Rotor) -> String {
         let mut out = String::with_capacity(4096);
         out.push_str("# HELP http_requests_total HTTP requests by method, route and status.\n# TYPE http_requests_total counter\n");
-        for ((method, route, status), n) in self.requests.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            let _ = writeln!(out, "http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {n}", escape(route));
+        for ((method, route, status), n) in self
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {n}",
+                escape(route)
+            );
         }
         out.push_str("# HELP http_request_duration_seconds HTTP request latency.\n# TYPE http_request_duration_seconds histogram\n");
-        for ((method, route), h) in self.latency.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        for ((method, route), h) in self
+            .latency
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
             let labels = format!("method=\"{method}\",route=\"{}\"", escape(route));
             for (i, bound) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(out, "http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {}", h.counts[i]);
+                let _ = writeln!(
+                    out,
+                    "http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {}",
+                    h.counts[i]
+                );
             }
-            let _ = writeln!(out, "http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}", h.count);
-            let _ = writeln!(out, "http_request_duration_seconds_sum{{{labels}}} {}", h.sum);
-            let _ = writeln!(out, "http_request_duration_seconds_count{{{labels}}} {}", h.count);
+            let _ = writeln!(
+                out,
+                "http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(
+                out,
+                "http_request_duration_seconds_sum{{{labels}}} {}",
+                h.sum
+            );
+            let _ = writeln!(
+                out,
+                "http_request_duration_seconds_count{{{labels}}} {}",
+                h.count
+            );
         }
         let c = rotor.counters();
         let get = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
@@ -67,20 +100,54 @@ impl HttpMetrics {
                 let _ = writeln!(out, "{name}{labels} {v}");
             }
         };
-        counter(&mut out, "rotor_logins_total", "Password logins by result.", &[
-            ("{result=\"ok\"}", get(&c.logins_ok)),
-            ("{result=\"failed\"}", get(&c.logins_failed)),
-        ]);
-        counter(&mut out, "rotor_refreshes_total", "Refresh tokens rotated.", &[("", get(&c.refreshes))]);
-        counter(&mut out, "rotor_refresh_grace_reuses_total", "Retries answered with the already-issued successor.", &[("", get(&c.grace_reuses))]);
-        counter(&mut out, "rotor_replays_detected_total", "Replayed refresh tokens (families revoked).", &[("", get(&c.replays))]);
-        counter(&mut out, "rotor_sessions_revoked_total", "Sessions ended by logout, revocation or password change.", &[("", get(&c.sessions_revoked))]);
-        counter(&mut out, "rotor_cleanup_deleted_rows_total", "Rows deleted by cleanup.", &[("", get(&c.cleanup_deleted))]);
+        counter(
+            &mut out,
+            "rotor_logins_total",
+            "Password logins by result.",
+            &[
+                ("{result=\"ok\"}", get(&c.logins_ok)),
+                ("{result=\"failed\"}", get(&c.logins_failed)),
+            ],
+        );
+        counter(
+            &mut out,
+            "rotor_refreshes_total",
+            "Refresh tokens rotated.",
+            &[("", get(&c.refreshes))],
+        );
+        counter(
+            &mut out,
+            "rotor_refresh_grace_reuses_total",
+            "Retries answered with the already-issued successor.",
+            &[("", get(&c.grace_reuses))],
+        );
+        counter(
+            &mut out,
+            "rotor_replays_detected_total",
+            "Replayed refresh tokens (families revoked).",
+            &[("", get(&c.replays))],
+        );
+        counter(
+            &mut out,
+            "rotor_sessions_revoked_total",
+            "Sessions ended by logout, revocation or password change.",
+            &[("", get(&c.sessions_revoked))],
+        );
+        counter(
+            &mut out,
+            "rotor_cleanup_deleted_rows_total",
+            "Rows deleted by cleanup.",
+            &[("", get(&c.cleanup_deleted))],
+        );
         let (open, idle) = rotor.store().pool_stats();
         let _ = writeln!(out, "# HELP rotor_db_pool_connections Database pool connections.\n# TYPE rotor_db_pool_connections gauge");
         let _ = writeln!(out, "rotor_db_pool_connections{{state=\"open\"}} {open}");
         let _ = writeln!(out, "rotor_db_pool_connections{{state=\"idle\"}} {idle}");
-        let _ = writeln!(out, "rotor_db_pool_connections{{state=\"in_use\"}} {}", open.saturating_sub(idle));
+        let _ = writeln!(
+            out,
+            "rotor_db_pool_connections{{state=\"in_use\"}} {}",
+            open.saturating_sub(idle)
+        );
         let _ = writeln!(
             out,
             "# HELP rotor_argon2_permits_available Password hashes that could start now.\n# TYPE rotor_argon2_permits_available gauge\nrotor_argon2_permits_available {}",
@@ -91,5 +158,7 @@ impl HttpMetrics {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }

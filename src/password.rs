@@ -108,7 +108,11 @@ impl PasswordHasher {
 
     /// Verifies `password` against `stored`; with `None` (no such user) it verifies
     /// against the dummy hash and reports failure, taking the same time.
-    pub async fn verify(&self, password: &str, stored: Option<&str>) -> Result<Verified, PasswordError> {
+    pub async fn verify(
+        &self,
+        password: &str,
+        stored: Option<&str>,
+    ) -> Result<Verified, PasswordError> {
         let _permit = self.permits.acquire().await.expect("BUG: semaphore closed");
         let password = password.to_owned();
         let (phc, real) = match stored {
@@ -142,7 +146,13 @@ mod tests {
         let phc = h.hash("TestPass123").await.unwrap();
         assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
         let v = h.verify("TestPass123", Some(&phc)).await.unwrap();
-        assert_eq!(v, Verified { ok: true, needs_rehash: false });
+        assert_eq!(
+            v,
+            Verified {
+                ok: true,
+                needs_rehash: false
+            }
+        );
         assert!(!h.verify("wrong", Some(&phc)).await.unwrap().ok);
     }
 
@@ -157,15 +167,32 @@ mod tests {
             .to_string();
         let h = PasswordHasher::new(1).unwrap();
         let v = h.verify("OldPass123", Some(&phc)).await.unwrap();
-        assert_eq!(v, Verified { ok: true, needs_rehash: true });
+        assert_eq!(
+            v,
+            Verified {
+                ok: true,
+                needs_rehash: true
+            }
+        );
         let wrong = h.verify("Nope", Some(&phc)).await.unwrap();
-        assert_eq!(wrong, Verified { ok: false, needs_rehash: false });
+        assert_eq!(
+            wrong,
+            Verified {
+                ok: false,
+                needs_rehash: false
+            }
+        );
     }
 
     #[tokio::test]
     async fn unknown_user_and_garbage_hashes_never_verify() {
         let h = PasswordHasher::new(1).unwrap();
         assert!(!h.verify("anything", None).await.unwrap().ok);
-        assert!(!h.verify("anything", Some("not a phc string")).await.unwrap().ok);
+        assert!(
+            !h.verify("anything", Some("not a phc string"))
+                .await
+                .unwrap()
+                .ok
+        );
     }
 }

@@ -112,9 +112,18 @@ mod tests {
     #[test]
     fn parses_rates() {
         assert_eq!("20/minute".parse::<Rate>(), Ok(Rate::per_minute(20)));
-        assert_eq!("5/second".parse::<Rate>().unwrap().window, Duration::from_secs(1));
-        assert_eq!("100 per hour".parse::<Rate>().unwrap().window, Duration::from_secs(3600));
-        assert_eq!("10/5 minutes".parse::<Rate>().unwrap().window, Duration::from_secs(300));
+        assert_eq!(
+            "5/second".parse::<Rate>().unwrap().window,
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            "100 per hour".parse::<Rate>().unwrap().window,
+            Duration::from_secs(3600)
+        );
+        assert_eq!(
+            "10/5 minutes".parse::<Rate>().unwrap().window,
+            Duration::from_secs(300)
+        );
         assert!("abc".parse::<Rate>().is_err());
         assert!("0/minute".parse::<Rate>().is_err());
     }
@@ -127,7 +136,9 @@ mod tests {
         let t = Instant::now();
         assert!(rl.check("login", ip, t).is_ok());
         assert!(rl.check("login", ip, t).is_ok());
-        let retry = rl.check("login", ip, t + Duration::from_secs(10)).unwrap_err();
+        let retry = rl
+            .check("login", ip, t + Duration::from_secs(10))
+            .unwrap_err();
         assert_eq!(retry, Duration::from_secs(50));
         assert!(rl.check("refresh", ip, t).is_ok());
         assert!(rl.check("login", other, t).is_ok());

@@ -31,8 +31,13 @@ impl UserFactory {
         HASH.get_or_init(|| {
             use argon2::{password_hash::SaltString, PasswordHasher as _};
             let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
-            let params = argon2::Params::new(crate::password::MEMORY_KIB, crate::password::ITERATIONS, crate::password::PARALLELISM, None)
-                .expect("BUG: constant parameters");
+            let params = argon2::Params::new(
+                crate::password::MEMORY_KIB,
+                crate::password::ITERATIONS,
+                crate::password::PARALLELISM,
+                None,
+            )
+            .expect("BUG: constant parameters");
             argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
                 .hash_password(Self::PASSWORD.as_bytes(), &salt)
                 .expect("BUG: hashing a constant password")
@@ -55,7 +60,12 @@ impl UserFactory {
         Self::create_with(store, &Self::next_email(), Role::Admin, true).await
     }
 
-    pub async fn create_with(store: &dyn Store, email: &str, role: Role, is_active: bool) -> StoreResult<User> {
+    pub async fn create_with(
+        store: &dyn Store,
+        email: &str,
+        role: Role,
+        is_active: bool,
+    ) -> StoreResult<User> {
         let new = NewUser {
             email: email.to_owned(),
             hashed_password: Self::password_hash().to_owned(),
@@ -74,7 +84,12 @@ pub struct RefreshTokenFactory;
 impl RefreshTokenFactory {
     /// As the original: a fresh family, `expires_in` from now (7 days by default in
     /// the original; pass it explicitly here).
-    pub async fn create(store: &dyn Store, user: &User, is_revoked: bool, expires_in: Duration) -> StoreResult<(RefreshToken, String)> {
+    pub async fn create(
+        store: &dyn Store,
+        user: &User,
+        is_revoked: bool,
+        expires_in: Duration,
+    ) -> StoreResult<(RefreshToken, String)> {
         Self::create_at(store, user, is_revoked, expires_in, SystemClock.now()).await
     }
 

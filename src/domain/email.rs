@@ -23,9 +23,10 @@ pub fn check(email: &str) -> Result<(), &'static str> {
     if local.is_empty() || local.len() > 64 {
         return Err("value is not a valid email address: invalid local part");
     }
-    let local_ok = local.bytes().all(|b| {
-        b.is_ascii_alphanumeric() || b"!#$%&'*+/=?^_`{|}~.-".contains(&b) || b >= 0x80
-    }) && !local.starts_with('.')
+    let local_ok = local
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+/=?^_`{|}~.-".contains(&b) || b >= 0x80)
+        && !local.starts_with('.')
         && !local.ends_with('.')
         && !local.contains("..");
     if !local_ok {
@@ -38,7 +39,8 @@ pub fn check(email: &str) -> Result<(), &'static str> {
                 && l.len() <= 63
                 && !l.starts_with('-')
                 && !l.ends_with('-')
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b >= 0x80)
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b >= 0x80)
         })
         && labels
             .last()
@@ -63,7 +65,15 @@ mod tests {
     #[test]
     fn rejects_malformed_addresses() {
         for bad in [
-            "", "plain", "@x.com", "a@", "a@b", "a b@x.com", "a@x..com", ".a@x.com", "a@-x.com",
+            "",
+            "plain",
+            "@x.com",
+            "a@",
+            "a@b",
+            "a b@x.com",
+            "a@x..com",
+            ".a@x.com",
+            "a@-x.com",
             "a@x.123",
         ] {
             assert!(check(bad).is_err(), "{bad}");

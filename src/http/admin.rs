@@ -27,19 +27,36 @@ use crate::{
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/admin/users", get(list_users).post(create_user))
-        .route("/v1/admin/users/{id}", get(get_user).patch(update_user).delete(delete_user))
+        .route(
+            "/v1/admin/users/{id}",
+            get(get_user).patch(update_user).delete(delete_user),
+        )
         .route("/v1/admin/events", get(list_events))
 }
 
-async fn list_users(State(rotor): State<Arc<Rotor>>, Admin(_): Admin, RawQuery(q): RawQuery) -> Result<Json<Value>> {
+async fn list_users(
+    State(rotor): State<Arc<Rotor>>,
+    Admin(_): Admin,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>> {
     let mut input = Input::query(q.as_deref());
     let (page, size) = pagination(&rotor, &mut input);
     input.finish()?;
     let (users, total) = rotor.list_users(page, size).await?;
-    Ok(Json(views::page(users.iter().map(views::user).collect(), total, page, size)))
+    Ok(Json(views::page(
+        users.iter().map(views::user).collect(),
+        total,
+        page,
+        size,
+    )))
 }
 
-async fn create_user(State(rotor): State<Arc<Rotor>>, Client(ctx): Client, Admin(admin): Admin, body: Body) -> Result<(StatusCode, Json<Value>)> {
+async fn create_user(
+    State(rotor): State<Arc<Rotor>>,
+    Client(ctx): Client,
+    Admin(admin): Admin,
+    body: Body,
+) -> Result<(StatusCode, Json<Value>)> {
     let mut input = body.json()?;
     let email = input.email("email");
     let password = input.string("password", 8, 128);
@@ -63,7 +80,11 @@ async fn create_user(State(rotor): State<Arc<Rotor>>, Client(ctx): Client, Admin
     Ok((StatusCode::CREATED, Json(views::user(&user))))
 }
 
-async fn get_user(State(rotor): State<Arc<Rotor>>, Admin(_): Admin, Path(id): Path<String>) -> Result<Json<Value>> {
+async fn get_user(
+    State(rotor): State<Arc<Rotor>>,
+    Admin(_): Admin,
+    Path(id): Path<String>,
+) -> Result<Json<Value>> {
     let id = path_uuid("id", &id)?;
     Ok(Json(views::user(&rotor.get_user(id).await?)))
 }
@@ -80,7 +101,10 @@ async fn update_user(
     let changes = AccountChanges {
         email: input.optional_email("email"),
         full_name: input.nullable_string("full_name", 255),
-        role: input.choice("role", &["user", "admin"]).as_deref().and_then(Role::parse),
+        role: input
+            .choice("role", &["user", "admin"])
+            .as_deref()
+            .and_then(Role::parse),
         is_active: input.boolean("is_active"),
         is_verified: input.boolean("is_verified"),
         password: match input.raw("password") {
@@ -89,17 +113,28 @@ async fn update_user(
         },
     };
     input.finish()?;
-    let user = rotor.update_account(id, changes, Some(&admin), &ctx).await?;
+    let user = rotor
+        .update_account(id, changes, Some(&admin), &ctx)
+        .await?;
     Ok(Json(views::user(&user)))
 }
 
-async fn delete_user(State(rotor): State<Arc<Rotor>>, Client(ctx): Client, Admin(admin): Admin, Path(id): Path<String>) -> Result<StatusCode> {
+async fn delete_user(
+    State(rotor): State<Arc<Rotor>>,
+    Client(ctx): Client,
+    Admin(admin): Admin,
+    Path(id): Path<String>,
+) -> Result<StatusCode> {
     let id = path_uuid("id", &id)?;
     rotor.delete_account(id, Some(&admin), &ctx).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn list_events(State(rotor): State<Arc<Rotor>>, Admin(_): Admin, RawQuery(q): RawQuery) -> Result<Json<Value>> {
+async fn list_events(
+    State(rotor): State<Arc<Rotor>>,
+    Admin(_): Admin,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>> {
     let mut input = Input::query(q.as_deref());
     let (page, size) = pagination(&rotor, &mut input);
     let filter = EventFilter {
@@ -108,5 +143,10 @@ async fn list_events(State(rotor): State<Arc<Rotor>>, Admin(_): Admin, RawQuery(
     };
     input.finish()?;
     let (items, total) = rotor.list_events(&filter, page, size).await?;
-    Ok(Json(views::page(items.iter().map(views::event).collect(), total, page, size)))
+    Ok(Json(views::page(
+        items.iter().map(views::event).collect(),
+        total,
+        page,
+        size,
+    )))
 }

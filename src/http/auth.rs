@@ -48,8 +48,10 @@ pub fn router() -> Router<AppState> {
 
 /// Token responses must not be cached (RFC 6749 §5.1).
 fn no_store(mut r: Response) -> Response {
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut()
+        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     r
 }
 
@@ -79,9 +81,17 @@ async fn do_login(rotor: &Rotor, body: &Body, mut ctx: ClientContext) -> Result<
     rotor.login(&username, &password, &ctx).await
 }
 
-async fn login(State(rotor): State<Arc<Rotor>>, Client(ctx): Client, body: Body) -> Result<Response> {
+async fn login(
+    State(rotor): State<Arc<Rotor>>,
+    Client(ctx): Client,
+    body: Body,
+) -> Result<Response> {
     let out = do_login(&rotor, &body, ctx).await?;
-    let cookie = cookies::set(rotor.settings(), out.refresh.raw.as_str(), out.refresh.max_age);
+    let cookie = cookies::set(
+        rotor.settings(),
+        out.refresh.raw.as_str(),
+        out.refresh.max_age,
+    );
     let r = Json(json!({
         "access_token": out.access_token,
         "token_type": "bearer",
@@ -91,7 +101,11 @@ async fn login(State(rotor): State<Arc<Rotor>>, Client(ctx): Client, body: Body)
     Ok(no_store(with_cookie(r, cookie)))
 }
 
-async fn login_mobile(State(rotor): State<Arc<Rotor>>, Client(ctx): Client, body: Body) -> Result<Response> {
+async fn login_mobile(
+    State(rotor): State<Arc<Rotor>>,
+    Client(ctx): Client,
+    body: Body,
+) -> Result<Response> {
     let out = do_login(&rotor, &body, ctx).await?;
     Ok(no_store(
         Json(json!({
@@ -104,15 +118,28 @@ async fn login_mobile(State(rotor): State<Arc<Rotor>>, Client(ctx): Client, body
     ))
 }
 
-async fn refresh(State(rotor): State<Arc<Rotor>>, Client(ctx): Client, headers: HeaderMap) -> Result<Response> {
+async fn refresh(
+    State(rotor): State<Arc<Rotor>>,
+    Client(ctx): Client,
+    headers: HeaderMap,
+) -> Result<Response> {
     let presented = cookies::read(&headers).ok_or(Error::Token("Refresh token required"))?;
     let out: RefreshOutcome = rotor.refresh(&presented, &ctx).await?;
-    let cookie = cookies::set(rotor.settings(), out.refresh.raw.as_str(), out.refresh.max_age);
-    let r = Json(json!({ "access_token": out.access_token, "token_type": "bearer" })).into_response();
+    let cookie = cookies::set(
+        rotor.settings(),
+        out.refresh.raw.as_str(),
+        out.refresh.max_age,
+    );
+    let r =
+        Json(json!({ "access_token": out.access_token, "token_type": "bearer" })).into_response();
     Ok(no_store(with_cookie(r, cookie)))
 }
 
-async fn refresh_mobile(State(rotor): State<Arc<Rotor>>, Client(ctx): Client, body: Body) -> Result<Response> {
+async fn refresh_mobile(
+    State(rotor): State<Arc<Rotor>>,
+    Client(ctx): Client,
+    body: Body,
+) -> Result<Response> {
     let mut input = body.json()?;
     let presented = input.string("refresh_token", 1, usize::MAX);
     input.finish()?;
@@ -127,19 +154,34 @@ async fn refresh_mobile(State(rotor): State<Arc<Rotor>>, Client(ctx): Client, bo
     ))
 }
 
-async fn logout(State(rotor): State<Arc<Rotor>>, Client(ctx): Client, headers: HeaderMap) -> Result<Response> {
+async fn logout(
+    State(rotor): State<Arc<Rotor>>,
+    Client(ctx): Client,
+    headers: HeaderMap,
+) -> Result<Response> {
     let presented = cookies::read(&headers).ok_or(Error::Token("Refresh token required"))?;
     rotor.logout(&presented, &ctx).await?;
-    Ok(with_cookie(StatusCode::NO_CONTENT.into_response(), cookies::clear(rotor.settings())))
+    Ok(with_cookie(
+        StatusCode::NO_CONTENT.into_response(),
+        cookies::clear(rotor.settings()),
+    ))
 }
 
-async fn logout_all(State(rotor): State<Arc<Rotor>>, Client(ctx): Client, Auth(me): Auth) -> Result<Response> {
+async fn logout_all(
+    State(rotor): State<Arc<Rotor>>,
+    Client(ctx): Client,
+    Auth(me): Auth,
+) -> Result<Response> {
     let n = rotor.logout_all(&me, &ctx).await?;
     let r = Json(json!({ "revoked_sessions": n })).into_response();
     Ok(with_cookie(r, cookies::clear(rotor.settings())))
 }
 
-async fn logout_others(State(rotor): State<Arc<Rotor>>, Client(ctx): Client, Auth(me): Auth) -> Result<Json<serde_json::Value>> {
+async fn logout_others(
+    State(rotor): State<Arc<Rotor>>,
+    Client(ctx): Client,
+    Auth(me): Auth,
+) -> Result<Json<serde_json::Value>> {
     let n = rotor.logout_others(&me, &ctx).await?;
     Ok(Json(json!({ "revoked_sessions": n })))
 }
@@ -148,7 +190,12 @@ async fn me(Auth(me): Auth) -> Json<serde_json::Value> {
     Json(views::user(&me.user))
 }
 
-async fn change_password(State(rotor): State<Arc<Rotor>>, Client(ctx): Client, Auth(me): Auth, body: Body) -> Result<StatusCode> {
+async fn change_password(
+    State(rotor): State<Arc<Rotor>>,
+    Client(ctx): Client,
+    Auth(me): Auth,
+    body: Body,
+) -> Result<StatusCode> {
     let mut input = body.json()?;
     let current = input.string("current_password", 1, 1024);
     let new = input.string("new_password", 8, 128);
@@ -160,9 +207,15 @@ async fn change_password(State(rotor): State<Arc<Rotor>>, Client(ctx): Client, A
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn list_sessions(State(rotor): State<Arc<Rotor>>, Auth(me): Auth) -> Result<Json<serde_json::Value>> {
+async fn list_sessions(
+    State(rotor): State<Arc<Rotor>>,
+    Auth(me): Auth,
+) -> Result<Json<serde_json::Value>> {
     let sessions = rotor.list_sessions(&me).await?;
-    let items: Vec<_> = sessions.iter().map(|s| views::session(s, me.session_id)).collect();
+    let items: Vec<_> = sessions
+        .iter()
+        .map(|s| views::session(s, me.session_id))
+        .collect();
     Ok(Json(json!({ "sessions": items })))
 }
 
@@ -182,11 +235,20 @@ async fn revoke_session(
 pub(crate) fn pagination(rotor: &Rotor, input: &mut Input) -> (u32, u32) {
     let s = rotor.settings();
     let page = input.integer("page", 1, 1, 1_000_000);
-    let size = input.integer("size", i64::from(s.pagination_default_size), 1, i64::from(s.pagination_max_size));
+    let size = input.integer(
+        "size",
+        i64::from(s.pagination_default_size),
+        1,
+        i64::from(s.pagination_max_size),
+    );
     (page as u32, size as u32)
 }
 
-async fn my_events(State(rotor): State<Arc<Rotor>>, Auth(me): Auth, RawQuery(q): RawQuery) -> Result<Json<serde_json::Value>> {
+async fn my_events(
+    State(rotor): State<Arc<Rotor>>,
+    Auth(me): Auth,
+    RawQuery(q): RawQuery,
+) -> Result<Json<serde_json::Value>> {
     let mut input = Input::query(q.as_deref());
     let (page, size) = pagination(&rotor, &mut input);
     let kind = input.optional_string("kind", 64);
@@ -196,5 +258,10 @@ async fn my_events(State(rotor): State<Arc<Rotor>>, Auth(me): Auth, RawQuery(q):
         kind,
     };
     let (items, total) = rotor.list_events(&filter, page, size).await?;
-    Ok(Json(views::page(items.iter().map(views::event).collect(), total, page, size)))
+    Ok(Json(views::page(
+        items.iter().map(views::event).collect(),
+        total,
+        page,
+        size,
+    )))
 }

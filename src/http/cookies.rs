@@ -19,15 +19,28 @@ pub fn clear(settings: &Settings) -> HeaderValue {
 }
 
 fn build(settings: &Settings, value: &str, max_age: i64) -> HeaderValue {
-    let secure = if settings.is_development() { "" } else { "; Secure" };
+    let secure = if settings.is_development() {
+        ""
+    } else {
+        "; Secure"
+    };
     let path = sanitize_path(&settings.refresh_cookie_path);
-    let cookie = format!("{NAME}={value}; HttpOnly; Max-Age={max_age}; Path={path}; SameSite=Strict{secure}");
+    let cookie = format!(
+        "{NAME}={value}; HttpOnly; Max-Age={max_age}; Path={path}; SameSite=Strict{secure}"
+    );
     HeaderValue::from_str(&cookie).expect("BUG: cookie built from base64url and a sanitized path")
 }
 
 fn sanitize_path(path: &str) -> String {
-    let p: String = path.chars().filter(|c| c.is_ascii_graphic() && *c != ';').collect();
-    if p.starts_with('/') { p } else { "/".to_owned() }
+    let p: String = path
+        .chars()
+        .filter(|c| c.is_ascii_graphic() && *c != ';')
+        .collect();
+    if p.starts_with('/') {
+        p
+    } else {
+        "/".to_owned()
+    }
 }
 
 /// The `refresh_token` cookie's value, if sent.
@@ -50,7 +63,10 @@ mod tests {
     #[test]
     fn reads_the_refresh_cookie_among_others() {
         let mut h = HeaderMap::new();
-        h.insert(header::COOKIE, "a=1; refresh_token=abc-_; b=2".parse().unwrap());
+        h.insert(
+            header::COOKIE,
+            "a=1; refresh_token=abc-_; b=2".parse().unwrap(),
+        );
         assert_eq!(read(&h).as_deref(), Some("abc-_"));
         let mut h = HeaderMap::new();
         h.insert(header::COOKIE, "refresh_token=".parse().unwrap());
@@ -62,10 +78,16 @@ mod tests {
         let dir = std::env::temp_dir();
         let mut s = Settings::for_tests(&dir);
         let dev = set(&s, "tok", 604800);
-        assert_eq!(dev, "refresh_token=tok; HttpOnly; Max-Age=604800; Path=/; SameSite=Strict");
+        assert_eq!(
+            dev,
+            "refresh_token=tok; HttpOnly; Max-Age=604800; Path=/; SameSite=Strict"
+        );
         s.environment = crate::config::Environment::Production;
         s.refresh_cookie_path = "/v1/auth".into();
         let prod = clear(&s);
-        assert_eq!(prod, "refresh_token=; HttpOnly; Max-Age=0; Path=/v1/auth; SameSite=Strict; Secure");
+        assert_eq!(
+            prod,
+            "refresh_token=; HttpOnly; Max-Age=0; Path=/v1/auth; SameSite=Strict; Secure"
+        );
     }
 }

@@ -28,7 +28,10 @@ pub fn validation_body(errors: &[FieldError]) -> Value {
             let loc: Vec<Value> = e
                 .loc
                 .iter()
-                .map(|p| p.parse::<u64>().map_or_else(|_| Value::from(p.as_str()), Value::from))
+                .map(|p| {
+                    p.parse::<u64>()
+                        .map_or_else(|_| Value::from(p.as_str()), Value::from)
+                })
                 .collect();
             json!({ "loc": loc, "msg": e.msg, "type": e.kind })
         })
@@ -37,7 +40,11 @@ pub fn validation_body(errors: &[FieldError]) -> Value {
 }
 
 pub fn not_authenticated() -> Response {
-    let mut r = (StatusCode::UNAUTHORIZED, Json(json!({ "detail": "Not authenticated" }))).into_response();
+    let mut r = (
+        StatusCode::UNAUTHORIZED,
+        Json(json!({ "detail": "Not authenticated" })),
+    )
+        .into_response();
     r.headers_mut()
         .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     r
@@ -46,22 +53,44 @@ pub fn not_authenticated() -> Response {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         match self {
-            Error::InvalidCredentials => {
-                detail(StatusCode::UNAUTHORIZED, "Invalid email or password", "InvalidCredentials")
-            }
+            Error::InvalidCredentials => detail(
+                StatusCode::UNAUTHORIZED,
+                "Invalid email or password",
+                "InvalidCredentials",
+            ),
             Error::NotAuthenticated => not_authenticated(),
             Error::Token(message) => detail(StatusCode::UNAUTHORIZED, message, "TokenError"),
-            Error::TokenRevoked => detail(StatusCode::UNAUTHORIZED, "Token has been revoked", "TokenRevokedError"),
-            Error::InactiveUser => detail(StatusCode::UNAUTHORIZED, "User account is inactive", "InactiveUser"),
-            Error::PermissionDenied => detail(StatusCode::FORBIDDEN, "Admin privileges required", "PermissionDenied"),
+            Error::TokenRevoked => detail(
+                StatusCode::UNAUTHORIZED,
+                "Token has been revoked",
+                "TokenRevokedError",
+            ),
+            Error::InactiveUser => detail(
+                StatusCode::UNAUTHORIZED,
+                "User account is inactive",
+                "InactiveUser",
+            ),
+            Error::PermissionDenied => detail(
+                StatusCode::FORBIDDEN,
+                "Admin privileges required",
+                "PermissionDenied",
+            ),
             Error::UserNotFound => detail(StatusCode::NOT_FOUND, "User not found", "UserNotFound"),
-            Error::SessionNotFound => detail(StatusCode::NOT_FOUND, "Session not found", "SessionNotFound"),
-            Error::EmailAlreadyExists => {
-                detail(StatusCode::CONFLICT, "Email already registered", "EmailAlreadyExists")
-            }
-            Error::Validation(errors) => {
-                (StatusCode::UNPROCESSABLE_ENTITY, Json(validation_body(&errors))).into_response()
-            }
+            Error::SessionNotFound => detail(
+                StatusCode::NOT_FOUND,
+                "Session not found",
+                "SessionNotFound",
+            ),
+            Error::EmailAlreadyExists => detail(
+                StatusCode::CONFLICT,
+                "Email already registered",
+                "EmailAlreadyExists",
+            ),
+            Error::Validation(errors) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(validation_body(&errors)),
+            )
+                .into_response(),
             Error::Store(e) => internal(&e),
             Error::Password(e) => internal(&e),
             Error::Keys(e) => internal(&e),
@@ -71,19 +100,35 @@ impl IntoResponse for Error {
 
 fn internal(e: &dyn std::error::Error) -> Response {
     tracing::error!(error = %e, "internal error");
-    detail(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error", "InternalError")
+    detail(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Internal server error",
+        "InternalError",
+    )
 }
 
 /// JSON 404 for unknown routes (as FastAPI answers).
 pub async fn not_found() -> Response {
-    (StatusCode::NOT_FOUND, Json(json!({ "detail": "Not Found" }))).into_response()
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({ "detail": "Not Found" })),
+    )
+        .into_response()
 }
 
 /// JSON 405 for a known path with another method.
 pub async fn method_not_allowed() -> Response {
-    (StatusCode::METHOD_NOT_ALLOWED, Json(json!({ "detail": "Method Not Allowed" }))).into_response()
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        Json(json!({ "detail": "Method Not Allowed" })),
+    )
+        .into_response()
 }
 
 pub fn payload_too_large() -> Response {
-    detail(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large", "PayloadTooLarge")
+    detail(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "Request body too large",
+        "PayloadTooLarge",
+    )
 }

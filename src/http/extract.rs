@@ -143,7 +143,10 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let rotor = Arc::<Rotor>::from_ref(state);
-        Ok(Self(client_context(parts, &rotor.settings().trusted_proxies)))
+        Ok(Self(client_context(
+            parts,
+            &rotor.settings().trusted_proxies,
+        )))
     }
 }
 
@@ -242,17 +245,29 @@ mod tests {
         let peer: IpAddr = "10.0.0.1".parse().unwrap();
         // A client-supplied spoofed entry sits left of the real client.
         let h = headers(&[("x-forwarded-for", "6.6.6.6, 198.51.100.7, 10.0.0.2")]);
-        assert_eq!(client_ip(Some(peer), &h, &trusted), Some("198.51.100.7".parse().unwrap()));
+        assert_eq!(
+            client_ip(Some(peer), &h, &trusted),
+            Some("198.51.100.7".parse().unwrap())
+        );
         let h = headers(&[("forwarded", r#"for="[2001:db8::1]:4711";proto=https"#)]);
-        assert_eq!(client_ip(Some(peer), &h, &trusted), Some("2001:db8::1".parse().unwrap()));
+        assert_eq!(
+            client_ip(Some(peer), &h, &trusted),
+            Some("2001:db8::1".parse().unwrap())
+        );
         let h = headers(&[("x-forwarded-for", "not-an-ip")]);
         assert_eq!(client_ip(Some(peer), &h, &trusted), Some(peer));
     }
 
     #[test]
     fn bearer_parsing() {
-        assert_eq!(bearer(&headers(&[("authorization", "Bearer abc")])), Some("abc"));
-        assert_eq!(bearer(&headers(&[("authorization", "bearer  abc ")])), Some("abc"));
+        assert_eq!(
+            bearer(&headers(&[("authorization", "Bearer abc")])),
+            Some("abc")
+        );
+        assert_eq!(
+            bearer(&headers(&[("authorization", "bearer  abc ")])),
+            Some("abc")
+        );
         assert_eq!(bearer(&headers(&[("authorization", "Basic abc")])), None);
         assert_eq!(bearer(&headers(&[("authorization", "Bearer")])), None);
     }

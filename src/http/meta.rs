@@ -86,7 +86,11 @@ async fn health_detailed(State(rotor): State<Arc<Rotor>>) -> Json<Value> {
 /// when the database does not answer — for load balancer health checks.
 async fn ready(State(state): State<AppState>) -> Response {
     let up = state.ready.load(Ordering::Relaxed) && database_ok(&state.rotor).await;
-    let status = if up { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if up {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, Json(json!({ "ready": up }))).into_response()
 }
 
@@ -100,15 +104,24 @@ async fn docs() -> Html<&'static str> {
 
 async fn metrics(State(state): State<AppState>) -> Response {
     let body = state.metrics.render(&state.rotor);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
 }
 
 async fn jwks(State(rotor): State<Arc<Rotor>>) -> Response {
     let mut r = Json(rotor.tokens().jwks()).into_response();
     // Short enough that verifiers see a rotated key well before it signs anything
     // they must accept for long; keys are published on creation.
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
     r
 }
 
@@ -122,15 +135,26 @@ fn issuer(rotor: &Rotor, headers: &HeaderMap) -> String {
         .and_then(|h| h.to_str().ok())
         .filter(|h| h.bytes().all(|b| b.is_ascii_graphic()))
         .unwrap_or("localhost");
-    let scheme = if rotor.settings().is_development() { "http" } else { "https" };
+    let scheme = if rotor.settings().is_development() {
+        "http"
+    } else {
+        "https"
+    };
     format!("{scheme}://{host}")
 }
 
 async fn oauth_metadata(State(rotor): State<Arc<Rotor>>, headers: HeaderMap) -> Json<Value> {
     let base = match &rotor.settings().jwt_issuer {
         Some(_) => {
-            let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
-            let scheme = if rotor.settings().is_development() { "http" } else { "https" };
+            let host = headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("localhost");
+            let scheme = if rotor.settings().is_development() {
+                "http"
+            } else {
+                "https"
+            };
             format!("{scheme}://{host}")
         }
         None => issuer(&rotor, &headers),

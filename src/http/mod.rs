@@ -75,7 +75,10 @@ pub fn routes(state: AppState) -> Router {
 fn api_routes(state: &AppState) -> Router<AppState> {
     let limited = auth::limited_router()
         .merge(oauth::limited_router())
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth_rate_limit));
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth_rate_limit,
+        ));
     Router::new()
         .merge(limited)
         .merge(auth::router())
@@ -89,9 +92,13 @@ fn api_routes(state: &AppState) -> Router<AppState> {
 /// metrics, with JSON 404/405, correlation ids, metrics, CORS and timeouts.
 pub fn app(state: AppState) -> Router {
     let s = state.rotor.settings().clone();
-    let mut router = api_routes(&state).merge(meta::router(s.metrics_enabled && s.metrics_bind.is_none()));
+    let mut router =
+        api_routes(&state).merge(meta::router(s.metrics_enabled && s.metrics_bind.is_none()));
     if state.default_limiter.is_some() {
-        router = router.route_layer(middleware::from_fn_with_state(state.clone(), default_rate_limit));
+        router = router.route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            default_rate_limit,
+        ));
     }
     router
         .fallback(error::not_found)
@@ -101,7 +108,10 @@ pub fn app(state: AppState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             std::time::Duration::from_secs(s.request_timeout_seconds),
         ))
-        .layer(middleware::from_fn_with_state(state.clone(), record_metrics))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            record_metrics,
+        ))
         .layer(middleware::from_fn(correlation_id))
         .with_state(state)
 }
@@ -116,7 +126,11 @@ pub fn starting_gate(slot: Arc<std::sync::OnceLock<Router>>) -> Router {
         async move {
             match slot.get() {
                 Some(app) => app.clone().oneshot(req).await.into_response(),
-                None => error::detail(StatusCode::SERVICE_UNAVAILABLE, "rotor is starting", "ServiceUnavailable"),
+                None => error::detail(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "rotor is starting",
+                    "ServiceUnavailable",
+                ),
             }
         }
     })
@@ -165,11 +179,22 @@ fn cors(s: &crate::config::Settings) -> CorsLayer {
     let origins = if wildcard {
         AllowOrigin::any()
     } else {
-        AllowOrigin::list(s.cors_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+        AllowOrigin::list(
+            s.cors_origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o).ok()),
+        )
     };
     let layer = CorsLayer::new()
         .allow_origin(origins)
-        .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::PUT, Method::DELETE, Method::OPTIONS])
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PATCH,
+            Method::PUT,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
         .allow_headers([
             header::AUTHORIZATION,
             header::CONTENT_TYPE,
@@ -178,7 +203,10 @@ fn cors(s: &crate::config::Settings) -> CorsLayer {
             HeaderName::from_static("x-device-id"),
             HeaderName::from_static("x-device-name"),
         ])
-        .expose_headers([HeaderName::from_static("x-correlation-id"), header::RETRY_AFTER]);
+        .expose_headers([
+            HeaderName::from_static("x-correlation-id"),
+            header::RETRY_AFTER,
+        ]);
     // Browsers refuse credentials with a wildcard origin; so does tower-http.
     if s.cors_allow_credentials && !wildcard {
         layer.allow_credentials(true)
@@ -216,9 +244,12 @@ async fn record_metrics(State(state): State<AppState>, req: Request, next: Next)
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
     let response = next.run(req).await;
-    state
-        .metrics
-        .record(method.as_str(), &route, response.status().as_u16(), start.elapsed());
+    state.metrics.record(
+        method.as_str(),
+        &route,
+        response.status().as_u16(),
+        start.elapsed(),
+    );
     response
 }
 
@@ -226,17 +257,32 @@ fn rate_limited(retry_after: std::time::Duration, limit: &crate::ratelimit::Rate
     let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
     let mut r = error::detail(
         StatusCode::TOO_MANY_REQUESTS,
-        &format!("Rate limit exceeded: {} per {} seconds", limit.limit, limit.window.as_secs()),
+        &format!(
+            "Rate limit exceeded: {} per {} seconds",
+            limit.limit,
+            limit.window.as_secs()
+        ),
         "RateLimitExceeded",
     );
-    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
     r
 }
 
-async fn limit_with(limiter: &RateLimiter, rate: crate::ratelimit::Rate, state: &AppState, req: Request, next: Next) -> Response {
+async fn limit_with(
+    limiter: &RateLimiter,
+    rate: crate::ratelimit::Rate,
+    state: &AppState,
+    req: Request,
+    next: Next,
+) -> Response {
     let (parts, body) = req.into_parts();
     let ctx = extract::client_context(&parts, &state.rotor.settings().trusted_proxies);
-    let route: &'static str = match parts.extensions.get::<MatchedPath>().map(MatchedPath::as_str) {
+    let route: &'static str = match parts
+        .extensions
+        .get::<MatchedPath>()
+        .map(MatchedPath::as_str)
+    {
         // Both login forms share a bucket, so alternating routes gains a guesser nothing.
         Some("/v1/auth/login" | "/v1/auth/login-mobile") => "login",
         Some("/v1/auth/refresh" | "/v1/auth/refresh-mobile") => "refresh",
@@ -260,11 +306,24 @@ async fn auth_rate_limit(State(state): State<AppState>, req: Request, next: Next
 
 async fn default_rate_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let is_auth = matches!(
-        req.extensions().get::<MatchedPath>().map(MatchedPath::as_str),
-        Some("/v1/auth/login" | "/v1/auth/login-mobile" | "/v1/auth/refresh" | "/v1/auth/refresh-mobile" | "/oauth/token")
+        req.extensions()
+            .get::<MatchedPath>()
+            .map(MatchedPath::as_str),
+        Some(
+            "/v1/auth/login"
+                | "/v1/auth/login-mobile"
+                | "/v1/auth/refresh"
+                | "/v1/auth/refresh-mobile"
+                | "/oauth/token"
+        )
     );
-    match (&state.default_limiter, state.rotor.settings().rate_limit_default) {
-        (Some(limiter), Some(rate)) if !is_auth => limit_with(&limiter.clone(), rate, &state, req, next).await,
+    match (
+        &state.default_limiter,
+        state.rotor.settings().rate_limit_default,
+    ) {
+        (Some(limiter), Some(rate)) if !is_auth => {
+            limit_with(&limiter.clone(), rate, &state, req, next).await
+        }
         _ => next.run(req).await,
     }
 }

@@ -22,13 +22,7 @@ use super::{
     validate::Input,
     AppState,
 };
-use crate::{
-    domain::token::constant_time_eq,
-    error::Error,
-    service::Issued,
-    storage::Role,
-    Rotor,
-};
+use crate::{domain::token::constant_time_eq, error::Error, service::Issued, storage::Role, Rotor};
 
 /// The token endpoint (rate limited like the `/v1` credential routes).
 pub fn limited_router() -> Router<AppState> {
@@ -48,14 +42,20 @@ fn param(input: &mut Input, name: &str, max: usize) -> Option<String> {
 }
 
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
-    let mut r = (status, Json(json!({ "error": error, "error_description": description }))).into_response();
+    let mut r = (
+        status,
+        Json(json!({ "error": error, "error_description": description })),
+    )
+        .into_response();
     no_store(&mut r);
     r
 }
 
 fn no_store(r: &mut Response) {
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut()
+        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
 }
 
 /// HTTP Basic credentials, decoded per RFC 6749 §2.3.1 (form-urlencoded parts).
@@ -78,16 +78,37 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
 
 fn service_error_to_oauth(e: Error) -> Response {
     match e {
-        Error::InvalidCredentials => oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Invalid email or password"),
+        Error::InvalidCredentials => oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "Invalid email or password",
+        ),
         Error::Token(m) => oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", m),
-        Error::TokenRevoked => oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Token has been revoked"),
-        Error::InactiveUser => oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "User account is inactive"),
-        Error::Validation(_) => oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "Malformed request"),
+        Error::TokenRevoked => oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "Token has been revoked",
+        ),
+        Error::InactiveUser => oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "User account is inactive",
+        ),
+        Error::Validation(_) => oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "Malformed request",
+        ),
         other => other.into_response(),
     }
 }
 
-fn token_response(rotor: &Rotor, access_token: String, refresh: &Issued, scope: Option<String>) -> Response {
+fn token_response(
+    rotor: &Rotor,
+    access_token: String,
+    refresh: &Issued,
+    scope: Option<String>,
+) -> Response {
     let mut body = Map::new();
     body.insert("access_token".into(), access_token.into());
     body.insert("token_type".into(), "Bearer".into());
@@ -101,7 +122,12 @@ fn token_response(rotor: &Rotor, access_token: String, refresh: &Issued, scope: 
     r
 }
 
-async fn token(State(rotor): State<Arc<Rotor>>, Client(mut ctx): Client, headers: HeaderMap, body: Body) -> Response {
+async fn token(
+    State(rotor): State<Arc<Rotor>>,
+    Client(mut ctx): Client,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let mut input = body.form();
     let client_id = basic_credentials(&headers)
         .map(|(id, _)| id)
@@ -110,12 +136,21 @@ async fn token(State(rotor): State<Arc<Rotor>>, Client(mut ctx): Client, headers
     let grant_type = param(&mut input, "grant_type", 64);
     let scope = param(&mut input, "scope", 1024);
     match grant_type.as_deref() {
-        None => oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "Missing grant_type"),
+        None => oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "Missing grant_type",
+        ),
         Some("password") => {
-            let (Some(username), Some(password)) =
-                (param(&mut input, "username", 320), param(&mut input, "password", 1024))
-            else {
-                return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "username and password are required");
+            let (Some(username), Some(password)) = (
+                param(&mut input, "username", 320),
+                param(&mut input, "password", 1024),
+            ) else {
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "username and password are required",
+                );
             };
             if let Some(d) = param(&mut input, "device_id", 255) {
                 ctx.device_id = Some(d);
@@ -130,14 +165,22 @@ async fn token(State(rotor): State<Arc<Rotor>>, Client(mut ctx): Client, headers
         }
         Some("refresh_token") => {
             let Some(presented) = param(&mut input, "refresh_token", 4096) else {
-                return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "Missing refresh_token");
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "Missing refresh_token",
+                );
             };
             match rotor.refresh(&presented, &ctx).await {
                 Ok(out) => token_response(&rotor, out.access_token, &out.refresh, scope),
                 Err(e) => service_error_to_oauth(e),
             }
         }
-        Some(_) => oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "Supported grant types: password, refresh_token"),
+        Some(_) => oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "Supported grant types: password, refresh_token",
+        ),
     }
 }
 
@@ -159,7 +202,10 @@ async fn revoke(State(rotor): State<Arc<Rotor>>, Client(ctx): Client, body: Body
 /// Introspection is for resource servers: an admin bearer token, or HTTP Basic whose
 /// password is `INTROSPECTION_SECRET`.
 async fn introspection_allowed(rotor: &Rotor, headers: &HeaderMap) -> bool {
-    if let (Some(secret), Some((_, given))) = (&rotor.settings().introspection_secret, basic_credentials(headers)) {
+    if let (Some(secret), Some((_, given))) = (
+        &rotor.settings().introspection_secret,
+        basic_credentials(headers),
+    ) {
         if constant_time_eq(secret.expose().as_bytes(), given.as_bytes()) {
             return true;
         }
@@ -175,8 +221,15 @@ async fn introspection_allowed(rotor: &Rotor, headers: &HeaderMap) -> bool {
 
 async fn introspect(State(rotor): State<Arc<Rotor>>, headers: HeaderMap, body: Body) -> Response {
     if !introspection_allowed(&rotor, &headers).await {
-        let mut r = oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Introspection requires an admin bearer token or the introspection secret");
-        r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"rotor\", Bearer"));
+        let mut r = oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "Introspection requires an admin bearer token or the introspection secret",
+        );
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"rotor\", Bearer"),
+        );
         return r;
     }
     let mut input = body.form();
@@ -200,7 +253,12 @@ async fn introspect(State(rotor): State<Arc<Rotor>>, headers: HeaderMap, body: B
             if let Some(sid) = i.session_id {
                 body.insert("sid".into(), sid.to_string().into());
             }
-            for (k, v) in [("client_id", i.client_id), ("jti", i.jti), ("iss", i.iss), ("aud", i.aud)] {
+            for (k, v) in [
+                ("client_id", i.client_id),
+                ("jti", i.jti),
+                ("iss", i.iss),
+                ("aud", i.aud),
+            ] {
                 if let Some(v) = v {
                     body.insert(k.into(), v.into());
                 }

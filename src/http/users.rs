@@ -24,7 +24,11 @@ pub fn router() -> Router<AppState> {
         .route("/v1/users/{id}", get(get_user))
 }
 
-async fn register(State(rotor): State<Arc<Rotor>>, Client(ctx): Client, body: Body) -> Result<(StatusCode, Json<Value>)> {
+async fn register(
+    State(rotor): State<Arc<Rotor>>,
+    Client(ctx): Client,
+    body: Body,
+) -> Result<(StatusCode, Json<Value>)> {
     let mut input = body.json()?;
     let email = input.email("email");
     let password = input.strong_password("password");
@@ -41,12 +45,21 @@ async fn get_me(Auth(me): Auth) -> Json<Value> {
     Json(views::user(&me.user))
 }
 
-async fn get_user(State(rotor): State<Arc<Rotor>>, Auth(_me): Auth, Path(id): Path<String>) -> Result<Json<Value>> {
+async fn get_user(
+    State(rotor): State<Arc<Rotor>>,
+    Auth(_me): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Value>> {
     let id = path_uuid("id", &id)?;
     Ok(Json(views::user(&rotor.get_user(id).await?)))
 }
 
-async fn update_me(State(rotor): State<Arc<Rotor>>, Client(ctx): Client, Auth(me): Auth, body: Body) -> Result<Json<Value>> {
+async fn update_me(
+    State(rotor): State<Arc<Rotor>>,
+    Client(ctx): Client,
+    Auth(me): Auth,
+    body: Body,
+) -> Result<Json<Value>> {
     let mut input = body.json()?;
     let full_name = input.nullable_string("full_name", 255);
     input.finish()?;
@@ -54,6 +67,8 @@ async fn update_me(State(rotor): State<Arc<Rotor>>, Client(ctx): Client, Auth(me
         full_name,
         ..AccountChanges::default()
     };
-    let user = rotor.update_account(me.user.id, changes, Some(&me), &ctx).await?;
+    let user = rotor
+        .update_account(me.user.id, changes, Some(&me), &ctx)
+        .await?;
     Ok(Json(views::user(&user)))
 }

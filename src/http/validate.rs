@@ -107,11 +107,19 @@ impl Input {
         let n = s.chars().count();
         if n < min {
             let unit = if min == 1 { "character" } else { "characters" };
-            self.error(name, format!("String should have at least {min} {unit}"), "string_too_short");
+            self.error(
+                name,
+                format!("String should have at least {min} {unit}"),
+                "string_too_short",
+            );
             None
         } else if n > max {
             let unit = if max == 1 { "character" } else { "characters" };
-            self.error(name, format!("String should have at most {max} {unit}"), "string_too_long");
+            self.error(
+                name,
+                format!("String should have at most {max} {unit}"),
+                "string_too_long",
+            );
             None
         } else {
             Some(s)
@@ -127,7 +135,11 @@ impl Input {
                 "true" | "1" | "yes" | "on" => Some(true),
                 "false" | "0" | "no" | "off" => Some(false),
                 _ => {
-                    self.error(name, "Input should be a valid boolean, unable to interpret input", "bool_parsing");
+                    self.error(
+                        name,
+                        "Input should be a valid boolean, unable to interpret input",
+                        "bool_parsing",
+                    );
                     None
                 }
             },
@@ -148,15 +160,27 @@ impl Input {
         };
         match value {
             None => {
-                self.error(name, "Input should be a valid integer, unable to parse string as an integer", "int_parsing");
+                self.error(
+                    name,
+                    "Input should be a valid integer, unable to parse string as an integer",
+                    "int_parsing",
+                );
                 default
             }
             Some(v) if v < min => {
-                self.error(name, format!("Input should be greater than or equal to {min}"), "greater_than_equal");
+                self.error(
+                    name,
+                    format!("Input should be greater than or equal to {min}"),
+                    "greater_than_equal",
+                );
                 default
             }
             Some(v) if v > max => {
-                self.error(name, format!("Input should be less than or equal to {max}"), "less_than_equal");
+                self.error(
+                    name,
+                    format!("Input should be less than or equal to {max}"),
+                    "less_than_equal",
+                );
                 default
             }
             Some(v) => v,
@@ -189,11 +213,19 @@ impl Input {
     pub fn strong_password(&mut self, name: &str) -> Option<String> {
         let p = self.string(name, 8, 128)?;
         if !p.chars().any(char::is_uppercase) {
-            self.error(name, "Value error, Password must contain at least one uppercase letter", "value_error");
+            self.error(
+                name,
+                "Value error, Password must contain at least one uppercase letter",
+                "value_error",
+            );
             return None;
         }
         if !p.chars().any(|c| c.is_ascii_digit()) {
-            self.error(name, "Value error, Password must contain at least one digit", "value_error");
+            self.error(
+                name,
+                "Value error, Password must contain at least one digit",
+                "value_error",
+            );
             return None;
         }
         Some(p)
@@ -205,7 +237,11 @@ impl Input {
         if allowed.contains(&s.as_str()) {
             Some(s)
         } else {
-            let list = allowed.iter().map(|a| format!("'{a}'")).collect::<Vec<_>>().join(" or ");
+            let list = allowed
+                .iter()
+                .map(|a| format!("'{a}'"))
+                .collect::<Vec<_>>()
+                .join(" or ");
             self.error(name, format!("Input should be {list}"), "enum");
             None
         }
@@ -240,8 +276,13 @@ impl Input {
 
 /// A path parameter that must be a UUID (422 otherwise, as FastAPI answers).
 pub fn path_uuid(name: &str, value: &str) -> Result<uuid::Uuid, Error> {
-    uuid::Uuid::parse_str(value)
-        .map_err(|_| Error::invalid(&["path", name], "Input should be a valid UUID", "uuid_parsing"))
+    uuid::Uuid::parse_str(value).map_err(|_| {
+        Error::invalid(
+            &["path", name],
+            "Input should be a valid UUID",
+            "uuid_parsing",
+        )
+    })
 }
 
 fn form_urlencoded_pairs(bytes: &[u8]) -> Vec<(String, String)> {

@@ -55,7 +55,12 @@ const MSG_REFRESH_INVALID: &str = "Invalid or expired refresh token";
 impl Rotor {
     /// Checks credentials and opens a session. Unknown email, wrong password and
     /// inactive account all answer `InvalidCredentials` after the same Argon2 work.
-    pub async fn login(&self, email: &str, password: &str, ctx: &ClientContext) -> Result<LoginOutcome> {
+    pub async fn login(
+        &self,
+        email: &str,
+        password: &str,
+        ctx: &ClientContext,
+    ) -> Result<LoginOutcome> {
         let user = self.store.get_user_by_email(email).await?;
         let verified = self
             .hasher
@@ -71,7 +76,8 @@ impl Rotor {
                     // Not linked to any user: visible to admins only.
                     None => (None, format!("unknown email: {}", truncate(email, 320))),
                 };
-                self.audit(events::LOGIN_FAILED, user_id, None, ctx, Some(detail)).await?;
+                self.audit(events::LOGIN_FAILED, user_id, None, ctx, Some(detail))
+                    .await?;
                 return Err(Error::InvalidCredentials);
             }
         };
@@ -79,11 +85,20 @@ impl Rotor {
             // Upgrade hashes from the original's parameters without bumping
             // token_version: a rehash must not log the user out elsewhere.
             let rehashed = self.hasher.hash(password).await?;
-            self.store.rehash_password(user.id, &rehashed, self.now()).await?;
+            self.store
+                .rehash_password(user.id, &rehashed, self.now())
+                .await?;
         }
         let outcome = self.open_session(&user, ctx).await?;
         Counters::add(&self.counters.logins_ok, 1);
-        self.audit(events::LOGIN_SUCCEEDED, Some(user.id), Some(outcome.session_id), ctx, None).await?;
+        self.audit(
+            events::LOGIN_SUCCEEDED,
+            Some(user.id),
+            Some(outcome.session_id),
+            ctx,
+            None,
+        )
+        .await?;
         Ok(outcome)
     }
 
@@ -94,7 +109,8 @@ impl Rotor {
         let now = self.now();
         let session_id = Uuid::now_v7();
         let absolute_end = now + chrono::Duration::days(self.settings.session_max_lifetime_days);
-        let expires_at = rotation::successor_expiry(now, self.refresh_lifetime(), Some(absolute_end));
+        let expires_at =
+            rotation::successor_expiry(now, self.refresh_lifetime(), Some(absolute_end));
         let raw = RawToken::generate();
         let device_id = ctx.device_id.as_deref().map(|s| truncate(s, 255));
         let device_name = ctx.device_name.as_deref().map(|s| truncate(s, 100));
@@ -120,7 +136,9 @@ impl Rotor {
             is_revoked: false,
         };
         self.store.create_session(&session, &first, now).await?;
-        let access_token = self.tokens.issue(user.id, user.token_version, Some(session_id), now)?;
+        let access_token = self
+            .tokens
+            .issue(user.id, user.token_version, Some(session_id), now)?;
         Ok(LoginOutcome {
             user: user.clone(),
             access_token,
@@ -156,9 +174,18 @@ impl Rotor {
         };
         if let Some(rotated) = self.store.rotate(&rotation).await? {
             let t = &rotated.token;
-            let access_token = self.tokens.issue(t.user_id, rotated.token_version, Some(t.family_id), now)?;
+            let access_token =
+                self.tokens
+                    .issue(t.user_id, rotated.token_version, Some(t.family_id), now)?;
             Counters::add(&self.counters.refreshes, 1);
-            self.audit(events::REFRESH, Some(t.user_id), Some(t.family_id), ctx, None).await?;
+            self.audit(
+                events::REFRESH,
+                Some(t.user_id),
+                Some(t.family_id),
+                ctx,
+                None,
+            )
+            .await?;
             return Ok(RefreshOutcome {
                 user_id: t.user_id,
                 session_id: t.family_id,
@@ -182,7 +209,9 @@ impl Rotor {
         match rotation::judge(view.as_ref(), now, self.grace()) {
             Verdict::Unknown | Verdict::Expired => Err(Error::Token(MSG_REFRESH_INVALID)),
             Verdict::NotUsable => {
-                let token = stored.as_ref().expect("BUG: NotUsable implies a stored token");
+                let token = stored
+                    .as_ref()
+                    .expect("BUG: NotUsable implies a stored token");
                 match self.store.get_user(token.user_id).await? {
                     Some(u) if !u.is_active => Err(Error::InactiveUser),
                     _ => Err(Error::Token(MSG_REFRESH_INVALID)),
@@ -198,8 +227,15 @@ impl Rotor {
                             && user.is_active
                             && !self.store.session_revoked(token.family_id).await? =>
                     {
-                        let access_token = self.tokens.issue(user.id, user.token_version, Some(next.family_id), now)?;
-                        self.store.touch_session(next.family_id, ctx.ip.as_deref(), now).await?;
+                        let access_token = self.tokens.issue(
+                            user.id,
+                            user.token_version,
+                            Some(next.family_id),
+                            now,
+                        )?;
+                        self.store
+                            .touch_session(next.family_id, ctx.ip.as_deref(), now)
+                            .await?;
                         Counters::add(&self.counters.grace_reuses, 1);
                         Ok(RefreshOutcome {
                             user_id: user.id,
@@ -226,7 +262,11 @@ impl Rotor {
 
     /// Revokes the family of a replayed token; the revocation is committed when this
     /// returns its error.
-    async fn replay(&self, token: &crate::storage::RefreshToken, ctx: &ClientContext) -> Result<RefreshOutcome> {
+    async fn replay(
+        &self,
+        token: &crate::storage::RefreshToken,
+        ctx: &ClientContext,
+    ) -> Result<RefreshOutcome> {
         let now = self.now();
         let revoked = self.store.revoke_family(token.family_id, now).await?;
         Counters::add(&self.counters.replays, 1);
@@ -255,10 +295,20 @@ impl Rotor {
             return Ok(());
         };
         if let Some(token) = self.store.get_by_hash(&raw.hash()).await? {
-            let n = self.store.revoke_family(token.family_id, self.now()).await?;
+            let n = self
+                .store
+                .revoke_family(token.family_id, self.now())
+                .await?;
             if n > 0 {
                 Counters::add(&self.counters.sessions_revoked, 1);
-                self.audit(events::LOGOUT, Some(token.user_id), Some(token.family_id), ctx, None).await?;
+                self.audit(
+                    events::LOGOUT,
+                    Some(token.user_id),
+                    Some(token.family_id),
+                    ctx,
+                    None,
+                )
+                .await?;
             }
         }
         Ok(())
@@ -268,10 +318,22 @@ impl Rotor {
     /// `token_version`). Returns the number of sessions ended.
     pub async fn logout_all(&self, principal: &Principal, ctx: &ClientContext) -> Result<u64> {
         let now = self.now();
-        let n = self.store.revoke_user_families_except(principal.user.id, None, now).await?;
-        self.store.increment_token_version(principal.user.id, now).await?;
+        let n = self
+            .store
+            .revoke_user_families_except(principal.user.id, None, now)
+            .await?;
+        self.store
+            .increment_token_version(principal.user.id, now)
+            .await?;
         Counters::add(&self.counters.sessions_revoked, n);
-        self.audit(events::LOGOUT_ALL, Some(principal.user.id), principal.session_id, ctx, Some(format!("{n} sessions"))).await?;
+        self.audit(
+            events::LOGOUT_ALL,
+            Some(principal.user.id),
+            principal.session_id,
+            ctx,
+            Some(format!("{n} sessions")),
+        )
+        .await?;
         Ok(n)
     }
 
@@ -281,13 +343,18 @@ impl Rotor {
         let now = self.now();
         let claims = match self.tokens.verify(bearer, now) {
             Ok(c) => c,
-            Err(TokenRejected::UnknownKey) if self.reload_keys_for_unknown_kid().await => {
-                self.tokens.verify(bearer, now).map_err(|_| Error::NotAuthenticated)?
-            }
+            Err(TokenRejected::UnknownKey) if self.reload_keys_for_unknown_kid().await => self
+                .tokens
+                .verify(bearer, now)
+                .map_err(|_| Error::NotAuthenticated)?,
             Err(_) => return Err(Error::NotAuthenticated),
         };
         let user_id = parse_uuid(&claims.sub).ok_or(Error::NotAuthenticated)?;
-        let user = self.store.get_user(user_id).await?.ok_or(Error::NotAuthenticated)?;
+        let user = self
+            .store
+            .get_user(user_id)
+            .await?
+            .ok_or(Error::NotAuthenticated)?;
         if !user.is_active || user.token_version != claims.token_version {
             return Err(Error::NotAuthenticated);
         }
@@ -310,7 +377,10 @@ impl Rotor {
             return false;
         }
         {
-            let mut last = self.last_key_reload.lock().unwrap_or_else(|e| e.into_inner());
+            let mut last = self
+                .last_key_reload
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             if last.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(5)) {
                 return false;
             }
@@ -327,15 +397,33 @@ impl Rotor {
 
     /// Changes the caller's password after checking the current one; bumps
     /// `token_version` and ends every other session (the caller's stays).
-    pub async fn change_password(&self, principal: &Principal, current: &str, new: &str, ctx: &ClientContext) -> Result<()> {
-        let user = self.store.get_user(principal.user.id).await?.ok_or(Error::NotAuthenticated)?;
-        if !self.hasher.verify(current, Some(&user.hashed_password)).await?.ok {
+    pub async fn change_password(
+        &self,
+        principal: &Principal,
+        current: &str,
+        new: &str,
+        ctx: &ClientContext,
+    ) -> Result<()> {
+        let user = self
+            .store
+            .get_user(principal.user.id)
+            .await?
+            .ok_or(Error::NotAuthenticated)?;
+        if !self
+            .hasher
+            .verify(current, Some(&user.hashed_password))
+            .await?
+            .ok
+        {
             return Err(Error::InvalidCredentials);
         }
         let hashed = self.hasher.hash(new).await?;
         let now = self.now();
         self.store.update_password(user.id, &hashed, now).await?;
-        let ended = self.store.revoke_user_families_except(user.id, principal.session_id, now).await?;
+        let ended = self
+            .store
+            .revoke_user_families_except(user.id, principal.session_id, now)
+            .await?;
         Counters::add(&self.counters.sessions_revoked, ended);
         self.audit(
             events::PASSWORD_CHANGED,

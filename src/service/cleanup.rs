@@ -34,7 +34,10 @@ impl Rotor {
 
     /// Runs one cleanup round if no other process is running one (`None` then).
     /// Revoked tokens that have not expired are kept: replay detection reads them.
-    pub async fn cleanup(&self, progress: Option<&dyn CleanupProgress>) -> Result<Option<CleanupReport>> {
+    pub async fn cleanup(
+        &self,
+        progress: Option<&dyn CleanupProgress>,
+    ) -> Result<Option<CleanupReport>> {
         let Some(lock) = self.store.try_cleanup_lock().await? else {
             return Ok(None);
         };
@@ -46,7 +49,10 @@ impl Rotor {
         Ok(Some(report))
     }
 
-    async fn cleanup_locked(&self, progress: Option<&dyn CleanupProgress>) -> Result<CleanupReport> {
+    async fn cleanup_locked(
+        &self,
+        progress: Option<&dyn CleanupProgress>,
+    ) -> Result<CleanupReport> {
         let batch = self.settings.cleanup_batch_size;
         let now = self.now();
         let cutoff = now - Duration::days(self.settings.audit_retention_days);

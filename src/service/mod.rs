@@ -54,8 +54,19 @@ pub mod events {
     pub const USER_DELETED: &str = "user_deleted";
     pub const TOKEN_REVOKED: &str = "token_revoked";
     pub const ALL: &[&str] = &[
-        LOGIN_SUCCEEDED, LOGIN_FAILED, REFRESH, REPLAY_DETECTED, LOGOUT, SESSION_REVOKED, LOGOUT_OTHERS,
-        LOGOUT_ALL, PASSWORD_CHANGED, USER_DEACTIVATED, USER_CREATED, USER_DELETED, TOKEN_REVOKED,
+        LOGIN_SUCCEEDED,
+        LOGIN_FAILED,
+        REFRESH,
+        REPLAY_DETECTED,
+        LOGOUT,
+        SESSION_REVOKED,
+        LOGOUT_OTHERS,
+        LOGOUT_ALL,
+        PASSWORD_CHANGED,
+        USER_DEACTIVATED,
+        USER_CREATED,
+        USER_DELETED,
+        TOKEN_REVOKED,
     ];
 }
 
@@ -103,22 +114,34 @@ impl std::fmt::Debug for Rotor {
 impl Rotor {
     /// Builds rotor on an open, migrated store. Loads (or creates and persists) the
     /// server secret, prepares the key ring and promotes `ADMIN_EMAIL` if it exists.
-    pub async fn new(settings: Settings, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Result<Self> {
+    pub async fn new(
+        settings: Settings,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self> {
         let secret = match &settings.secret_key {
             Some(s) => s.clone(),
             None => load_or_create_secret(&settings.data_dir).map_err(|e| {
-                StoreError::Corrupt(format!("cannot read or create the secret key in {}: {e}", settings.data_dir.display()))
+                StoreError::Corrupt(format!(
+                    "cannot read or create the secret key in {}: {e}",
+                    settings.data_dir.display()
+                ))
             })?,
         };
         let tokens = AccessTokens::new(TokenOptions {
             algorithm: settings.jwt_algorithm,
             secret: secret.expose().as_bytes(),
-            key_encryption_key: settings.key_encryption_key.as_ref().map(|k| k.expose().as_bytes()),
+            key_encryption_key: settings
+                .key_encryption_key
+                .as_ref()
+                .map(|k| k.expose().as_bytes()),
             lifetime: Duration::minutes(settings.access_token_expire_minutes),
             issuer: settings.jwt_issuer.clone(),
             audience: settings.jwt_audience.clone(),
         });
-        tokens.ensure_signing_key(store.as_ref(), clock.now()).await?;
+        tokens
+            .ensure_signing_key(store.as_ref(), clock.now())
+            .await?;
         let hasher = PasswordHasher::new(settings.argon2_max_concurrency)?;
         let rotor = Self {
             successor_key: SuccessorKey::from_secret(secret.expose().as_bytes()),
@@ -285,4 +308,3 @@ pub fn truncate_public(s: &str, max: usize) -> String {
 pub(crate) fn parse_uuid(s: &str) -> Option<Uuid> {
     Uuid::parse_str(s).ok()
 }
-

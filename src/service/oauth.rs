@@ -28,7 +28,11 @@ impl Rotor {
     pub async fn revoke_any(&self, token: &str, ctx: &ClientContext) -> Result<()> {
         let now = self.now();
         let family = if let Ok(claims) = self.tokens.verify(token, now) {
-            claims.sid.as_deref().and_then(parse_uuid).zip(parse_uuid(&claims.sub))
+            claims
+                .sid
+                .as_deref()
+                .and_then(parse_uuid)
+                .zip(parse_uuid(&claims.sub))
         } else if let Some(raw) = RawToken::parse(token) {
             self.store
                 .get_by_hash(&raw.hash())
@@ -41,7 +45,14 @@ impl Rotor {
             let n = self.store.revoke_family(family_id, now).await?;
             if n > 0 {
                 Counters::add(&self.counters.sessions_revoked, 1);
-                self.audit(events::TOKEN_REVOKED, Some(user_id), Some(family_id), ctx, Some("oauth revoke".into())).await?;
+                self.audit(
+                    events::TOKEN_REVOKED,
+                    Some(user_id),
+                    Some(family_id),
+                    ctx,
+                    Some("oauth revoke".into()),
+                )
+                .await?;
             }
         }
         Ok(())
@@ -55,7 +66,9 @@ impl Rotor {
                 return Ok(None);
             };
             let claims = self.tokens.verify(token, now).ok();
-            let Some(claims) = claims else { return Ok(None) };
+            let Some(claims) = claims else {
+                return Ok(None);
+            };
             let client_id = match principal.session_id {
                 Some(sid) => self.store.get_session(sid).await?.and_then(|s| s.client_id),
                 None => None,
@@ -79,7 +92,12 @@ impl Rotor {
         let Some(t) = self.store.get_valid_by_hash(&raw.hash(), now).await? else {
             return Ok(None);
         };
-        let Some(user) = self.store.get_user(t.user_id).await?.filter(|u| u.is_active) else {
+        let Some(user) = self
+            .store
+            .get_user(t.user_id)
+            .await?
+            .filter(|u| u.is_active)
+        else {
             return Ok(None);
         };
         let session = self.store.get_session(t.family_id).await?;

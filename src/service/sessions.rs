@@ -11,12 +11,20 @@ use crate::{
 impl Rotor {
     /// The caller's live sessions, most recently used first.
     pub async fn list_sessions(&self, principal: &Principal) -> Result<Vec<SessionView>> {
-        Ok(self.store.list_user_sessions(principal.user.id, self.now()).await?)
+        Ok(self
+            .store
+            .list_user_sessions(principal.user.id, self.now())
+            .await?)
     }
 
     /// Ends one of the caller's sessions. Another user's session, or one that does not
     /// exist, is `SessionNotFound` alike, so the answer reveals nothing.
-    pub async fn revoke_session(&self, principal: &Principal, id: Uuid, ctx: &ClientContext) -> Result<()> {
+    pub async fn revoke_session(
+        &self,
+        principal: &Principal,
+        id: Uuid,
+        ctx: &ClientContext,
+    ) -> Result<()> {
         let now = self.now();
         let owned = self
             .store
@@ -29,7 +37,14 @@ impl Rotor {
         }
         self.store.revoke_family(id, now).await?;
         Counters::add(&self.counters.sessions_revoked, 1);
-        self.audit(events::SESSION_REVOKED, Some(principal.user.id), Some(id), ctx, None).await?;
+        self.audit(
+            events::SESSION_REVOKED,
+            Some(principal.user.id),
+            Some(id),
+            ctx,
+            None,
+        )
+        .await?;
         Ok(())
     }
 
@@ -40,14 +55,29 @@ impl Rotor {
             .revoke_user_families_except(principal.user.id, principal.session_id, self.now())
             .await?;
         Counters::add(&self.counters.sessions_revoked, n);
-        self.audit(events::LOGOUT_OTHERS, Some(principal.user.id), principal.session_id, ctx, Some(format!("{n} sessions"))).await?;
+        self.audit(
+            events::LOGOUT_OTHERS,
+            Some(principal.user.id),
+            principal.session_id,
+            ctx,
+            Some(format!("{n} sessions")),
+        )
+        .await?;
         Ok(n)
     }
 
     /// One page of audit events (newest first) and the total.
-    pub async fn list_events(&self, filter: &EventFilter, page: u32, size: u32) -> Result<(Vec<AuditEvent>, u64)> {
+    pub async fn list_events(
+        &self,
+        filter: &EventFilter,
+        page: u32,
+        size: u32,
+    ) -> Result<(Vec<AuditEvent>, u64)> {
         let skip = u64::from(page.saturating_sub(1)) * u64::from(size);
-        let items = self.store.list_events(filter, skip, u64::from(size)).await?;
+        let items = self
+            .store
+            .list_events(filter, skip, u64::from(size))
+            .await?;
         let total = self.store.count_events(filter).await?;
         Ok((items, total))
     }

@@ -40,7 +40,13 @@ fn conflict_to_email_taken(e: StoreError) -> Error {
 impl Rotor {
     /// Self-registration: a `user` (or `admin` when the email is `ADMIN_EMAIL`),
     /// active and unverified.
-    pub async fn register(&self, email: &str, password: &str, full_name: Option<String>, ctx: &ClientContext) -> Result<User> {
+    pub async fn register(
+        &self,
+        email: &str,
+        password: &str,
+        full_name: Option<String>,
+        ctx: &ClientContext,
+    ) -> Result<User> {
         let spec = AccountSpec {
             email: email.to_owned(),
             password: password.to_owned(),
@@ -53,12 +59,21 @@ impl Rotor {
     }
 
     /// Creates an account. `ADMIN_EMAIL` always gets the admin role.
-    pub async fn create_account(&self, spec: AccountSpec, by: Option<&Principal>, ctx: &ClientContext) -> Result<User> {
+    pub async fn create_account(
+        &self,
+        spec: AccountSpec,
+        by: Option<&Principal>,
+        ctx: &ClientContext,
+    ) -> Result<User> {
         if self.store.email_exists(&spec.email).await? {
             return Err(Error::EmailAlreadyExists);
         }
         let hashed_password = self.hasher.hash(&spec.password).await?;
-        let role = if self.is_admin_email(&spec.email) { Role::Admin } else { spec.role };
+        let role = if self.is_admin_email(&spec.email) {
+            Role::Admin
+        } else {
+            spec.role
+        };
         let new = NewUser {
             email: spec.email,
             hashed_password,
@@ -67,9 +82,14 @@ impl Rotor {
             is_active: spec.is_active,
             is_verified: spec.is_verified,
         };
-        let user = self.store.create_user(&new, self.now()).await.map_err(conflict_to_email_taken)?;
+        let user = self
+            .store
+            .create_user(&new, self.now())
+            .await
+            .map_err(conflict_to_email_taken)?;
         let detail = by.map(|p| format!("by admin {}", p.user.id));
-        self.audit(events::USER_CREATED, Some(user.id), None, ctx, detail).await?;
+        self.audit(events::USER_CREATED, Some(user.id), None, ctx, detail)
+            .await?;
         Ok(user)
     }
 
@@ -79,7 +99,13 @@ impl Rotor {
 
     /// Changes an account. Deactivating it or setting its password ends every session
     /// and kills every access token.
-    pub async fn update_account(&self, id: Uuid, changes: AccountChanges, by: Option<&Principal>, ctx: &ClientContext) -> Result<User> {
+    pub async fn update_account(
+        &self,
+        id: Uuid,
+        changes: AccountChanges,
+        by: Option<&Principal>,
+        ctx: &ClientContext,
+    ) -> Result<User> {
         let existing = self.store.get_user(id).await?.ok_or(Error::UserNotFound)?;
         if let Some(email) = &changes.email {
             if crate::domain::email::fold(email) != crate::domain::email::fold(&existing.email)
@@ -113,28 +139,53 @@ impl Rotor {
             .ok_or(Error::UserNotFound)?;
         let deactivated = existing.is_active && !user.is_active;
         if deactivated || patch.hashed_password.is_some() {
-            let ended = self.store.revoke_user_families_except(id, None, now).await?;
+            let ended = self
+                .store
+                .revoke_user_families_except(id, None, now)
+                .await?;
             Counters::add(&self.counters.sessions_revoked, ended);
             if deactivated {
                 self.store.increment_token_version(id, now).await?;
             }
-            let by = by.map(|p| format!(" by admin {}", p.user.id)).unwrap_or_default();
+            let by = by
+                .map(|p| format!(" by admin {}", p.user.id))
+                .unwrap_or_default();
             if deactivated {
-                self.audit(events::USER_DEACTIVATED, Some(id), None, ctx, Some(format!("{ended} sessions ended{by}"))).await?;
+                self.audit(
+                    events::USER_DEACTIVATED,
+                    Some(id),
+                    None,
+                    ctx,
+                    Some(format!("{ended} sessions ended{by}")),
+                )
+                .await?;
             }
             if patch.hashed_password.is_some() {
-                self.audit(events::PASSWORD_CHANGED, Some(id), None, ctx, Some(format!("password set{by}; {ended} sessions ended"))).await?;
+                self.audit(
+                    events::PASSWORD_CHANGED,
+                    Some(id),
+                    None,
+                    ctx,
+                    Some(format!("password set{by}; {ended} sessions ended")),
+                )
+                .await?;
             }
         }
         Ok(self.store.get_user(id).await?.unwrap_or(user))
     }
 
-    pub async fn delete_account(&self, id: Uuid, by: Option<&Principal>, ctx: &ClientContext) -> Result<()> {
+    pub async fn delete_account(
+        &self,
+        id: Uuid,
+        by: Option<&Principal>,
+        ctx: &ClientContext,
+    ) -> Result<()> {
         if !self.store.delete_user(id).await? {
             return Err(Error::UserNotFound);
         }
         let detail = by.map(|p| format!("by admin {}", p.user.id));
-        self.audit(events::USER_DELETED, Some(id), None, ctx, detail).await?;
+        self.audit(events::USER_DELETED, Some(id), None, ctx, detail)
+            .await?;
         Ok(())
     }
 

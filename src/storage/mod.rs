@@ -59,13 +59,32 @@ pub trait UserStore: Send + Sync {
     /// Fails with `Conflict` when the email is taken (in any case).
     async fn create_user(&self, new: &NewUser, now: DateTime<Utc>) -> StoreResult<User>;
     /// Applies the set fields; `None` when the user does not exist. `Conflict` on email.
-    async fn update_user(&self, id: Uuid, patch: &UserPatch, now: DateTime<Utc>) -> StoreResult<Option<User>>;
+    async fn update_user(
+        &self,
+        id: Uuid,
+        patch: &UserPatch,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<User>>;
     /// Replaces the password hash and bumps `token_version` (kills every access token).
-    async fn update_password(&self, id: Uuid, hashed_password: &str, now: DateTime<Utc>) -> StoreResult<bool>;
+    async fn update_password(
+        &self,
+        id: Uuid,
+        hashed_password: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
     /// Replaces the password hash *without* touching `token_version` (rehash on login).
-    async fn rehash_password(&self, id: Uuid, hashed_password: &str, now: DateTime<Utc>) -> StoreResult<bool>;
+    async fn rehash_password(
+        &self,
+        id: Uuid,
+        hashed_password: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
     /// Returns the new version, or `None` when the user does not exist.
-    async fn increment_token_version(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<Option<i64>>;
+    async fn increment_token_version(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<i64>>;
     /// Deletes the user; their sessions and refresh tokens go with them (cascade).
     async fn delete_user(&self, id: Uuid) -> StoreResult<bool>;
     /// Oldest first.
@@ -79,13 +98,22 @@ pub trait RefreshTokenStore: Send + Sync {
     /// The row in any state.
     async fn get_by_hash(&self, token_hash: &str) -> StoreResult<Option<RefreshToken>>;
     /// The row only if not revoked and `expires_at > now`.
-    async fn get_valid_by_hash(&self, token_hash: &str, now: DateTime<Utc>) -> StoreResult<Option<RefreshToken>>;
+    async fn get_valid_by_hash(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<RefreshToken>>;
     async fn get_token(&self, id: Uuid) -> StoreResult<Option<RefreshToken>>;
     /// Stores a token. A family may hold only one live token: creating a second live
     /// token in a family fails with `Conflict`.
-    async fn create_token(&self, new: &NewRefreshToken, now: DateTime<Utc>) -> StoreResult<RefreshToken>;
+    async fn create_token(
+        &self,
+        new: &NewRefreshToken,
+        now: DateTime<Utc>,
+    ) -> StoreResult<RefreshToken>;
     /// Sets `is_revoked` and `revoked_at = now` (if not already revoked); returns the row.
-    async fn revoke_token(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<Option<RefreshToken>>;
+    async fn revoke_token(&self, id: Uuid, now: DateTime<Utc>)
+        -> StoreResult<Option<RefreshToken>>;
     /// Revokes every live token of the family and marks its session ended. Returns the
     /// number of tokens revoked. Committed when this returns.
     async fn revoke_family(&self, family_id: Uuid, now: DateTime<Utc>) -> StoreResult<u64>;
@@ -93,15 +121,25 @@ pub trait RefreshTokenStore: Send + Sync {
     /// sessions; returns the number of tokens revoked.
     async fn revoke_all_user_tokens(&self, user_id: Uuid, now: DateTime<Utc>) -> StoreResult<u64>;
     /// As `revoke_all_user_tokens`, sparing one family; returns the families ended.
-    async fn revoke_user_families_except(&self, user_id: Uuid, keep: Option<Uuid>, now: DateTime<Utc>) -> StoreResult<u64>;
+    async fn revoke_user_families_except(
+        &self,
+        user_id: Uuid,
+        keep: Option<Uuid>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64>;
     /// The user's tokens that are neither revoked nor expired, newest first.
-    async fn get_user_active_sessions(&self, user_id: Uuid, now: DateTime<Utc>) -> StoreResult<Vec<RefreshToken>>;
+    async fn get_user_active_sessions(
+        &self,
+        user_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<RefreshToken>>;
     /// Deletes tokens with `expires_at <= now`, in batches of `batch` rows, each its own
     /// transaction. Revoked tokens that have not expired are kept: replay detection
     /// reads them. Returns the number deleted.
     async fn cleanup_expired(&self, now: DateTime<Utc>, batch: u32) -> StoreResult<u64>;
     /// Deletes at most `batch` expired tokens in one short transaction.
-    async fn delete_expired_tokens_batch(&self, now: DateTime<Utc>, batch: u32) -> StoreResult<u64>;
+    async fn delete_expired_tokens_batch(&self, now: DateTime<Utc>, batch: u32)
+        -> StoreResult<u64>;
     async fn count_expired_tokens(&self, now: DateTime<Utc>) -> StoreResult<u64>;
     async fn delete_token(&self, id: Uuid) -> StoreResult<bool>;
     async fn list_tokens(&self, skip: u64, limit: u64) -> StoreResult<Vec<RefreshToken>>;
@@ -119,17 +157,35 @@ pub trait RefreshTokenStore: Send + Sync {
 #[async_trait]
 pub trait SessionStore: Send + Sync {
     /// Creates the session and its first refresh token in one transaction.
-    async fn create_session(&self, session: &NewSession, first_token: &NewRefreshToken, now: DateTime<Utc>) -> StoreResult<RefreshToken>;
+    async fn create_session(
+        &self,
+        session: &NewSession,
+        first_token: &NewRefreshToken,
+        now: DateTime<Utc>,
+    ) -> StoreResult<RefreshToken>;
     async fn get_session(&self, id: Uuid) -> StoreResult<Option<Session>>;
     /// Records a use of the session (`last_used_at`, and the IP when known).
-    async fn touch_session(&self, id: Uuid, ip: Option<&str>, now: DateTime<Utc>) -> StoreResult<()>;
+    async fn touch_session(
+        &self,
+        id: Uuid,
+        ip: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
     /// The user's live sessions (families with a live token), most recently used first.
-    async fn list_user_sessions(&self, user_id: Uuid, now: DateTime<Utc>) -> StoreResult<Vec<SessionView>>;
+    async fn list_user_sessions(
+        &self,
+        user_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<SessionView>>;
     /// Whether the family has been ended (revoked); `false` for families without a
     /// session row (tokens created through the seed API).
     async fn session_revoked(&self, id: Uuid) -> StoreResult<bool>;
     /// Deletes at most `batch` sessions whose absolute end has passed.
-    async fn delete_expired_sessions_batch(&self, now: DateTime<Utc>, batch: u32) -> StoreResult<u64>;
+    async fn delete_expired_sessions_batch(
+        &self,
+        now: DateTime<Utc>,
+        batch: u32,
+    ) -> StoreResult<u64>;
     async fn count_expired_sessions(&self, now: DateTime<Utc>) -> StoreResult<u64>;
 }
 
@@ -138,9 +194,18 @@ pub trait SessionStore: Send + Sync {
 pub trait AuditStore: Send + Sync {
     async fn record_event(&self, event: &NewAuditEvent, now: DateTime<Utc>) -> StoreResult<()>;
     /// Newest first.
-    async fn list_events(&self, filter: &EventFilter, skip: u64, limit: u64) -> StoreResult<Vec<AuditEvent>>;
+    async fn list_events(
+        &self,
+        filter: &EventFilter,
+        skip: u64,
+        limit: u64,
+    ) -> StoreResult<Vec<AuditEvent>>;
     async fn count_events(&self, filter: &EventFilter) -> StoreResult<u64>;
-    async fn delete_events_before_batch(&self, cutoff: DateTime<Utc>, batch: u32) -> StoreResult<u64>;
+    async fn delete_events_before_batch(
+        &self,
+        cutoff: DateTime<Utc>,
+        batch: u32,
+    ) -> StoreResult<u64>;
     async fn count_events_before(&self, cutoff: DateTime<Utc>) -> StoreResult<u64>;
 }
 
@@ -158,7 +223,9 @@ pub trait KeyStore: Send + Sync {
 
 /// Everything rotor needs from a database.
 #[async_trait]
-pub trait Store: UserStore + RefreshTokenStore + SessionStore + AuditStore + KeyStore + 'static {
+pub trait Store:
+    UserStore + RefreshTokenStore + SessionStore + AuditStore + KeyStore + 'static
+{
     /// `"sqlite"` or `"postgresql"`.
     fn backend(&self) -> &'static str;
     /// Applies pending migrations (idempotent; safe to run from several processes).
@@ -213,8 +280,12 @@ impl Drop for CleanupLock {
 /// Opens (creating if needed) the configured database and applies migrations.
 pub async fn connect(settings: &Settings) -> StoreResult<Arc<dyn Store>> {
     let store: Arc<dyn Store> = match &settings.database {
-        DatabaseTarget::Sqlite(path) => Arc::new(sqlite::SqliteStore::open(path, settings.db_max_connections).await?),
-        DatabaseTarget::Postgres(url) => Arc::new(postgres::PgStore::connect(url, settings.db_max_connections).await?),
+        DatabaseTarget::Sqlite(path) => {
+            Arc::new(sqlite::SqliteStore::open(path, settings.db_max_connections).await?)
+        }
+        DatabaseTarget::Postgres(url) => {
+            Arc::new(postgres::PgStore::connect(url, settings.db_max_connections).await?)
+        }
     };
     store.migrate().await?;
     Ok(store)

@@ -10,17 +10,19 @@ use std::{path::Path, str::FromStr, sync::Arc, time::Duration};
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::{
-    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous},
+    sqlite::{
+        SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+    },
     Row, SqlitePool,
 };
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
 use super::{
-    map_unique, migrations, AuditEvent, AuditStore, CleanupLock, EventFilter, KeyStore, NewAuditEvent,
-    NewRefreshToken, NewSession, NewUser, RefreshToken, RefreshTokenStore, Role, Rotated, Rotation,
-    Session, SessionStore, SessionView, Store, StoreError, StoreResult, StoredKey, User, UserPatch,
-    UserStore,
+    map_unique, migrations, AuditEvent, AuditStore, CleanupLock, EventFilter, KeyStore,
+    NewAuditEvent, NewRefreshToken, NewSession, NewUser, RefreshToken, RefreshTokenStore, Role,
+    Rotated, Rotation, Session, SessionStore, SessionView, Store, StoreError, StoreResult,
+    StoredKey, User, UserPatch, UserStore,
 };
 
 /// SQLite storage: a single-connection writer pool and a reader pool on one file.
@@ -35,7 +37,8 @@ pub struct SqliteStore {
 const USER_COLS: &str = "id, email, hashed_password, full_name, is_active, is_verified, role, token_version, created_at, updated_at";
 const TOKEN_COLS: &str = "id, token_hash, user_id, family_id, device_id, device_name, ip_address, expires_at, is_revoked, revoked_at, created_at, updated_at";
 const SESSION_COLS: &str = "id, user_id, device_id, device_name, user_agent, ip_address, client_id, created_at, last_used_at, absolute_expires_at, revoked_at";
-const EVENT_COLS: &str = "id, created_at, kind, user_id, session_id, ip_address, user_agent, detail";
+const EVENT_COLS: &str =
+    "id, created_at, kind, user_id, session_id, ip_address, user_agent, detail";
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file and its parent directory.
@@ -100,7 +103,10 @@ fn col_ts(row: &SqliteRow, col: &str) -> StoreResult<DateTime<Utc>> {
 }
 
 fn col_ts_opt(row: &SqliteRow, col: &str) -> StoreResult<Option<DateTime<Utc>>> {
-    row.try_get::<Option<String>, _>(col)?.as_deref().map(parse_ts).transpose()
+    row.try_get::<Option<String>, _>(col)?
+        .as_deref()
+        .map(parse_ts)
+        .transpose()
 }
 
 fn col_uuid(row: &SqliteRow, col: &str) -> StoreResult<Uuid> {
@@ -204,20 +210,23 @@ impl UserStore for SqliteStore {
     }
 
     async fn get_user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
-        sqlx::query(&format!("SELECT {USER_COLS} FROM users WHERE lower(email) = lower(?1)"))
-            .bind(email)
-            .fetch_optional(&self.reader)
-            .await?
-            .as_ref()
-            .map(user_from_row)
-            .transpose()
+        sqlx::query(&format!(
+            "SELECT {USER_COLS} FROM users WHERE lower(email) = lower(?1)"
+        ))
+        .bind(email)
+        .fetch_optional(&self.reader)
+        .await?
+        .as_ref()
+        .map(user_from_row)
+        .transpose()
     }
 
     async fn email_exists(&self, email: &str) -> StoreResult<bool> {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE lower(email) = lower(?1)")
-            .bind(email)
-            .fetch_one(&self.reader)
-            .await?;
+        let n: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM users WHERE lower(email) = lower(?1)")
+                .bind(email)
+                .fetch_one(&self.reader)
+                .await?;
         Ok(n > 0)
     }
 
@@ -240,7 +249,12 @@ impl UserStore for SqliteStore {
         user_from_row(&row)
     }
 
-    async fn update_user(&self, id: Uuid, patch: &UserPatch, now: DateTime<Utc>) -> StoreResult<Option<User>> {
+    async fn update_user(
+        &self,
+        id: Uuid,
+        patch: &UserPatch,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<User>> {
         if patch.is_empty() {
             return self.get_user(id).await;
         }
@@ -278,7 +292,12 @@ impl UserStore for SqliteStore {
         row.as_ref().map(user_from_row).transpose()
     }
 
-    async fn update_password(&self, id: Uuid, hashed_password: &str, now: DateTime<Utc>) -> StoreResult<bool> {
+    async fn update_password(
+        &self,
+        id: Uuid,
+        hashed_password: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
         let r = sqlx::query(
             "UPDATE users SET hashed_password = ?2, token_version = token_version + 1, updated_at = ?3 WHERE id = ?1",
         )
@@ -290,7 +309,12 @@ impl UserStore for SqliteStore {
         Ok(r.rows_affected() == 1)
     }
 
-    async fn rehash_password(&self, id: Uuid, hashed_password: &str, now: DateTime<Utc>) -> StoreResult<bool> {
+    async fn rehash_password(
+        &self,
+        id: Uuid,
+        hashed_password: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
         let r = sqlx::query("UPDATE users SET hashed_password = ?2, updated_at = ?3 WHERE id = ?1")
             .bind(id.to_string())
             .bind(hashed_password)
@@ -300,7 +324,11 @@ impl UserStore for SqliteStore {
         Ok(r.rows_affected() == 1)
     }
 
-    async fn increment_token_version(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<Option<i64>> {
+    async fn increment_token_version(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<i64>> {
         Ok(sqlx::query_scalar(
             "UPDATE users SET token_version = token_version + 1, updated_at = ?2 WHERE id = ?1 RETURNING token_version",
         )
@@ -319,18 +347,22 @@ impl UserStore for SqliteStore {
     }
 
     async fn list_users(&self, skip: u64, limit: u64) -> StoreResult<Vec<User>> {
-        sqlx::query(&format!("SELECT {USER_COLS} FROM users ORDER BY created_at, id LIMIT ?1 OFFSET ?2"))
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .bind(i64::try_from(skip).unwrap_or(i64::MAX))
-            .fetch_all(&self.reader)
-            .await?
-            .iter()
-            .map(user_from_row)
-            .collect()
+        sqlx::query(&format!(
+            "SELECT {USER_COLS} FROM users ORDER BY created_at, id LIMIT ?1 OFFSET ?2"
+        ))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(i64::try_from(skip).unwrap_or(i64::MAX))
+        .fetch_all(&self.reader)
+        .await?
+        .iter()
+        .map(user_from_row)
+        .collect()
     }
 
     async fn count_users(&self) -> StoreResult<u64> {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(&self.reader).await?;
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+            .fetch_one(&self.reader)
+            .await?;
         Ok(count(n))
     }
 }
@@ -338,16 +370,22 @@ impl UserStore for SqliteStore {
 #[async_trait]
 impl RefreshTokenStore for SqliteStore {
     async fn get_by_hash(&self, token_hash: &str) -> StoreResult<Option<RefreshToken>> {
-        sqlx::query(&format!("SELECT {TOKEN_COLS} FROM refresh_tokens WHERE token_hash = ?1"))
-            .bind(token_hash)
-            .fetch_optional(&self.reader)
-            .await?
-            .as_ref()
-            .map(token_from_row)
-            .transpose()
+        sqlx::query(&format!(
+            "SELECT {TOKEN_COLS} FROM refresh_tokens WHERE token_hash = ?1"
+        ))
+        .bind(token_hash)
+        .fetch_optional(&self.reader)
+        .await?
+        .as_ref()
+        .map(token_from_row)
+        .transpose()
     }
 
-    async fn get_valid_by_hash(&self, token_hash: &str, now: DateTime<Utc>) -> StoreResult<Option<RefreshToken>> {
+    async fn get_valid_by_hash(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<RefreshToken>> {
         sqlx::query(&format!(
             "SELECT {TOKEN_COLS} FROM refresh_tokens WHERE token_hash = ?1 AND is_revoked = 0 AND expires_at > ?2"
         ))
@@ -361,21 +399,34 @@ impl RefreshTokenStore for SqliteStore {
     }
 
     async fn get_token(&self, id: Uuid) -> StoreResult<Option<RefreshToken>> {
-        sqlx::query(&format!("SELECT {TOKEN_COLS} FROM refresh_tokens WHERE id = ?1"))
-            .bind(id.to_string())
-            .fetch_optional(&self.reader)
-            .await?
-            .as_ref()
-            .map(token_from_row)
-            .transpose()
+        sqlx::query(&format!(
+            "SELECT {TOKEN_COLS} FROM refresh_tokens WHERE id = ?1"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&self.reader)
+        .await?
+        .as_ref()
+        .map(token_from_row)
+        .transpose()
     }
 
-    async fn create_token(&self, new: &NewRefreshToken, now: DateTime<Utc>) -> StoreResult<RefreshToken> {
-        let row = insert_token(new, now).fetch_one(&self.writer).await.map_err(map_unique)?;
+    async fn create_token(
+        &self,
+        new: &NewRefreshToken,
+        now: DateTime<Utc>,
+    ) -> StoreResult<RefreshToken> {
+        let row = insert_token(new, now)
+            .fetch_one(&self.writer)
+            .await
+            .map_err(map_unique)?;
         token_from_row(&row)
     }
 
-    async fn revoke_token(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<Option<RefreshToken>> {
+    async fn revoke_token(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<RefreshToken>> {
         sqlx::query(&format!(
             "UPDATE refresh_tokens SET is_revoked = 1, revoked_at = COALESCE(revoked_at, ?2), updated_at = ?2
              WHERE id = ?1 RETURNING {TOKEN_COLS}"
@@ -416,16 +467,23 @@ impl RefreshTokenStore for SqliteStore {
         .bind(ts(now))
         .execute(&mut *tx)
         .await?;
-        sqlx::query("UPDATE sessions SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL")
-            .bind(user_id.to_string())
-            .bind(ts(now))
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE sessions SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL",
+        )
+        .bind(user_id.to_string())
+        .bind(ts(now))
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(r.rows_affected())
     }
 
-    async fn revoke_user_families_except(&self, user_id: Uuid, keep: Option<Uuid>, now: DateTime<Utc>) -> StoreResult<u64> {
+    async fn revoke_user_families_except(
+        &self,
+        user_id: Uuid,
+        keep: Option<Uuid>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64> {
         let keep = keep.map(|k| k.to_string()).unwrap_or_default();
         let mut tx = self.writer.begin().await?;
         let families: i64 = sqlx::query_scalar(
@@ -456,7 +514,11 @@ impl RefreshTokenStore for SqliteStore {
         Ok(count(families))
     }
 
-    async fn get_user_active_sessions(&self, user_id: Uuid, now: DateTime<Utc>) -> StoreResult<Vec<RefreshToken>> {
+    async fn get_user_active_sessions(
+        &self,
+        user_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<RefreshToken>> {
         sqlx::query(&format!(
             "SELECT {TOKEN_COLS} FROM refresh_tokens WHERE user_id = ?1 AND is_revoked = 0 AND expires_at > ?2
              ORDER BY created_at DESC, id DESC"
@@ -481,7 +543,11 @@ impl RefreshTokenStore for SqliteStore {
         }
     }
 
-    async fn delete_expired_tokens_batch(&self, now: DateTime<Utc>, batch: u32) -> StoreResult<u64> {
+    async fn delete_expired_tokens_batch(
+        &self,
+        now: DateTime<Utc>,
+        batch: u32,
+    ) -> StoreResult<u64> {
         let r = sqlx::query(
             "DELETE FROM refresh_tokens WHERE rowid IN
                (SELECT rowid FROM refresh_tokens WHERE expires_at <= ?1 LIMIT ?2)",
@@ -494,10 +560,11 @@ impl RefreshTokenStore for SqliteStore {
     }
 
     async fn count_expired_tokens(&self, now: DateTime<Utc>) -> StoreResult<u64> {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM refresh_tokens WHERE expires_at <= ?1")
-            .bind(ts(now))
-            .fetch_one(&self.reader)
-            .await?;
+        let n: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM refresh_tokens WHERE expires_at <= ?1")
+                .bind(ts(now))
+                .fetch_one(&self.reader)
+                .await?;
         Ok(count(n))
     }
 
@@ -510,18 +577,22 @@ impl RefreshTokenStore for SqliteStore {
     }
 
     async fn list_tokens(&self, skip: u64, limit: u64) -> StoreResult<Vec<RefreshToken>> {
-        sqlx::query(&format!("SELECT {TOKEN_COLS} FROM refresh_tokens ORDER BY created_at, id LIMIT ?1 OFFSET ?2"))
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .bind(i64::try_from(skip).unwrap_or(i64::MAX))
-            .fetch_all(&self.reader)
-            .await?
-            .iter()
-            .map(token_from_row)
-            .collect()
+        sqlx::query(&format!(
+            "SELECT {TOKEN_COLS} FROM refresh_tokens ORDER BY created_at, id LIMIT ?1 OFFSET ?2"
+        ))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(i64::try_from(skip).unwrap_or(i64::MAX))
+        .fetch_all(&self.reader)
+        .await?
+        .iter()
+        .map(token_from_row)
+        .collect()
     }
 
     async fn count_tokens(&self) -> StoreResult<u64> {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM refresh_tokens").fetch_one(&self.reader).await?;
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM refresh_tokens")
+            .fetch_one(&self.reader)
+            .await?;
         Ok(count(n))
     }
 
@@ -572,7 +643,10 @@ impl RefreshTokenStore for SqliteStore {
             ip_address: rot.ip_address.map(str::to_owned),
             is_revoked: false,
         };
-        let row = insert_token(&new, rot.now).fetch_one(&mut *tx).await.map_err(map_unique)?;
+        let row = insert_token(&new, rot.now)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_unique)?;
         sqlx::query("UPDATE sessions SET last_used_at = ?2, ip_address = COALESCE(?3, ip_address) WHERE id = ?1")
             .bind(&family_id)
             .bind(&now)
@@ -587,7 +661,10 @@ impl RefreshTokenStore for SqliteStore {
     }
 }
 
-fn insert_token(new: &NewRefreshToken, now: DateTime<Utc>) -> sqlx::query::Query<'static, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'static>> {
+fn insert_token(
+    new: &NewRefreshToken,
+    now: DateTime<Utc>,
+) -> sqlx::query::Query<'static, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'static>> {
     sqlx::query(
         "INSERT INTO refresh_tokens (id, token_hash, user_id, family_id, device_id, device_name, ip_address,
                                      expires_at, is_revoked, revoked_at, created_at)
@@ -608,7 +685,12 @@ fn insert_token(new: &NewRefreshToken, now: DateTime<Utc>) -> sqlx::query::Query
 
 #[async_trait]
 impl SessionStore for SqliteStore {
-    async fn create_session(&self, s: &NewSession, first: &NewRefreshToken, now: DateTime<Utc>) -> StoreResult<RefreshToken> {
+    async fn create_session(
+        &self,
+        s: &NewSession,
+        first: &NewRefreshToken,
+        now: DateTime<Utc>,
+    ) -> StoreResult<RefreshToken> {
         let mut tx = self.writer.begin().await?;
         sqlx::query(
             "INSERT INTO sessions (id, user_id, device_id, device_name, user_agent, ip_address, client_id,
@@ -627,22 +709,32 @@ impl SessionStore for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(map_unique)?;
-        let row = insert_token(first, now).fetch_one(&mut *tx).await.map_err(map_unique)?;
+        let row = insert_token(first, now)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_unique)?;
         tx.commit().await?;
         token_from_row(&row)
     }
 
     async fn get_session(&self, id: Uuid) -> StoreResult<Option<Session>> {
-        sqlx::query(&format!("SELECT {SESSION_COLS} FROM sessions WHERE id = ?1"))
-            .bind(id.to_string())
-            .fetch_optional(&self.reader)
-            .await?
-            .as_ref()
-            .map(session_from_row)
-            .transpose()
+        sqlx::query(&format!(
+            "SELECT {SESSION_COLS} FROM sessions WHERE id = ?1"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&self.reader)
+        .await?
+        .as_ref()
+        .map(session_from_row)
+        .transpose()
     }
 
-    async fn touch_session(&self, id: Uuid, ip: Option<&str>, now: DateTime<Utc>) -> StoreResult<()> {
+    async fn touch_session(
+        &self,
+        id: Uuid,
+        ip: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
         sqlx::query("UPDATE sessions SET last_used_at = ?2, ip_address = COALESCE(?3, ip_address) WHERE id = ?1")
             .bind(id.to_string())
             .bind(ts(now))
@@ -652,7 +744,11 @@ impl SessionStore for SqliteStore {
         Ok(())
     }
 
-    async fn list_user_sessions(&self, user_id: Uuid, now: DateTime<Utc>) -> StoreResult<Vec<SessionView>> {
+    async fn list_user_sessions(
+        &self,
+        user_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<SessionView>> {
         let rows = sqlx::query(
             "SELECT t.family_id AS id,
                     COALESCE(s.device_id, t.device_id) AS device_id,
@@ -687,14 +783,19 @@ impl SessionStore for SqliteStore {
     }
 
     async fn session_revoked(&self, id: Uuid) -> StoreResult<bool> {
-        let revoked: Option<Option<String>> = sqlx::query_scalar("SELECT revoked_at FROM sessions WHERE id = ?1")
-            .bind(id.to_string())
-            .fetch_optional(&self.reader)
-            .await?;
+        let revoked: Option<Option<String>> =
+            sqlx::query_scalar("SELECT revoked_at FROM sessions WHERE id = ?1")
+                .bind(id.to_string())
+                .fetch_optional(&self.reader)
+                .await?;
         Ok(matches!(revoked, Some(Some(_))))
     }
 
-    async fn delete_expired_sessions_batch(&self, now: DateTime<Utc>, batch: u32) -> StoreResult<u64> {
+    async fn delete_expired_sessions_batch(
+        &self,
+        now: DateTime<Utc>,
+        batch: u32,
+    ) -> StoreResult<u64> {
         let r = sqlx::query(
             "DELETE FROM sessions WHERE rowid IN
                (SELECT rowid FROM sessions WHERE absolute_expires_at <= ?1 LIMIT ?2)",
@@ -707,10 +808,11 @@ impl SessionStore for SqliteStore {
     }
 
     async fn count_expired_sessions(&self, now: DateTime<Utc>) -> StoreResult<u64> {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM sessions WHERE absolute_expires_at <= ?1")
-            .bind(ts(now))
-            .fetch_one(&self.reader)
-            .await?;
+        let n: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM sessions WHERE absolute_expires_at <= ?1")
+                .bind(ts(now))
+                .fetch_one(&self.reader)
+                .await?;
         Ok(count(n))
     }
 }
@@ -735,7 +837,12 @@ impl AuditStore for SqliteStore {
         Ok(())
     }
 
-    async fn list_events(&self, f: &EventFilter, skip: u64, limit: u64) -> StoreResult<Vec<AuditEvent>> {
+    async fn list_events(
+        &self,
+        f: &EventFilter,
+        skip: u64,
+        limit: u64,
+    ) -> StoreResult<Vec<AuditEvent>> {
         sqlx::query(&format!(
             "SELECT {EVENT_COLS} FROM audit_events
              WHERE (?1 IS NULL OR user_id = ?1) AND (?2 IS NULL OR kind = ?2)
@@ -763,7 +870,11 @@ impl AuditStore for SqliteStore {
         Ok(count(n))
     }
 
-    async fn delete_events_before_batch(&self, cutoff: DateTime<Utc>, batch: u32) -> StoreResult<u64> {
+    async fn delete_events_before_batch(
+        &self,
+        cutoff: DateTime<Utc>,
+        batch: u32,
+    ) -> StoreResult<u64> {
         let r = sqlx::query(
             "DELETE FROM audit_events WHERE rowid IN
                (SELECT rowid FROM audit_events WHERE created_at < ?1 LIMIT ?2)",
@@ -816,11 +927,13 @@ impl KeyStore for SqliteStore {
     }
 
     async fn retire_key(&self, kid: &str, now: DateTime<Utc>) -> StoreResult<bool> {
-        let r = sqlx::query("UPDATE signing_keys SET retired_at = ?2 WHERE kid = ?1 AND retired_at IS NULL")
-            .bind(kid)
-            .bind(ts(now))
-            .execute(&self.writer)
-            .await?;
+        let r = sqlx::query(
+            "UPDATE signing_keys SET retired_at = ?2 WHERE kid = ?1 AND retired_at IS NULL",
+        )
+        .bind(kid)
+        .bind(ts(now))
+        .execute(&self.writer)
+        .await?;
         Ok(r.rows_affected() == 1)
     }
 
@@ -839,7 +952,10 @@ impl Store for SqliteStore {
     }
 
     async fn migrate(&self) -> StoreResult<()> {
-        migrations::migrator(migrations::SQLITE).await?.run(&self.writer).await?;
+        migrations::migrator(migrations::SQLITE)
+            .await?
+            .run(&self.writer)
+            .await?;
         Ok(())
     }
 

@@ -1,6 +1,7 @@
 //! One integration-test binary: every module runs against the real storage backends
 //! (SQLite and PostgreSQL), most through the real HTTP server on a random port.
 
+mod process;
 mod support;
 
 /// The original `/v1` API, row by row of SPEC §4, and the SPEC §6 defect fixes.
@@ -13,6 +14,8 @@ mod model;
 mod oauth;
 /// Operations: CLI, cleanup at scale, metrics, limits, proxies, shutdown.
 mod ops;
+/// Several server processes on one PostgreSQL; SIGKILL at random points.
+mod resilience;
 /// Forged tokens, brute force, oversized and slow requests, login floods.
 mod security;
 /// Device sessions, the grace window, absolute lifetime, the security log.

@@ -25,13 +25,27 @@ const MAX_DAYS: i64 = 30;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Login { user: usize },
+    Login {
+        user: usize,
+    },
     /// Present the token `back` steps behind the newest of a family (0 = newest).
-    Refresh { family: usize, back: usize },
-    Logout { family: usize, back: usize },
-    RevokeSession { family: usize },
-    LogoutAll { user: usize },
-    Advance { seconds: i64 },
+    Refresh {
+        family: usize,
+        back: usize,
+    },
+    Logout {
+        family: usize,
+        back: usize,
+    },
+    RevokeSession {
+        family: usize,
+    },
+    LogoutAll {
+        user: usize,
+    },
+    Advance {
+        seconds: i64,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -80,7 +94,10 @@ impl ModelFamily {
         }
     }
     fn live_count(&self) -> usize {
-        self.tokens.iter().filter(|t| t.revoked_at.is_none()).count()
+        self.tokens
+            .iter()
+            .filter(|t| t.revoked_at.is_none())
+            .count()
     }
 }
 
@@ -103,7 +120,9 @@ fn predict(fam: &ModelFamily, idx: usize, now: DateTime<Utc>) -> Expect {
             let next = fam.tokens.get(idx + 1);
             let within = now - at <= Duration::seconds(GRACE);
             match next {
-                Some(n) if t.rotated && within && n.revoked_at.is_none() && n.expires_at > now => Expect::Reused(idx + 1),
+                Some(n) if t.rotated && within && n.revoked_at.is_none() && n.expires_at > now => {
+                    Expect::Reused(idx + 1)
+                }
                 _ => Expect::Replay,
             }
         }
@@ -124,37 +143,66 @@ impl Harness {
         let settings = db.settings(&[("REFRESH_REUSE_GRACE_SECONDS", "10")]);
         let store = rotor::storage::connect(&settings).await.unwrap();
         let clock = Arc::new(ManualClock::starting_now());
-        let rotor = Arc::new(Rotor::new(settings, store, clock.clone() as Arc<dyn Clock>).await.unwrap());
+        let rotor = Arc::new(
+            Rotor::new(settings, store, clock.clone() as Arc<dyn Clock>)
+                .await
+                .unwrap(),
+        );
         let mut users = Vec::new();
         for _ in 0..2 {
             users.push(UserFactory::create(rotor.store().as_ref()).await.unwrap());
         }
-        Self { rotor, clock, db, users, families: Vec::new() }
+        Self {
+            rotor,
+            clock,
+            db,
+            users,
+            families: Vec::new(),
+        }
     }
 
     fn ctx() -> ClientContext {
-        ClientContext { ip: Some("192.0.2.1".into()), ..Default::default() }
+        ClientContext {
+            ip: Some("192.0.2.1".into()),
+            ..Default::default()
+        }
     }
 
     async fn step(&mut self, op: &Op) -> Result<(), TestCaseError> {
         let now = self.clock.now();
         match *op {
             Op::Login { user } => {
-                let out = self.rotor.open_session(&self.users[user], &Self::ctx()).await.unwrap();
+                let out = self
+                    .rotor
+                    .open_session(&self.users[user], &Self::ctx())
+                    .await
+                    .unwrap();
                 let expires = out.refresh.expires_at;
                 prop_assert_eq!(expires, now + Duration::days(REFRESH_DAYS));
                 self.families.push(ModelFamily {
                     id: out.session_id,
                     user,
                     created: now,
-                    tokens: vec![ModelToken { raw: out.refresh.raw.into_string(), expires_at: expires, revoked_at: None, rotated: false }],
+                    tokens: vec![ModelToken {
+                        raw: out.refresh.raw.into_string(),
+                        expires_at: expires,
+                        revoked_at: None,
+                        rotated: false,
+                    }],
                 });
             }
             Op::Refresh { family, back } => {
-                let Some(fam) = self.families.get_mut(family) else { return Ok(()) };
-                let Some(idx) = fam.tokens.len().checked_sub(1 + back) else { return Ok(()) };
+                let Some(fam) = self.families.get_mut(family) else {
+                    return Ok(());
+                };
+                let Some(idx) = fam.tokens.len().checked_sub(1 + back) else {
+                    return Ok(());
+                };
                 let expect = predict(fam, idx, now);
-                let got = self.rotor.refresh(&fam.tokens[idx].raw.clone(), &Self::ctx()).await;
+                let got = self
+                    .rotor
+                    .refresh(&fam.tokens[idx].raw.clone(), &Self::ctx())
+                    .await;
                 match (&expect, got) {
                     (Expect::Rotated, Ok(out)) => {
                         prop_assert!(!out.reused);
@@ -163,52 +211,105 @@ impl Harness {
                         prop_assert_eq!(out.refresh.expires_at, idle.min(cap));
                         fam.tokens[idx].revoked_at = Some(now);
                         fam.tokens[idx].rotated = true;
-                        fam.tokens.push(ModelToken { raw: out.refresh.raw.into_string(), expires_at: idle.min(cap), revoked_at: None, rotated: false });
+                        fam.tokens.push(ModelToken {
+                            raw: out.refresh.raw.into_string(),
+                            expires_at: idle.min(cap),
+                            revoked_at: None,
+                            rotated: false,
+                        });
                     }
                     (Expect::Reused(next), Ok(out)) => {
                         prop_assert!(out.reused);
-                        prop_assert_eq!(out.refresh.raw.as_str(), fam.tokens[*next].raw.as_str(), "same successor");
+                        prop_assert_eq!(
+                            out.refresh.raw.as_str(),
+                            fam.tokens[*next].raw.as_str(),
+                            "same successor"
+                        );
                     }
                     (Expect::Replay, Err(Error::TokenRevoked)) => fam.revoke_all(now),
                     (Expect::Invalid, Err(Error::Token(_))) => {}
-                    (e, g) => prop_assert!(false, "op {:?}: expected {:?}, got {:?}", op, e, g.map(|o| o.reused)),
+                    (e, g) => prop_assert!(
+                        false,
+                        "op {:?}: expected {:?}, got {:?}",
+                        op,
+                        e,
+                        g.map(|o| o.reused)
+                    ),
                 }
             }
             Op::Logout { family, back } => {
-                let Some(fam) = self.families.get_mut(family) else { return Ok(()) };
-                let Some(idx) = fam.tokens.len().checked_sub(1 + back) else { return Ok(()) };
-                self.rotor.logout(&fam.tokens[idx].raw.clone(), &Self::ctx()).await.unwrap();
+                let Some(fam) = self.families.get_mut(family) else {
+                    return Ok(());
+                };
+                let Some(idx) = fam.tokens.len().checked_sub(1 + back) else {
+                    return Ok(());
+                };
+                self.rotor
+                    .logout(&fam.tokens[idx].raw.clone(), &Self::ctx())
+                    .await
+                    .unwrap();
                 fam.revoke_all(now);
             }
             Op::RevokeSession { family } => {
-                let Some(fam) = self.families.get_mut(family) else { return Ok(()) };
-                let principal = rotor::service::Principal { user: self.users[fam.user].clone(), session_id: None };
-                let r = self.rotor.revoke_session(&principal, fam.id, &Self::ctx()).await;
-                let listed = fam.tokens.iter().any(|t| t.revoked_at.is_none() && t.expires_at > now);
+                let Some(fam) = self.families.get_mut(family) else {
+                    return Ok(());
+                };
+                let principal = rotor::service::Principal {
+                    user: self.users[fam.user].clone(),
+                    session_id: None,
+                };
+                let r = self
+                    .rotor
+                    .revoke_session(&principal, fam.id, &Self::ctx())
+                    .await;
+                let listed = fam
+                    .tokens
+                    .iter()
+                    .any(|t| t.revoked_at.is_none() && t.expires_at > now);
                 match r {
                     Ok(()) => {
                         prop_assert!(listed, "revoked a session the model thinks is gone");
                         fam.revoke_all(now);
                     }
                     // An expired or ended session is not listed, so not found; nothing changes.
-                    Err(Error::SessionNotFound) => prop_assert!(!listed, "a live session was not found"),
+                    Err(Error::SessionNotFound) => {
+                        prop_assert!(!listed, "a live session was not found")
+                    }
                     Err(e) => prop_assert!(false, "revoke_session: {}", e),
                 }
             }
             Op::LogoutAll { user } => {
-                let principal = rotor::service::Principal { user: self.users[user].clone(), session_id: None };
-                let n = self.rotor.logout_all(&principal, &Self::ctx()).await.unwrap();
+                let principal = rotor::service::Principal {
+                    user: self.users[user].clone(),
+                    session_id: None,
+                };
+                let n = self
+                    .rotor
+                    .logout_all(&principal, &Self::ctx())
+                    .await
+                    .unwrap();
                 let expected = self
                     .families
                     .iter()
-                    .filter(|f| f.user == user && f.tokens.iter().any(|t| t.revoked_at.is_none() && t.expires_at > now))
+                    .filter(|f| {
+                        f.user == user
+                            && f.tokens
+                                .iter()
+                                .any(|t| t.revoked_at.is_none() && t.expires_at > now)
+                    })
                     .count() as u64;
                 prop_assert_eq!(n, expected);
                 for f in self.families.iter_mut().filter(|f| f.user == user) {
                     f.revoke_all(now);
                 }
                 // token_version moved; keep the model's users current.
-                self.users[user] = self.rotor.store().get_user(self.users[user].id).await.unwrap().unwrap();
+                self.users[user] = self
+                    .rotor
+                    .store()
+                    .get_user(self.users[user].id)
+                    .await
+                    .unwrap()
+                    .unwrap();
             }
             Op::Advance { seconds } => self.clock.advance(Duration::seconds(seconds)),
         }
@@ -223,8 +324,20 @@ impl Harness {
         .await;
         prop_assert!(max_live <= 1, "a family holds {} live tokens", max_live);
         for f in &self.families {
-            let live = count(&self.db, &format!("SELECT count(*) FROM refresh_tokens WHERE family_id = '{}' AND is_revoked = 0", f.id)).await;
-            prop_assert_eq!(live as usize, f.live_count(), "family {} live tokens: db vs model", f.id);
+            let live = count(
+                &self.db,
+                &format!(
+                    "SELECT count(*) FROM refresh_tokens WHERE family_id = '{}' AND is_revoked = 0",
+                    f.id
+                ),
+            )
+            .await;
+            prop_assert_eq!(
+                live as usize,
+                f.live_count(),
+                "family {} live tokens: db vs model",
+                f.id
+            );
         }
         Ok(())
     }

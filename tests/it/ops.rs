@@ -19,114 +19,9 @@ use serde_json::Value;
 
 use crate::{
     both,
+    process::{run, Server},
     support::{count, Backend, TestApp, TestDb},
 };
-
-/// `rotor` (the binary under test) with this database's settings, run in its own
-/// temporary directory (so no `.env` of the repository is read).
-fn rotor_cmd(db: &TestDb, extra: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rotor"));
-    cmd.current_dir(&db.dir)
-        .env("DATABASE_URL", &db.url)
-        .env("ROTOR_DATA_DIR", &db.dir)
-        .env("SECRET_KEY", "integration-test-secret-key-0123456789abcdef")
-        .env("RATE_LIMIT_AUTH", "off")
-        .env("CLEANUP_INTERVAL_SECONDS", "0")
-        .env_remove("RUST_LOG");
-    for (k, v) in extra {
-        cmd.env(k, v);
-    }
-    cmd
-}
-
-struct Output {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-async fn run(db: &TestDb, args: &[&str], extra: &[(&str, &str)]) -> Output {
-    let mut cmd = rotor_cmd(db, extra);
-    cmd.args(args);
-    let out = tokio::task::spawn_blocking(move || cmd.output().expect("run rotor")).await.expect("join");
-    Output {
-        ok: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
-
-/// A `rotor serve` process; killed when dropped.
-struct Server {
-    child: Child,
-    base: String,
-    log: std::path::PathBuf,
-}
-
-impl Server {
-    async fn start(db: &TestDb, extra: &[(&str, &str)]) -> Self {
-        let port = free_port();
-        let log = db.dir.join(format!("rotor-{port}.log"));
-        let file = std::fs::File::create(&log).expect("log file");
-        let mut cmd = rotor_cmd(db, extra);
-        cmd.arg("serve")
-            .env("HOST", "127.0.0.1")
-            .env("PORT", port.to_string())
-            .stdout(Stdio::null())
-            .stderr(file);
-        let child = cmd.spawn().expect("spawn rotor serve");
-        let server = Self {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            log,
-        };
-        let client = reqwest::Client::new();
-        for _ in 0..200 {
-            if let Ok(r) = client.get(format!("{}/ready", server.base)).send().await {
-                if r.status() == StatusCode::OK {
-                    return server;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("rotor serve did not become ready; log:\n{}", server.log_text());
-    }
-
-    fn log_text(&self) -> String {
-        let mut s = String::new();
-        if let Ok(mut f) = std::fs::File::open(&self.log) {
-            let _ = f.read_to_string(&mut s);
-        }
-        s
-    }
-
-    fn signal(&self, sig: &str) {
-        let status = Command::new("kill").arg(format!("-{sig}")).arg(self.child.id().to_string()).status().expect("kill");
-        assert!(status.success());
-    }
-
-    async fn wait(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = std::time::Instant::now() + timeout;
-        while std::time::Instant::now() < deadline {
-            if let Some(s) = self.child.try_wait().expect("try_wait") {
-                return Some(s);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        None
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn bool_sql(b: Backend, column: &str, value: bool) -> String {
     match (b, value) {
@@ -148,56 +43,116 @@ both!(cli_migrate_creates_the_schema, |b| async move {
     assert!(run(&db, &["migrate"], &[]).await.ok);
 });
 
-both!(cli_user_commands_change_what_the_database_holds, |b| async move {
-    let db = TestDb::new(b).await;
-    let out = run(&db, &["users", "create-admin", "--email", "Boss@Example.com"], &[("ROTOR_ADMIN_PASSWORD", "AdminPass123")]).await;
-    assert!(out.ok, "{}", out.stderr);
-    assert_eq!(count(&db, "SELECT count(*) FROM users WHERE role = 'admin' AND email = 'Boss@Example.com'").await, 1);
-    assert!(!out.stdout.contains("AdminPass123") && !out.stderr.contains("AdminPass123"));
+both!(
+    cli_user_commands_change_what_the_database_holds,
+    |b| async move {
+        let db = TestDb::new(b).await;
+        let out = run(
+            &db,
+            &["users", "create-admin", "--email", "Boss@Example.com"],
+            &[("ROTOR_ADMIN_PASSWORD", "AdminPass123")],
+        )
+        .await;
+        assert!(out.ok, "{}", out.stderr);
+        assert_eq!(
+            count(
+                &db,
+                "SELECT count(*) FROM users WHERE role = 'admin' AND email = 'Boss@Example.com'"
+            )
+            .await,
+            1
+        );
+        assert!(!out.stdout.contains("AdminPass123") && !out.stderr.contains("AdminPass123"));
 
-    // The admin logs in through the API, then the CLI ends their sessions.
-    let app = TestApp::spawn_on(db.share(), &[]).await;
-    let (access, refresh) = app.login_mobile("boss@example.com", "AdminPass123").await;
-    let out = run(&db, &["users", "revoke-sessions", "boss@example.com"], &[]).await;
-    assert!(out.ok, "{}", out.stderr);
-    assert!(out.stdout.contains("ended 1 sessions"), "{}", out.stdout);
-    assert_eq!(app.post_refresh_mobile(&refresh).await.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(app.get_auth("/v1/auth/me", &access).await.status(), StatusCode::UNAUTHORIZED);
-    let live = format!("SELECT count(*) FROM refresh_tokens WHERE {}", bool_sql(b, "is_revoked", false));
-    assert_eq!(count(&db, &live).await, 0);
+        // The admin logs in through the API, then the CLI ends their sessions.
+        let app = TestApp::spawn_on(db.share(), &[]).await;
+        let (access, refresh) = app.login_mobile("boss@example.com", "AdminPass123").await;
+        let out = run(&db, &["users", "revoke-sessions", "boss@example.com"], &[]).await;
+        assert!(out.ok, "{}", out.stderr);
+        assert!(out.stdout.contains("ended 1 sessions"), "{}", out.stdout);
+        assert_eq!(
+            app.post_refresh_mobile(&refresh).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            app.get_auth("/v1/auth/me", &access).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+        let live = format!(
+            "SELECT count(*) FROM refresh_tokens WHERE {}",
+            bool_sql(b, "is_revoked", false)
+        );
+        assert_eq!(count(&db, &live).await, 0);
 
-    let out = run(&db, &["users", "deactivate", "boss@example.com"], &[]).await;
-    assert!(out.ok, "{}", out.stderr);
-    let inactive = format!("SELECT count(*) FROM users WHERE {}", bool_sql(b, "is_active", false));
-    assert_eq!(count(&db, &inactive).await, 1);
-    assert_eq!(app.post_login("boss@example.com", "AdminPass123").await.status(), StatusCode::UNAUTHORIZED);
+        let out = run(&db, &["users", "deactivate", "boss@example.com"], &[]).await;
+        assert!(out.ok, "{}", out.stderr);
+        let inactive = format!(
+            "SELECT count(*) FROM users WHERE {}",
+            bool_sql(b, "is_active", false)
+        );
+        assert_eq!(count(&db, &inactive).await, 1);
+        assert_eq!(
+            app.post_login("boss@example.com", "AdminPass123")
+                .await
+                .status(),
+            StatusCode::UNAUTHORIZED
+        );
 
-    let out = run(&db, &["users", "deactivate", "nobody@example.com"], &[]).await;
-    assert!(!out.ok);
-    assert!(out.stderr.contains("no user"), "{}", out.stderr);
-});
-
-both!(cli_cleanup_dry_run_counts_and_cleanup_deletes, |b| async move {
-    let db = TestDb::new(b).await;
-    let store = db.store().await;
-    let user = UserFactory::create(store.as_ref()).await.unwrap();
-    for _ in 0..5 {
-        RefreshTokenFactory::create(store.as_ref(), &user, false, chrono::Duration::seconds(-10)).await.unwrap();
+        let out = run(&db, &["users", "deactivate", "nobody@example.com"], &[]).await;
+        assert!(!out.ok);
+        assert!(out.stderr.contains("no user"), "{}", out.stderr);
     }
-    RefreshTokenFactory::create(store.as_ref(), &user, true, chrono::Duration::days(7)).await.unwrap();
-    store.close().await;
+);
 
-    let out = run(&db, &["cleanup", "--dry-run"], &[]).await;
-    assert!(out.ok, "{}", out.stderr);
-    assert!(out.stdout.contains("would delete 5 refresh tokens"), "{}", out.stdout);
-    assert_eq!(count(&db, "SELECT count(*) FROM refresh_tokens").await, 6);
+both!(
+    cli_cleanup_dry_run_counts_and_cleanup_deletes,
+    |b| async move {
+        let db = TestDb::new(b).await;
+        let store = db.store().await;
+        let user = UserFactory::create(store.as_ref()).await.unwrap();
+        for _ in 0..5 {
+            RefreshTokenFactory::create(
+                store.as_ref(),
+                &user,
+                false,
+                chrono::Duration::seconds(-10),
+            )
+            .await
+            .unwrap();
+        }
+        RefreshTokenFactory::create(store.as_ref(), &user, true, chrono::Duration::days(7))
+            .await
+            .unwrap();
+        store.close().await;
 
-    let out = run(&db, &["cleanup"], &[("CLEANUP_BATCH_SIZE", "2")]).await;
-    assert!(out.ok, "{}", out.stderr);
-    assert!(out.stdout.contains("deleted 5 refresh tokens"), "{}", out.stdout);
-    assert!(out.stderr.contains("deleting refresh_tokens"), "progress lines: {}", out.stderr);
-    assert_eq!(count(&db, "SELECT count(*) FROM refresh_tokens").await, 1, "the revoked, unexpired token stays");
-});
+        let out = run(&db, &["cleanup", "--dry-run"], &[]).await;
+        assert!(out.ok, "{}", out.stderr);
+        assert!(
+            out.stdout.contains("would delete 5 refresh tokens"),
+            "{}",
+            out.stdout
+        );
+        assert_eq!(count(&db, "SELECT count(*) FROM refresh_tokens").await, 6);
+
+        let out = run(&db, &["cleanup"], &[("CLEANUP_BATCH_SIZE", "2")]).await;
+        assert!(out.ok, "{}", out.stderr);
+        assert!(
+            out.stdout.contains("deleted 5 refresh tokens"),
+            "{}",
+            out.stdout
+        );
+        assert!(
+            out.stderr.contains("deleting refresh_tokens"),
+            "progress lines: {}",
+            out.stderr
+        );
+        assert_eq!(
+            count(&db, "SELECT count(*) FROM refresh_tokens").await,
+            1,
+            "the revoked, unexpired token stays"
+        );
+    }
+);
 
 #[tokio::test]
 async fn cli_cleanup_refuses_to_run_while_another_process_holds_the_lock() {
@@ -206,7 +161,11 @@ async fn cli_cleanup_refuses_to_run_while_another_process_holds_the_lock() {
     let lock = store.try_cleanup_lock().await.unwrap().expect("lock free");
     let out = run(&db, &["cleanup"], &[]).await;
     assert!(!out.ok, "a second cleanup must not run");
-    assert!(out.stderr.contains("another cleanup is running"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("another cleanup is running"),
+        "{}",
+        out.stderr
+    );
     lock.release().await;
     assert!(run(&db, &["cleanup"], &[]).await.ok);
 }
@@ -219,7 +178,9 @@ async fn two_concurrent_cleanups_never_both_run() {
     let store = a.store().clone();
     let user = UserFactory::create(store.as_ref()).await.unwrap();
     for _ in 0..50 {
-        RefreshTokenFactory::create(store.as_ref(), &user, false, chrono::Duration::seconds(-10)).await.unwrap();
+        RefreshTokenFactory::create(store.as_ref(), &user, false, chrono::Duration::seconds(-10))
+            .await
+            .unwrap();
     }
     for _ in 0..10 {
         let (ra, rb) = tokio::join!(a.rotor.cleanup(None), b2.rotor.cleanup(None));
@@ -239,7 +200,12 @@ async fn two_concurrent_cleanups_never_both_run() {
 #[tokio::test]
 async fn cli_config_check_redacts_secrets_and_names_invalid_variables() {
     let db = TestDb::new(Backend::Sqlite).await;
-    let out = run(&db, &["config", "check"], &[("INTROSPECTION_SECRET", "super-secret-introspection")]).await;
+    let out = run(
+        &db,
+        &["config", "check"],
+        &[("INTROSPECTION_SECRET", "super-secret-introspection")],
+    )
+    .await;
     assert!(out.ok, "{}", out.stderr);
     assert!(out.stdout.contains("SECRET_KEY=<redacted>"));
     assert!(out.stdout.contains("INTROSPECTION_SECRET=<redacted>"));
@@ -248,15 +214,34 @@ async fn cli_config_check_redacts_secrets_and_names_invalid_variables() {
     let bad = run(&db, &["config", "check"], &[("PORT", "eighty")]).await;
     assert!(!bad.ok);
     assert!(bad.stderr.contains("PORT"), "{}", bad.stderr);
-    let bad = run(&db, &["config", "check"], &[("REFRESH_REUSE_GRACE_SECONDS", "-1")]).await;
+    let bad = run(
+        &db,
+        &["config", "check"],
+        &[("REFRESH_REUSE_GRACE_SECONDS", "-1")],
+    )
+    .await;
     assert!(!bad.ok);
-    assert!(bad.stderr.contains("REFRESH_REUSE_GRACE_SECONDS"), "{}", bad.stderr);
-    let refused = run(&db, &["config", "check"], &[("ENVIRONMENT", "production"), ("CORS_ORIGINS", "*")]).await;
+    assert!(
+        bad.stderr.contains("REFRESH_REUSE_GRACE_SECONDS"),
+        "{}",
+        bad.stderr
+    );
+    let refused = run(
+        &db,
+        &["config", "check"],
+        &[("ENVIRONMENT", "production"), ("CORS_ORIGINS", "*")],
+    )
+    .await;
     assert!(!refused.ok);
     // A TOML file underneath, the environment winning.
     let toml = db.dir.join("rotor.toml");
     std::fs::write(&toml, "port = 9999\naccess_token_expire_minutes = 5\n").unwrap();
-    let out = run(&db, &["--config", toml.to_str().unwrap(), "config", "check"], &[("PORT", "7777")]).await;
+    let out = run(
+        &db,
+        &["--config", toml.to_str().unwrap(), "config", "check"],
+        &[("PORT", "7777")],
+    )
+    .await;
     assert!(out.ok, "{}", out.stderr);
     assert!(out.stdout.contains("PORT=7777"));
     assert!(out.stdout.contains("ACCESS_TOKEN_EXPIRE_MINUTES=5"));
@@ -264,9 +249,21 @@ async fn cli_config_check_redacts_secrets_and_names_invalid_variables() {
 
 #[tokio::test]
 async fn cli_help_documents_commands_and_variables() {
-    let out = Command::new(env!("CARGO_BIN_EXE_rotor")).arg("--help").output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rotor"))
+        .arg("--help")
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    for needle in ["serve", "migrate", "cleanup", "keys", "users", "config", "DATABASE_URL", "REFRESH_REUSE_GRACE_SECONDS"] {
+    for needle in [
+        "serve",
+        "migrate",
+        "cleanup",
+        "keys",
+        "users",
+        "config",
+        "DATABASE_URL",
+        "REFRESH_REUSE_GRACE_SECONDS",
+    ] {
         assert!(text.contains(needle), "--help lacks {needle}:\n{text}");
     }
 }
@@ -321,41 +318,62 @@ async fn seed_expired(db: &TestDb, user_id: uuid::Uuid, n: u32) {
     }
 }
 
-both!(cleanup_of_200k_expired_rows_runs_while_refreshes_succeed, |b| async move {
-    let app = TestApp::spawn_with(b, &[("CLEANUP_BATCH_SIZE", "5000")]).await;
-    let (email, _access, mut refresh) = app.user_session().await;
-    let user = app.store().get_user_by_email(&email).await.unwrap().unwrap();
-    seed_expired(&app.db, user.id, 200_000).await;
-    assert_eq!(count(&app.db, "SELECT count(*) FROM refresh_tokens").await, 200_001);
+both!(
+    cleanup_of_200k_expired_rows_runs_while_refreshes_succeed,
+    |b| async move {
+        let app = TestApp::spawn_with(b, &[("CLEANUP_BATCH_SIZE", "5000")]).await;
+        let (email, _access, mut refresh) = app.user_session().await;
+        let user = app
+            .store()
+            .get_user_by_email(&email)
+            .await
+            .unwrap()
+            .unwrap();
+        seed_expired(&app.db, user.id, 200_000).await;
+        assert_eq!(
+            count(&app.db, "SELECT count(*) FROM refresh_tokens").await,
+            200_001
+        );
 
-    let done = Arc::new(AtomicBool::new(false));
-    let during = Arc::new(AtomicU64::new(0));
-    let rotor = app.rotor.clone();
-    let flag = done.clone();
-    let cleanup = tokio::spawn(async move {
-        let report = rotor.cleanup(None).await;
-        flag.store(true, Ordering::SeqCst);
-        report
-    });
-    // Refresh continuously until the cleanup finishes; every refresh must succeed.
-    let mut refreshes = 0;
-    while !done.load(Ordering::SeqCst) {
-        let r = app.post_refresh_mobile(&refresh).await;
-        assert_eq!(r.status(), StatusCode::OK, "a refresh failed during cleanup");
-        refresh = r.json::<Value>().await.unwrap()["refresh_token"].as_str().unwrap().to_owned();
-        refreshes += 1;
-        during.fetch_add(1, Ordering::Relaxed);
-        app.clock.advance(chrono::Duration::seconds(11));
+        let done = Arc::new(AtomicBool::new(false));
+        let during = Arc::new(AtomicU64::new(0));
+        let rotor = app.rotor.clone();
+        let flag = done.clone();
+        let cleanup = tokio::spawn(async move {
+            let report = rotor.cleanup(None).await;
+            flag.store(true, Ordering::SeqCst);
+            report
+        });
+        // Refresh continuously until the cleanup finishes; every refresh must succeed.
+        let mut refreshes = 0;
+        while !done.load(Ordering::SeqCst) {
+            let r = app.post_refresh_mobile(&refresh).await;
+            assert_eq!(
+                r.status(),
+                StatusCode::OK,
+                "a refresh failed during cleanup"
+            );
+            refresh = r.json::<Value>().await.unwrap()["refresh_token"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            refreshes += 1;
+            during.fetch_add(1, Ordering::Relaxed);
+            app.clock.advance(chrono::Duration::seconds(11));
+        }
+        let report = cleanup.await.unwrap().unwrap().expect("lock was free");
+        assert_eq!(report.refresh_tokens, 200_000);
+        assert!(refreshes >= 1, "refreshes ran while the cleanup did");
+        // What remains: the session's tokens only (one live, the rest revoked ancestors).
+        let remaining = count(&app.db, "SELECT count(*) FROM refresh_tokens").await;
+        assert_eq!(remaining, refreshes + 1);
+        let live = format!(
+            "SELECT count(*) FROM refresh_tokens WHERE {}",
+            bool_sql(b, "is_revoked", false)
+        );
+        assert_eq!(count(&app.db, &live).await, 1);
     }
-    let report = cleanup.await.unwrap().unwrap().expect("lock was free");
-    assert_eq!(report.refresh_tokens, 200_000);
-    assert!(refreshes >= 1, "refreshes ran while the cleanup did");
-    // What remains: the session's tokens only (one live, the rest revoked ancestors).
-    let remaining = count(&app.db, "SELECT count(*) FROM refresh_tokens").await;
-    assert_eq!(remaining, refreshes + 1);
-    let live = format!("SELECT count(*) FROM refresh_tokens WHERE {}", bool_sql(b, "is_revoked", false));
-    assert_eq!(count(&app.db, &live).await, 1);
-});
+);
 
 fn metric(text: &str, line_prefix: &str) -> f64 {
     text.lines()
@@ -367,24 +385,51 @@ fn metric(text: &str, line_prefix: &str) -> f64 {
 
 both!(metrics_move_when_events_happen, |b| async move {
     let app = TestApp::spawn_with(b, &[("REFRESH_REUSE_GRACE_SECONDS", "0")]).await;
-    let before = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let before = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let (email, _access, refresh) = app.user_session().await;
-    assert_eq!(app.post_login(&email, "WrongPass123").await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.post_login(&email, "WrongPass123").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
     let r = app.post_refresh_mobile(&refresh).await;
     assert_eq!(r.status(), StatusCode::OK);
     // Replay the rotated token.
-    assert_eq!(app.post_refresh_mobile(&refresh).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.post_refresh_mobile(&refresh).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
 
     let r = app.client.get(app.url("/metrics")).send().await.unwrap();
-    assert!(r.headers()[reqwest::header::CONTENT_TYPE].to_str().unwrap().starts_with("text/plain"));
+    assert!(r.headers()[reqwest::header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
     let after = r.text().await.unwrap();
     let delta = |p: &str| metric(&after, p) - metric(&before, p);
     assert_eq!(delta("rotor_logins_total{result=\"ok\"}"), 1.0);
     assert_eq!(delta("rotor_logins_total{result=\"failed\"}"), 1.0);
     assert_eq!(delta("rotor_refreshes_total"), 1.0);
     assert_eq!(delta("rotor_replays_detected_total"), 1.0);
-    assert!(metric(&after, "http_requests_total{method=\"POST\",route=\"/v1/auth/refresh-mobile\",status=\"200\"}") >= 1.0);
-    assert!(metric(&after, "http_requests_total{method=\"POST\",route=\"/v1/auth/refresh-mobile\",status=\"401\"}") >= 1.0);
+    assert!(
+        metric(
+            &after,
+            "http_requests_total{method=\"POST\",route=\"/v1/auth/refresh-mobile\",status=\"200\"}"
+        ) >= 1.0
+    );
+    assert!(
+        metric(
+            &after,
+            "http_requests_total{method=\"POST\",route=\"/v1/auth/refresh-mobile\",status=\"401\"}"
+        ) >= 1.0
+    );
     assert!(after.contains("http_request_duration_seconds_bucket{method=\"POST\",route=\"/v1/auth/login\",le=\"+Inf\"}"));
     assert!(after.contains("rotor_db_pool_connections{state=\"open\"}"));
 });
@@ -392,58 +437,119 @@ both!(metrics_move_when_events_happen, |b| async move {
 #[tokio::test]
 async fn metrics_can_be_disabled() {
     let app = TestApp::spawn_with(Backend::Sqlite, &[("METRICS_ENABLED", "false")]).await;
-    assert_eq!(app.client.get(app.url("/metrics")).send().await.unwrap().status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.client
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
 }
 
-both!(oversized_bodies_are_refused_with_413_and_change_nothing, |b| async move {
-    let app = TestApp::spawn(b).await;
-    let big = "x".repeat(100 * 1024);
-    let r = app
-        .client
-        .post(app.url("/v1/users"))
-        .header("content-type", "application/json")
-        .body(format!(r#"{{"email":"big@test.com","password":"BigPass123","full_name":"{big}"}}"#))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    // 10 MiB: refused from its Content-Length, before it is read.
-    let r = app
-        .client
-        .post(app.url("/v1/auth/login"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(vec![b'a'; 10 * 1024 * 1024])
-        .send()
-        .await;
-    if let Ok(r) = r {
+both!(
+    oversized_bodies_are_refused_with_413_and_change_nothing,
+    |b| async move {
+        let app = TestApp::spawn(b).await;
+        let big = "x".repeat(100 * 1024);
+        let r = app
+            .client
+            .post(app.url("/v1/users"))
+            .header("content-type", "application/json")
+            .body(format!(
+                r#"{{"email":"big@test.com","password":"BigPass123","full_name":"{big}"}}"#
+            ))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        // 10 MiB: refused from its Content-Length, before it is read.
+        let r = app
+            .client
+            .post(app.url("/v1/auth/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(vec![b'a'; 10 * 1024 * 1024])
+            .send()
+            .await;
+        if let Ok(r) = r {
+            assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        }
+        assert_eq!(count(&app.db, "SELECT count(*) FROM users").await, 0);
+        // The server still answers.
+        assert_eq!(
+            app.client
+                .get(app.url("/health"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::OK
+        );
     }
-    assert_eq!(count(&app.db, "SELECT count(*) FROM users").await, 0);
-    // The server still answers.
-    assert_eq!(app.client.get(app.url("/health")).send().await.unwrap().status(), StatusCode::OK);
-});
+);
 
 #[tokio::test]
 async fn ready_and_detailed_health_report_an_unreachable_database() {
     let db = TestDb::new(Backend::Postgres).await;
     let app = TestApp::spawn_on(db.share(), &[]).await;
-    assert_eq!(app.client.get(app.url("/ready")).send().await.unwrap().status(), StatusCode::OK);
-    let d: Value = app.client.get(app.url("/health/detailed")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        app.client
+            .get(app.url("/ready"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    let d: Value = app
+        .client
+        .get(app.url("/health/detailed"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(d["status"], "healthy");
     assert_eq!(d["database"], "healthy");
     drop(db); // drops the database under the running app
     let r = app.client.get(app.url("/ready")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
-    let d: Value = app.client.get(app.url("/health/detailed")).send().await.unwrap().json().await.unwrap();
+    let d: Value = app
+        .client
+        .get(app.url("/health/detailed"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(d["status"], "degraded");
     assert_eq!(d["database"], "unhealthy");
-    assert_eq!(app.client.get(app.url("/health")).send().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        app.client
+            .get(app.url("/health"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
 async fn json_logs_carry_the_correlation_id_and_never_a_secret() {
     let db = TestDb::new(Backend::Sqlite).await;
-    let server = Server::start(&db, &[("LOG_JSON_FORMAT", "true"), ("LOG_LEVEL", "debug"), ("REFRESH_REUSE_GRACE_SECONDS", "0")]).await;
+    let server = Server::start(
+        &db,
+        &[
+            ("LOG_JSON_FORMAT", "true"),
+            ("LOG_LEVEL", "debug"),
+            ("REFRESH_REUSE_GRACE_SECONDS", "0"),
+        ],
+    )
+    .await;
     let client = reqwest::Client::new();
     let password = "HygienePass123";
     let r = client
@@ -488,14 +594,26 @@ async fn json_logs_carry_the_correlation_id_and_never_a_secret() {
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     let log = server.log_text();
-    let lines: Vec<Value> = log.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let lines: Vec<Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
     assert!(!lines.is_empty(), "JSON log lines expected:\n{log}");
     let replay_line = lines
         .iter()
         .find(|l| l.to_string().contains("replay detected"))
         .unwrap_or_else(|| panic!("replay warning missing:\n{log}"));
-    assert!(replay_line.to_string().contains("corr-replay-1"), "correlation id on the line: {replay_line}");
-    for secret in [password, first.as_str(), second.as_str(), access.as_str(), "integration-test-secret-key"] {
+    assert!(
+        replay_line.to_string().contains("corr-replay-1"),
+        "correlation id on the line: {replay_line}"
+    );
+    for secret in [
+        password,
+        first.as_str(),
+        second.as_str(),
+        access.as_str(),
+        "integration-test-secret-key",
+    ] {
         assert!(!log.contains(secret), "log leaks a secret");
     }
     // Nor does the database hold any of them (the file and its WAL, byte for byte).
@@ -543,7 +661,11 @@ async fn sigterm_finishes_in_flight_requests_then_exits() {
     for t in inflight {
         match t.await.unwrap() {
             Ok(status) => {
-                assert_eq!(status, StatusCode::OK, "an accepted request was not completed");
+                assert_eq!(
+                    status,
+                    StatusCode::OK,
+                    "an accepted request was not completed"
+                );
                 answered += 1;
             }
             // Sent after the listener closed: refused, never accepted-then-dropped.
@@ -551,7 +673,10 @@ async fn sigterm_finishes_in_flight_requests_then_exits() {
         }
     }
     assert!(answered > 0, "some requests were in flight");
-    let status = server.wait(Duration::from_secs(20)).await.expect("rotor exits after SIGTERM");
+    let status = server
+        .wait(Duration::from_secs(20))
+        .await
+        .expect("rotor exits after SIGTERM");
     assert!(status.success(), "clean exit: {status:?}");
     assert!(server.log_text().contains("shutdown signal received"));
 }

@@ -22,105 +22,234 @@ fn payload(access: &str) -> Value {
 }
 
 fn sign(claims: &Value, alg: jsonwebtoken::Algorithm, secret: &[u8]) -> String {
-    jsonwebtoken::encode(&Header::new(alg), claims, &EncodingKey::from_secret(secret)).expect("sign")
+    jsonwebtoken::encode(&Header::new(alg), claims, &EncodingKey::from_secret(secret))
+        .expect("sign")
 }
 
 async fn assert_rejected(app: &TestApp, token: &str, what: &str) {
     let r = app.get_auth("/v1/auth/me", token).await;
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{what} must be rejected");
+    assert_eq!(
+        r.status(),
+        StatusCode::UNAUTHORIZED,
+        "{what} must be rejected"
+    );
     assert_eq!(r.headers()["www-authenticate"], "Bearer", "{what}");
     let body: Value = r.json().await.expect("json");
     assert_eq!(body, json!({"detail": "Not authenticated"}), "{what}");
 }
 
-both!(forged_and_damaged_access_tokens_are_401_never_500, |b| async move {
-    let app = TestApp::spawn(b).await;
-    let (_, access, _) = app.user_session().await;
-    assert_eq!(app.get_auth("/v1/auth/me", &access).await.status(), StatusCode::OK);
-    let claims = payload(&access);
-    let now = app.now().timestamp();
-    let with = |k: &str, v: Value| {
-        let mut c = claims.clone();
-        c[k] = v;
-        c
-    };
-    let hs = jsonwebtoken::Algorithm::HS256;
+both!(
+    forged_and_damaged_access_tokens_are_401_never_500,
+    |b| async move {
+        let app = TestApp::spawn(b).await;
+        let (_, access, _) = app.user_session().await;
+        assert_eq!(
+            app.get_auth("/v1/auth/me", &access).await.status(),
+            StatusCode::OK
+        );
+        let claims = payload(&access);
+        let now = app.now().timestamp();
+        let with = |k: &str, v: Value| {
+            let mut c = claims.clone();
+            c[k] = v;
+            c
+        };
+        let hs = jsonwebtoken::Algorithm::HS256;
 
-    // alg: none, with and without a signature.
-    let none_header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
-    let body = access.split('.').nth(1).unwrap();
-    assert_rejected(&app, &format!("{none_header}.{body}."), "alg none").await;
-    assert_rejected(&app, &format!("{none_header}.{body}"), "alg none without signature").await;
-    // Another algorithm with the right secret (algorithm confusion within HMAC).
-    assert_rejected(&app, &sign(&claims, jsonwebtoken::Algorithm::HS512, SECRET.as_bytes()), "HS512 on an HS256 server").await;
-    // The right algorithm with the wrong secret.
-    assert_rejected(&app, &sign(&claims, hs, b"another-secret-another-secret-another"), "wrong secret").await;
-    // Time claims.
-    assert_rejected(&app, &sign(&with("exp", json!(now - 1)), hs, SECRET.as_bytes()), "expired").await;
-    assert_rejected(&app, &sign(&with("nbf", json!(now + 600)), hs, SECRET.as_bytes()), "not yet valid").await;
-    assert_rejected(&app, &sign(&with("iat", json!(now + 3600)), hs, SECRET.as_bytes()), "issued in the future").await;
-    // Wrong type and version, a non-uuid subject, a deleted session id.
-    assert_rejected(&app, &sign(&with("type", json!("refresh")), hs, SECRET.as_bytes()), "type refresh").await;
-    assert_rejected(&app, &sign(&with("token_version", json!(7)), hs, SECRET.as_bytes()), "stale token_version").await;
-    assert_rejected(&app, &sign(&with("sub", json!("not-a-uuid")), hs, SECRET.as_bytes()), "malformed sub").await;
-    assert_rejected(&app, &sign(&with("sub", json!(uuid::Uuid::now_v7().to_string())), hs, SECRET.as_bytes()), "unknown user").await;
-    assert_rejected(&app, &sign(&with("sid", json!("nope")), hs, SECRET.as_bytes()), "malformed sid").await;
-    // Truncated, re-encoded (claims changed, signature kept), padded, garbage.
-    assert_rejected(&app, &access[..access.len() - 5], "truncated").await;
-    let parts: Vec<&str> = access.split('.').collect();
-    let tampered = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&with("token_version", json!(0))).unwrap());
-    let elevated = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&with("sub", json!(uuid::Uuid::now_v7().to_string()))).unwrap());
-    assert_rejected(&app, &format!("{}.{}.{}", parts[0], elevated, parts[2]), "re-encoded payload").await;
-    let _ = tampered;
-    assert_rejected(&app, &format!("{access}=="), "padded").await;
-    for garbage in ["", "a", "a.b.c", "....", "eyJ.eyJ.sig", &"x".repeat(10_000)] {
-        let r = app.client.get(app.url("/v1/auth/me")).header("authorization", format!("Bearer {garbage}")).send().await.unwrap();
-        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "garbage {garbage:.20}");
+        // alg: none, with and without a signature.
+        let none_header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+        let body = access.split('.').nth(1).unwrap();
+        assert_rejected(&app, &format!("{none_header}.{body}."), "alg none").await;
+        assert_rejected(
+            &app,
+            &format!("{none_header}.{body}"),
+            "alg none without signature",
+        )
+        .await;
+        // Another algorithm with the right secret (algorithm confusion within HMAC).
+        assert_rejected(
+            &app,
+            &sign(&claims, jsonwebtoken::Algorithm::HS512, SECRET.as_bytes()),
+            "HS512 on an HS256 server",
+        )
+        .await;
+        // The right algorithm with the wrong secret.
+        assert_rejected(
+            &app,
+            &sign(&claims, hs, b"another-secret-another-secret-another"),
+            "wrong secret",
+        )
+        .await;
+        // Time claims.
+        assert_rejected(
+            &app,
+            &sign(&with("exp", json!(now - 1)), hs, SECRET.as_bytes()),
+            "expired",
+        )
+        .await;
+        assert_rejected(
+            &app,
+            &sign(&with("nbf", json!(now + 600)), hs, SECRET.as_bytes()),
+            "not yet valid",
+        )
+        .await;
+        assert_rejected(
+            &app,
+            &sign(&with("iat", json!(now + 3600)), hs, SECRET.as_bytes()),
+            "issued in the future",
+        )
+        .await;
+        // Wrong type and version, a non-uuid subject, a deleted session id.
+        assert_rejected(
+            &app,
+            &sign(&with("type", json!("refresh")), hs, SECRET.as_bytes()),
+            "type refresh",
+        )
+        .await;
+        assert_rejected(
+            &app,
+            &sign(&with("token_version", json!(7)), hs, SECRET.as_bytes()),
+            "stale token_version",
+        )
+        .await;
+        assert_rejected(
+            &app,
+            &sign(&with("sub", json!("not-a-uuid")), hs, SECRET.as_bytes()),
+            "malformed sub",
+        )
+        .await;
+        assert_rejected(
+            &app,
+            &sign(
+                &with("sub", json!(uuid::Uuid::now_v7().to_string())),
+                hs,
+                SECRET.as_bytes(),
+            ),
+            "unknown user",
+        )
+        .await;
+        assert_rejected(
+            &app,
+            &sign(&with("sid", json!("nope")), hs, SECRET.as_bytes()),
+            "malformed sid",
+        )
+        .await;
+        // Truncated, re-encoded (claims changed, signature kept), padded, garbage.
+        assert_rejected(&app, &access[..access.len() - 5], "truncated").await;
+        let parts: Vec<&str> = access.split('.').collect();
+        let tampered =
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&with("token_version", json!(0))).unwrap());
+        let elevated = URL_SAFE_NO_PAD.encode(
+            serde_json::to_vec(&with("sub", json!(uuid::Uuid::now_v7().to_string()))).unwrap(),
+        );
+        assert_rejected(
+            &app,
+            &format!("{}.{}.{}", parts[0], elevated, parts[2]),
+            "re-encoded payload",
+        )
+        .await;
+        let _ = tampered;
+        assert_rejected(&app, &format!("{access}=="), "padded").await;
+        for garbage in ["", "a", "a.b.c", "....", "eyJ.eyJ.sig", &"x".repeat(10_000)] {
+            let r = app
+                .client
+                .get(app.url("/v1/auth/me"))
+                .header("authorization", format!("Bearer {garbage}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                r.status(),
+                StatusCode::UNAUTHORIZED,
+                "garbage {garbage:.20}"
+            );
+        }
+        // Wrong scheme.
+        let r = app
+            .client
+            .get(app.url("/v1/auth/me"))
+            .header("authorization", format!("Basic {access}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     }
-    // Wrong scheme.
-    let r = app.client.get(app.url("/v1/auth/me")).header("authorization", format!("Basic {access}")).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-});
+);
 
-both!(issuer_and_audience_are_enforced_when_configured, |b| async move {
-    let app = TestApp::spawn_with(b, &[("JWT_ISSUER", "https://auth.example"), ("JWT_AUDIENCE", "api")]).await;
-    let (_, access, _) = app.user_session().await;
-    let claims = payload(&access);
-    assert_eq!(claims["iss"], "https://auth.example");
-    assert_eq!(claims["aud"], "api");
-    assert_eq!(app.get_auth("/v1/auth/me", &access).await.status(), StatusCode::OK);
-    let hs = jsonwebtoken::Algorithm::HS256;
-    let mut wrong_iss = claims.clone();
-    wrong_iss["iss"] = json!("https://evil.example");
-    assert_rejected(&app, &sign(&wrong_iss, hs, SECRET.as_bytes()), "wrong iss").await;
-    let mut wrong_aud = claims.clone();
-    wrong_aud["aud"] = json!("other");
-    assert_rejected(&app, &sign(&wrong_aud, hs, SECRET.as_bytes()), "wrong aud").await;
-    let mut no_aud = claims;
-    no_aud.as_object_mut().unwrap().remove("aud");
-    assert_rejected(&app, &sign(&no_aud, hs, SECRET.as_bytes()), "missing aud").await;
-});
+both!(
+    issuer_and_audience_are_enforced_when_configured,
+    |b| async move {
+        let app = TestApp::spawn_with(
+            b,
+            &[
+                ("JWT_ISSUER", "https://auth.example"),
+                ("JWT_AUDIENCE", "api"),
+            ],
+        )
+        .await;
+        let (_, access, _) = app.user_session().await;
+        let claims = payload(&access);
+        assert_eq!(claims["iss"], "https://auth.example");
+        assert_eq!(claims["aud"], "api");
+        assert_eq!(
+            app.get_auth("/v1/auth/me", &access).await.status(),
+            StatusCode::OK
+        );
+        let hs = jsonwebtoken::Algorithm::HS256;
+        let mut wrong_iss = claims.clone();
+        wrong_iss["iss"] = json!("https://evil.example");
+        assert_rejected(&app, &sign(&wrong_iss, hs, SECRET.as_bytes()), "wrong iss").await;
+        let mut wrong_aud = claims.clone();
+        wrong_aud["aud"] = json!("other");
+        assert_rejected(&app, &sign(&wrong_aud, hs, SECRET.as_bytes()), "wrong aud").await;
+        let mut no_aud = claims;
+        no_aud.as_object_mut().unwrap().remove("aud");
+        assert_rejected(&app, &sign(&no_aud, hs, SECRET.as_bytes()), "missing aud").await;
+    }
+);
 
-both!(tokens_of_deleted_or_deactivated_users_are_rejected, |b| async move {
-    let app = TestApp::spawn(b).await;
-    let (_, admin) = app.admin_session().await;
-    let (email_a, access_a, refresh_a) = app.user_session().await;
-    let (email_b, access_b, refresh_b) = app.user_session().await;
-    let id = |email: String| {
-        let store = app.store().clone();
-        async move { store.get_user_by_email(&email).await.unwrap().unwrap().id }
-    };
-    let a = id(email_a).await;
-    let bb = id(email_b).await;
-    let r = app.client.delete(app.url(&format!("/v1/admin/users/{a}"))).bearer_auth(&admin).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let r = app.client.patch(app.url(&format!("/v1/admin/users/{bb}"))).bearer_auth(&admin).json(&json!({"is_active": false})).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    assert_rejected(&app, &access_a, "deleted user's token").await;
-    assert_rejected(&app, &access_b, "deactivated user's token").await;
-    assert_eq!(app.post_refresh_mobile(&refresh_a).await.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(app.post_refresh_mobile(&refresh_b).await.status(), StatusCode::UNAUTHORIZED);
-});
+both!(
+    tokens_of_deleted_or_deactivated_users_are_rejected,
+    |b| async move {
+        let app = TestApp::spawn(b).await;
+        let (_, admin) = app.admin_session().await;
+        let (email_a, access_a, refresh_a) = app.user_session().await;
+        let (email_b, access_b, refresh_b) = app.user_session().await;
+        let id = |email: String| {
+            let store = app.store().clone();
+            async move { store.get_user_by_email(&email).await.unwrap().unwrap().id }
+        };
+        let a = id(email_a).await;
+        let bb = id(email_b).await;
+        let r = app
+            .client
+            .delete(app.url(&format!("/v1/admin/users/{a}")))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+        let r = app
+            .client
+            .patch(app.url(&format!("/v1/admin/users/{bb}")))
+            .bearer_auth(&admin)
+            .json(&json!({"is_active": false}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_rejected(&app, &access_a, "deleted user's token").await;
+        assert_rejected(&app, &access_b, "deactivated user's token").await;
+        assert_eq!(
+            app.post_refresh_mobile(&refresh_a).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            app.post_refresh_mobile(&refresh_b).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+);
 
 both!(login_brute_force_hits_the_rate_limit, |b| async move {
     let app = TestApp::spawn_with(b, &[("RATE_LIMIT_AUTH", "5/minute")]).await;
@@ -132,12 +261,27 @@ both!(login_brute_force_hits_the_rate_limit, |b| async move {
     let codes: Vec<u16> = statuses.iter().map(|r| r.status().as_u16()).collect();
     assert_eq!(&codes[..4], &[401, 401, 401, 401], "{codes:?}");
     assert!(codes[4..].iter().all(|c| *c == 429), "{codes:?}");
-    let retry: u64 = statuses[5].headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry: u64 = statuses[5].headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=60).contains(&retry));
     // The right password is refused too while limited: guessing gains nothing.
-    assert_eq!(app.post_login(&email, "TestPass123").await.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        app.post_login(&email, "TestPass123").await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
     // Other routes are not limited.
-    assert_eq!(app.client.get(app.url("/health")).send().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        app.client
+            .get(app.url("/health"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
 });
 
 /// Sends raw bytes on a fresh connection and returns what came back (until close or
@@ -156,8 +300,20 @@ async fn a_one_mebibyte_header_is_refused_and_the_server_carries_on() {
     let big = "a".repeat(1024 * 1024);
     let request = format!("GET /health HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n");
     let answer = raw_exchange(&app, request.as_bytes(), Duration::from_secs(5)).await;
-    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 431"), "{:.80}", answer);
-    assert_eq!(app.client.get(app.url("/health")).send().await.unwrap().status(), StatusCode::OK);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
+        "{:.80}",
+        answer
+    );
+    assert_eq!(
+        app.client
+            .get(app.url("/health"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -167,17 +323,31 @@ async fn slow_loris_clients_neither_exhaust_the_server_nor_stay_forever() {
     let mut slow = Vec::new();
     for _ in 0..200 {
         let mut s = tokio::net::TcpStream::connect(app.addr).await.unwrap();
-        s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.unwrap();
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            .await
+            .unwrap();
         slow.push(s);
     }
     // Real clients are served meanwhile.
     for _ in 0..20 {
-        assert_eq!(app.client.get(app.url("/health")).send().await.unwrap().status(), StatusCode::OK);
+        assert_eq!(
+            app.client
+                .get(app.url("/health"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::OK
+        );
     }
     // The header read timeout closes the slow connections.
     let mut s = slow.pop().unwrap();
     let mut buf = Vec::new();
-    let closed = tokio::time::timeout(rotor::http::server::HEADER_READ_TIMEOUT + Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    let closed = tokio::time::timeout(
+        rotor::http::server::HEADER_READ_TIMEOUT + Duration::from_secs(5),
+        s.read_to_end(&mut buf),
+    )
+    .await;
     assert!(closed.is_ok(), "a slow client was not disconnected");
 }
 
@@ -191,7 +361,12 @@ async fn a_thousand_concurrent_logins_do_not_starve_refreshes() {
             let url = app.url("/v1/auth/login");
             let email = email.clone();
             tokio::spawn(async move {
-                client.post(url).form(&[("username", email.as_str()), ("password", "TestPass123")]).send().await.map(|r| r.status())
+                client
+                    .post(url)
+                    .form(&[("username", email.as_str()), ("password", "TestPass123")])
+                    .send()
+                    .await
+                    .map(|r| r.status())
             })
         })
         .collect();
@@ -200,10 +375,16 @@ async fn a_thousand_concurrent_logins_do_not_starve_refreshes() {
     for _ in 0..20 {
         let r = app.post_refresh_mobile(&refresh).await;
         assert_eq!(r.status(), StatusCode::OK);
-        refresh = r.json::<Value>().await.unwrap()["refresh_token"].as_str().unwrap().to_owned();
+        refresh = r.json::<Value>().await.unwrap()["refresh_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
     }
     let still_running = logins.iter().filter(|h| !h.is_finished()).count();
-    assert!(still_running > 0, "refreshes must complete while logins are still queued, not after them");
+    assert!(
+        still_running > 0,
+        "refreshes must complete while logins are still queued, not after them"
+    );
     let mut by_status = std::collections::BTreeMap::new();
     for h in logins {
         let key = match h.await.unwrap() {
@@ -215,6 +396,12 @@ async fn a_thousand_concurrent_logins_do_not_starve_refreshes() {
     println!("login outcomes: {by_status:?}");
     // Under a flood, a queued login may outlive REQUEST_TIMEOUT_SECONDS (408); nothing
     // else is acceptable, and most must succeed.
-    assert!(by_status.keys().all(|k| k == "200" || k == "408"), "{by_status:?}");
-    assert!(by_status.get("200").copied().unwrap_or(0) >= 500, "{by_status:?}");
+    assert!(
+        by_status.keys().all(|k| k == "200" || k == "408"),
+        "{by_status:?}"
+    );
+    assert!(
+        by_status.get("200").copied().unwrap_or(0) >= 500,
+        "{by_status:?}"
+    );
 }

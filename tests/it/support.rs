@@ -1,12 +1,7 @@
 //! Test support: a database per test (SQLite file or a freshly created PostgreSQL
 //! database, dropped afterwards), the real app on a random port, and typed helpers.
 
-use std::{
-    collections::BTreeMap,
-    net::SocketAddr,
-    path::PathBuf,
-    sync::Arc,
-};
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, sync::Arc};
 
 use reqwest::{header, Response, StatusCode};
 use rotor::{
@@ -51,7 +46,8 @@ macro_rules! both {
 }
 
 pub fn pg_admin_url() -> String {
-    std::env::var("ROTOR_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+    std::env::var("ROTOR_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
 /// A database that exists for one test and is removed when dropped (even when the
@@ -86,7 +82,10 @@ impl TestDb {
                     .await
                     .expect("create test database");
                 let _ = conn.close().await;
-                let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b).to_owned();
+                let base = admin
+                    .rsplit_once('/')
+                    .map_or(admin.as_str(), |(b, _)| b)
+                    .to_owned();
                 Self {
                     backend,
                     url: format!("{base}/{name}"),
@@ -102,7 +101,10 @@ impl TestDb {
         let mut vars: BTreeMap<String, String> = BTreeMap::new();
         vars.insert("DATABASE_URL".into(), self.url.clone());
         vars.insert("ROTOR_DATA_DIR".into(), self.dir.display().to_string());
-        vars.insert("SECRET_KEY".into(), "integration-test-secret-key-0123456789abcdef".into());
+        vars.insert(
+            "SECRET_KEY".into(),
+            "integration-test-secret-key-0123456789abcdef".into(),
+        );
         vars.insert("RATE_LIMIT_AUTH".into(), "off".into());
         vars.insert("CLEANUP_INTERVAL_SECONDS".into(), "0".into());
         vars.insert("ARGON2_MAX_CONCURRENCY".into(), "4".into());
@@ -113,7 +115,9 @@ impl TestDb {
     }
 
     pub async fn store(&self) -> Arc<dyn Store> {
-        storage::connect(&self.settings(&[])).await.expect("connect and migrate")
+        storage::connect(&self.settings(&[]))
+            .await
+            .expect("connect and migrate")
     }
 }
 
@@ -124,12 +128,16 @@ impl Drop for TestDb {
             // Drop runs outside any runtime we may block; use a thread of its own.
             let admin = pg_admin_url();
             let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
                 rt.block_on(async move {
                     if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
-                        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                            .execute(&mut conn)
-                            .await;
+                        let _ =
+                            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                                .execute(&mut conn)
+                                .await;
                         let _ = conn.close().await;
                     }
                 });
@@ -162,7 +170,9 @@ impl TestApp {
 
     pub async fn spawn_on(db: TestDb, extra: &[(&str, &str)]) -> Self {
         let settings = db.settings(extra);
-        let store = storage::connect(&settings).await.expect("connect and migrate");
+        let store = storage::connect(&settings)
+            .await
+            .expect("connect and migrate");
         let clock = Arc::new(ManualClock::starting_now());
         let rotor = Arc::new(
             Rotor::new(settings, store, clock.clone() as Arc<dyn Clock>)
@@ -170,7 +180,9 @@ impl TestApp {
                 .expect("build rotor"),
         );
         let app = http::app(AppState::new(rotor.clone()));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let server = tokio::spawn(async move {
             let _ = http::serve(listener, app, std::future::pending()).await;
@@ -216,7 +228,12 @@ impl TestApp {
             .expect("login request")
     }
 
-    pub async fn post_login_mobile(&self, email: &str, password: &str, extra: &[(&str, &str)]) -> Response {
+    pub async fn post_login_mobile(
+        &self,
+        email: &str,
+        password: &str,
+        extra: &[(&str, &str)],
+    ) -> Response {
         let mut form = vec![("username", email), ("password", password)];
         form.extend_from_slice(extra);
         self.client
@@ -233,8 +250,14 @@ impl TestApp {
         assert_eq!(r.status(), StatusCode::OK, "login-mobile {email}");
         let body: Value = r.json().await.expect("json");
         (
-            body["access_token"].as_str().expect("access_token").to_owned(),
-            body["refresh_token"].as_str().expect("refresh_token").to_owned(),
+            body["access_token"]
+                .as_str()
+                .expect("access_token")
+                .to_owned(),
+            body["refresh_token"]
+                .as_str()
+                .expect("refresh_token")
+                .to_owned(),
         )
     }
 
@@ -257,11 +280,21 @@ impl TestApp {
     }
 
     pub async fn get_auth(&self, path: &str, access: &str) -> Response {
-        self.client.get(self.url(path)).bearer_auth(access).send().await.expect("GET")
+        self.client
+            .get(self.url(path))
+            .bearer_auth(access)
+            .send()
+            .await
+            .expect("GET")
     }
 
     pub async fn post_auth(&self, path: &str, access: &str) -> Response {
-        self.client.post(self.url(path)).bearer_auth(access).send().await.expect("POST")
+        self.client
+            .post(self.url(path))
+            .bearer_auth(access)
+            .send()
+            .await
+            .expect("POST")
     }
 
     /// A registered, logged-in user: (email, access, refresh).
@@ -274,8 +307,12 @@ impl TestApp {
 
     /// An admin (via the store) logged in: (email, access).
     pub async fn admin_session(&self) -> (String, String) {
-        let admin = rotor::testing::UserFactory::create_admin(self.store().as_ref()).await.expect("admin");
-        let (a, _) = self.login_mobile(&admin.email, rotor::testing::UserFactory::PASSWORD).await;
+        let admin = rotor::testing::UserFactory::create_admin(self.store().as_ref())
+            .await
+            .expect("admin");
+        let (a, _) = self
+            .login_mobile(&admin.email, rotor::testing::UserFactory::PASSWORD)
+            .await;
         (admin.email, a)
     }
 
@@ -314,14 +351,24 @@ pub fn refresh_cookie_value(r: &Response) -> Option<String> {
 pub async fn count(db: &TestDb, sql: &str) -> i64 {
     match db.backend {
         Backend::Sqlite => {
-            let mut conn = sqlx::SqliteConnection::connect(&db.url).await.expect("sqlite connect");
-            let n: i64 = sqlx::query_scalar(sql).fetch_one(&mut conn).await.expect("count");
+            let mut conn = sqlx::SqliteConnection::connect(&db.url)
+                .await
+                .expect("sqlite connect");
+            let n: i64 = sqlx::query_scalar(sql)
+                .fetch_one(&mut conn)
+                .await
+                .expect("count");
             let _ = conn.close().await;
             n
         }
         Backend::Postgres => {
-            let mut conn = sqlx::PgConnection::connect(&db.url).await.expect("pg connect");
-            let n: i64 = sqlx::query_scalar(sql).fetch_one(&mut conn).await.expect("count");
+            let mut conn = sqlx::PgConnection::connect(&db.url)
+                .await
+                .expect("pg connect");
+            let n: i64 = sqlx::query_scalar(sql)
+                .fetch_one(&mut conn)
+                .await
+                .expect("count");
             let _ = conn.close().await;
             n
         }

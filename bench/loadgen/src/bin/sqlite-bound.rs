@@ -7,7 +7,8 @@
 //! write through one connection (sqlx's SQLite driver runs each connection on its own
 //! thread). `--concurrency` async clients each rotate their own chain of tokens:
 //! - `--style batch`: one call per rotation (`BEGIN IMMEDIATE; UPDATE …; INSERT … SELECT
-//!   … WHERE changes() = 1; COMMIT`), the closest SQLite has to PostgreSQL's single CTE;
+//!   … WHERE changes() = 1; SELECT changes(); COMMIT`), the closest SQLite has to
+//!   PostgreSQL's single CTE;
 //! - `--style statements`: `BEGIN`, a prepared `UPDATE … RETURNING`, a prepared
 //!   `INSERT`, `COMMIT`: four round trips to the connection's thread.
 //!
@@ -86,11 +87,13 @@ async fn rotate(
                   SELECT '{new_id}', '{new}', user_id, family_id, device_id, device_name, '127.0.0.1',
                          '{FAR}', 0, '{T0}'
                   FROM refresh_tokens WHERE token_hash = '{old}' AND changes() = 1;
+                 SELECT changes() AS inserted;
                  COMMIT;"
             );
-            let r = sqlx::raw_sql(&sql).execute(pool).await?;
-            // rows_affected sums both statements: 2 when the rotation happened.
-            Ok(r.rows_affected() == 2)
+            // sqlx's rows_affected also counts BEGIN/COMMIT (SQLite's changes() is not
+            // reset by them), so ask SQLite directly whether the successor went in.
+            let rows = sqlx::raw_sql(&sql).fetch_all(pool).await?;
+            Ok(rows.len() == 1 && rows[0].try_get::<i64, _>("inserted")? == 1)
         }
         Style::Statements => {
             let mut tx = pool.begin().await?;

@@ -1,0 +1,141 @@
+//! Running the real `rotor` binary: one-shot commands and `rotor serve` processes.
+
+use std::{
+    io::Read,
+    net::TcpListener,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use reqwest::StatusCode;
+
+use crate::support::TestDb;
+
+/// `rotor` (the binary under test) with this database's settings, run in its own
+/// temporary directory (so no `.env` of the repository is read).
+pub fn rotor_cmd(db: &TestDb, extra: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rotor"));
+    cmd.current_dir(&db.dir)
+        .env("DATABASE_URL", &db.url)
+        .env("ROTOR_DATA_DIR", &db.dir)
+        .env("SECRET_KEY", "integration-test-secret-key-0123456789abcdef")
+        .env("RATE_LIMIT_AUTH", "off")
+        .env("CLEANUP_INTERVAL_SECONDS", "0")
+        .env_remove("RUST_LOG");
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+pub struct Output {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub async fn run(db: &TestDb, args: &[&str], extra: &[(&str, &str)]) -> Output {
+    let mut cmd = rotor_cmd(db, extra);
+    cmd.args(args);
+    let out = tokio::task::spawn_blocking(move || cmd.output().expect("run rotor"))
+        .await
+        .expect("join");
+    Output {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A `rotor serve` process; killed when dropped.
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+    pub port: u16,
+    pub log: std::path::PathBuf,
+}
+
+impl Server {
+    pub async fn start(db: &TestDb, extra: &[(&str, &str)]) -> Self {
+        Self::start_on(db, free_port(), extra).await
+    }
+
+    /// Starts on a given port (to restart a killed server where clients expect it).
+    pub async fn start_on(db: &TestDb, port: u16, extra: &[(&str, &str)]) -> Self {
+        let log = db.dir.join(format!("rotor-{port}.log"));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log file");
+        let mut cmd = rotor_cmd(db, extra);
+        cmd.arg("serve")
+            .env("HOST", "127.0.0.1")
+            .env("PORT", port.to_string())
+            .stdout(Stdio::null())
+            .stderr(file);
+        let child = cmd.spawn().expect("spawn rotor serve");
+        let server = Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            port,
+            log,
+        };
+        let client = reqwest::Client::new();
+        for _ in 0..200 {
+            if let Ok(r) = client.get(format!("{}/ready", server.base)).send().await {
+                if r.status() == StatusCode::OK {
+                    return server;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "rotor serve did not become ready; log:\n{}",
+            server.log_text()
+        );
+    }
+
+    pub fn log_text(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    pub async fn wait(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if let Some(s) = self.child.try_wait().expect("try_wait") {
+                return Some(s);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        None
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
