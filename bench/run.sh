@@ -16,7 +16,8 @@
 # REPEAT (1: rounds, interleaved, medians reported), MIXED_REFRESH (32),
 # MIXED_LOGIN (32), USERS (32), SESSIONS (256), PORT (18080), LOADGEN_THREADS (1),
 # PG_URL (postgres://postgres@127.0.0.1:5432), SKIP_BUILD (0), ONLY (all | sqlite |
-# postgres: restrict to one backend), KEEP (0: 1 keeps earlier results).
+# postgres: restrict to one backend), KEEP (0: 1 keeps earlier results), BENCH_REV
+# (the revision to record when the tree is not a git checkout).
 #
 # It needs: cargo, psql/createdb/dropdb/pgbench (PostgreSQL client), a PostgreSQL
 # server on PG_URL with trust auth, python3. It only talks to 127.0.0.1.
@@ -75,7 +76,7 @@ def sh(c):
     except Exception: return ""
 json.dump({
   "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-  "git": sh("git rev-parse --short HEAD 2>/dev/null") or "unknown",
+  "git": os.environ.get("BENCH_REV") or sh("git rev-parse --short HEAD 2>/dev/null") or "unknown",
   "git_dirty": bool(sh("git status --porcelain --untracked-files=no 2>/dev/null")),
   "cpus": os.cpu_count(),
   "cpu_model": sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"),
@@ -135,14 +136,15 @@ start_rotor() {
   echo "rotor did not start; its log:" >&2; cat "$WORK/rotor-$backend.log" >&2; exit 1
 }
 
-# Samples the server's VmRSS (KiB) every 200 ms; the maximum goes to $WORK/rss.max.
+# Samples the server's VmRSS (KiB) every 200 ms into $WORK/rss.series as
+# "<ms since the sampler started> <KiB>" lines.
 start_sampler() {
   local pid=$1
-  echo 0 >"$WORK/rss.max"
-  ( max=0
+  : >"$WORK/rss.series"
+  ( t0=$(date +%s%N)
     while kill -0 "$pid" 2>/dev/null; do
       r=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
-      if [ "${r:-0}" -gt "$max" ]; then max=$r; echo "$max" >"$WORK/rss.max"; fi
+      echo "$(( ($(date +%s%N) - t0) / 1000000 )) ${r:-0}" >>"$WORK/rss.series"
       sleep 0.2
     done ) &
   SAMPLER_PID=$!
@@ -172,18 +174,34 @@ rotor_run() {
   local rc=0
   "${cmd[@]}" >"$file" || rc=$?
   local hwm; hwm=$(stop_rotor)
-  local sampled; sampled=$(cat "$WORK/rss.max")
   [ -s "$file" ] || { echo "loadgen produced nothing ($name)" >&2; exit 1; }
   local shown="${cmd[*]}"; shown=${shown//$TARGET\/release\//target\/release\/}
   add_fields "$file" kind='"rotor"' backend="$(jstr "$backend")" round="$rep" \
-    peak_rss_kib="$hwm" sampled_rss_kib="$sampled" loadgen_exit="$rc" \
+    peak_rss_kib="$hwm" loadgen_exit="$rc" \
     command="$(jstr "$shown")" \
     server_command="$(jstr "env $ROTOR_ENV target/release/rotor serve" | sed "s|$WORK|\$TMP|g")"
-  python3 - "$file" <<'EOF'
+  python3 - "$file" "$WORK/rss.series" <<'EOF'
 import json, sys
-d = json.load(open(sys.argv[1])); r = d.get("refresh") or d.get("login")
+d = json.load(open(sys.argv[1]))
+# RSS over time: idle (first sample), at the end of the setup (user creation and
+# logins, i.e. Argon2), and the largest sample inside the measured window.
+series = [tuple(map(int, l.split())) for l in open(sys.argv[2]) if len(l.split()) == 2]
+setup_ms = d.get("setup_s", 0) * 1000
+w0 = setup_ms + d.get("warmup_s", 0) * 1000
+w1 = w0 + d.get("duration_s", 0) * 1000
+inside = [k for (t, k) in series if w0 <= t <= w1]
+after_setup = [k for (t, k) in series if t >= setup_ms]
+d["rss_idle_kib"] = series[0][1] if series else None
+d["rss_after_setup_kib"] = after_setup[0] if after_setup else None
+d["rss_max_measured_kib"] = max(inside) if inside else None
+d["sampled_rss_kib"] = max((k for (_, k) in series), default=None)
+json.dump(d, open(sys.argv[1], "w"), indent=1)
+r = d.get("refresh") or d.get("login")
+mib = lambda k: (k or 0) / 1024
 print(f"    -> {r['per_s']}/s p99 {r['p99_us']/1000:.2f} ms errors {r['errors_total']} "
-      f"peak RSS {d['peak_rss_kib']/1024:.1f} MiB replay_ok={(d.get('replay_check') or {}).get('ok')}", file=sys.stderr)
+      f"RSS idle/after setup/max measured/VmHWM {mib(d['rss_idle_kib']):.0f}/{mib(d['rss_after_setup_kib']):.0f}/"
+      f"{mib(d['rss_max_measured_kib']):.0f}/{mib(d['peak_rss_kib']):.0f} MiB "
+      f"replay_ok={(d.get('replay_check') or {}).get('ok')}", file=sys.stderr)
 EOF
 }
 
@@ -219,7 +237,7 @@ pgbench_run() {
   local name="pgbench-$label-c$c" file="$OUT/pgbench-$label-c$c-r$rep.json"
   pgbench_seed "$c"
   local total=$((DURATION + WARMUP))
-  rm -f "$WORK"/pgb.log*
+  rm -f "$WORK"/pgb.*
   local -a cmd=(pgbench -n -M prepared -D n=0 -f "$script" -c "$c" -j 2 -T "$total"
                 -l --log-prefix="$WORK/pgb" "$PG_URL/$PGB_DB")
   log "$name (round $rep)"
@@ -277,7 +295,11 @@ sqlite_bound_run() {
   "${cmd[@]}" >"$file"
   local shown="${cmd[*]}"; shown=${shown//$TARGET\/release\//target\/release\/}; shown=${shown//$WORK/\$TMP}
   add_fields "$file" kind='"sqlite-bound"' label="$(jstr "$style")" round="$rep" command="$(jstr "$shown")"
-  python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); r=d["refresh"]; print(f"    -> {r[\"per_s\"]}/s p99 {r[\"p99_us\"]/1000:.2f} ms consistent={d[\"consistent\"]}", file=sys.stderr)' "$file"
+  python3 - "$file" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1])); r = d["refresh"]
+print(f"    -> {r['per_s']}/s p99 {r['p99_us']/1000:.2f} ms consistent={d['consistent']}", file=sys.stderr)
+EOF
 }
 
 # --- the runs, interleaved so that each comparison is side by side -------------------

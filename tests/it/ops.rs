@@ -4,8 +4,7 @@
 
 use std::{
     io::Read,
-    net::TcpListener,
-    process::{Child, Command, Stdio},
+    process::Command,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,

@@ -59,7 +59,6 @@ pub fn free_port() -> u16 {
 pub struct Server {
     pub child: Child,
     pub base: String,
-    pub port: u16,
     pub log: std::path::PathBuf,
 }
 
@@ -86,7 +85,6 @@ impl Server {
         let server = Self {
             child,
             base: format!("http://127.0.0.1:{port}"),
-            port,
             log,
         };
         let client = reqwest::Client::new();
