@@ -238,13 +238,13 @@ pgbench_run() {
   pgbench_seed "$c"
   local total=$((DURATION + WARMUP))
   rm -f "$WORK"/pgb.*
-  local -a cmd=(pgbench -n -M prepared -D n=0 -f "$script" -c "$c" -j 2 -T "$total"
+  local -a cmd=(pgbench -n -M prepared -D n=0 -f "$script" -c "$c" -j 2 -T "$total" -r
                 -l --log-prefix="$WORK/pgb" "$PG_URL/$PGB_DB")
   log "$name (round $rep)"
   "${cmd[@]}" >"$WORK/pgbench.out" 2>&1 || { cat "$WORK/pgbench.out" >&2; exit 1; }
   local revoked
   revoked=$(psql -At "$PG_URL/$PGB_DB" -c "SELECT count(*) FROM refresh_tokens WHERE is_revoked")
-  local shown="pgbench -n -M prepared -D n=0 -f ${script#$ROOT/} -c $c -j 2 -T $total -l $PG_URL/$PGB_DB"
+  local shown="pgbench -n -M prepared -D n=0 -f ${script#$ROOT/} -c $c -j 2 -T $total -r -l $PG_URL/$PGB_DB"
   python3 - "$file" "$WORK" "$WARMUP" "$DURATION" "$c" "$revoked" "$label" "$rep" "$shown" <<'EOF'
 import glob, json, re, sys
 file, work, warmup, duration, c, revoked, label, rep, shown = sys.argv[1:]
@@ -274,6 +274,12 @@ d = {
   "refresh": {"ok": len(lat), "per_s": round(len(lat) / duration, 1), "p50_us": q(0.5), "p90_us": q(0.9),
               "p99_us": q(0.99), "max_us": lat[-1] if lat else 0, "errors_total": 0},
   "pgbench_tps_whole_run": float(re.search(r"tps = ([\d.]+)", out).group(1)),
+  # Average latency of each statement of the script, ms (pgbench -r).
+  "statement_latencies_ms": [
+      [float(m.group(1)), m.group(2).strip()]
+      for m in re.finditer(r"^\s+([\d.]+)\s+\d+\s+(\S.*)$", out.split("statement latencies", 1)[-1], re.M)
+      if not m.group(2).lstrip().startswith("\\")
+  ],
 }
 json.dump(d, open(file, "w"), indent=1)
 r = d["refresh"]

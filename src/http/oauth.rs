@@ -59,7 +59,7 @@ fn no_store(r: &mut Response) {
 }
 
 /// HTTP Basic credentials, decoded per RFC 6749 §2.3.1 (form-urlencoded parts).
-fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+pub fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, encoded) = value.trim().split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {
