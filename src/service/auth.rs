@@ -317,17 +317,30 @@ impl Rotor {
     /// Ends every session of the caller and kills every access token (bumps
     /// `token_version`). Returns the number of sessions ended.
     pub async fn logout_all(&self, principal: &Principal, ctx: &ClientContext) -> Result<u64> {
-        let now = self.now();
         let n = self
-            .store
-            .revoke_user_families_except(principal.user.id, None, now)
+            .end_sessions(principal, None, events::LOGOUT_ALL, ctx)
             .await?;
         self.store
-            .increment_token_version(principal.user.id, now)
+            .increment_token_version(principal.user.id, self.now())
+            .await?;
+        Ok(n)
+    }
+
+    /// Ends every session of the caller except `keep`, records `kind`, returns how many.
+    pub(crate) async fn end_sessions(
+        &self,
+        principal: &Principal,
+        keep: Option<Uuid>,
+        kind: &'static str,
+        ctx: &ClientContext,
+    ) -> Result<u64> {
+        let n = self
+            .store
+            .revoke_user_families_except(principal.user.id, keep, self.now())
             .await?;
         Counters::add(&self.counters.sessions_revoked, n);
         self.audit(
-            events::LOGOUT_ALL,
+            kind,
             Some(principal.user.id),
             principal.session_id,
             ctx,

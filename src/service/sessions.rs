@@ -50,20 +50,8 @@ impl Rotor {
 
     /// Ends every session of the caller but the current one; returns how many.
     pub async fn logout_others(&self, principal: &Principal, ctx: &ClientContext) -> Result<u64> {
-        let n = self
-            .store
-            .revoke_user_families_except(principal.user.id, principal.session_id, self.now())
-            .await?;
-        Counters::add(&self.counters.sessions_revoked, n);
-        self.audit(
-            events::LOGOUT_OTHERS,
-            Some(principal.user.id),
-            principal.session_id,
-            ctx,
-            Some(format!("{n} sessions")),
-        )
-        .await?;
-        Ok(n)
+        self.end_sessions(principal, principal.session_id, events::LOGOUT_OTHERS, ctx)
+            .await
     }
 
     /// One page of audit events (newest first) and the total.

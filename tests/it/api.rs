@@ -2425,7 +2425,7 @@ mod two_servers_sharing_one_postgres_rotate_a_token_once {
     async fn postgres() {
         let grace = [("REFRESH_REUSE_GRACE_SECONDS", "0")];
         let first = TestApp::spawn_with(Backend::Postgres, &grace).await;
-        let second = TestApp::spawn_shared(&first.db, &grace).await;
+        let second = first.spawn_beside(&grace).await;
         let (user, _, raw) = mobile_session(&first).await;
         let family = family_of(&first, &raw).await;
         // Both servers see the same user and verify each other's access tokens.

@@ -687,11 +687,27 @@ async fn metrics_can_be_served_on_a_separate_address() {
     let bind = format!("127.0.0.1:{metrics_port}");
     let server = Server::start(&db, &[("METRICS_BIND", bind.as_str())]).await;
     let client = reqwest::Client::new();
-    let main = client.get(format!("{}/metrics", server.base)).send().await.unwrap();
-    assert_eq!(main.status(), StatusCode::NOT_FOUND, "not on the public port");
-    let separate = client.get(format!("http://{bind}/metrics")).send().await.unwrap();
+    let main = client
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        main.status(),
+        StatusCode::NOT_FOUND,
+        "not on the public port"
+    );
+    let separate = client
+        .get(format!("http://{bind}/metrics"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(separate.status(), StatusCode::OK);
-    assert!(separate.text().await.unwrap().contains("rotor_logins_total"));
+    assert!(separate
+        .text()
+        .await
+        .unwrap()
+        .contains("rotor_logins_total"));
 }
 
 #[tokio::test]
@@ -699,8 +715,15 @@ async fn postgres_holds_no_raw_token_or_password_after_a_full_scenario() {
     let app = TestApp::spawn_with(Backend::Postgres, &[("REFRESH_REUSE_GRACE_SECONDS", "0")]).await;
     let (email, access, first) = app.user_session().await;
     let r = app.post_refresh_mobile(&first).await;
-    let second = r.json::<Value>().await.unwrap()["refresh_token"].as_str().unwrap().to_owned();
-    assert_eq!(app.post_refresh_mobile(&first).await.status(), StatusCode::UNAUTHORIZED, "replay");
+    let second = r.json::<Value>().await.unwrap()["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        app.post_refresh_mobile(&first).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "replay"
+    );
     let (_, _, third) = app.user_session().await;
     let r = app
         .client
@@ -716,15 +739,29 @@ async fn postgres_holds_no_raw_token_or_password_after_a_full_scenario() {
     use sqlx::Connection;
     let mut c = sqlx::PgConnection::connect(&app.db.url).await.unwrap();
     let mut dump = String::new();
-    for table in ["users", "sessions", "refresh_tokens", "audit_events", "signing_keys"] {
-        let rows: Vec<String> = sqlx::query_scalar(&format!("SELECT row_to_json(t)::text FROM {table} t"))
-            .fetch_all(&mut c)
-            .await
-            .unwrap();
+    for table in [
+        "users",
+        "sessions",
+        "refresh_tokens",
+        "audit_events",
+        "signing_keys",
+    ] {
+        let rows: Vec<String> =
+            sqlx::query_scalar(&format!("SELECT row_to_json(t)::text FROM {table} t"))
+                .fetch_all(&mut c)
+                .await
+                .unwrap();
         dump.push_str(&rows.join("\n"));
     }
     assert!(dump.contains("$argon2id$"), "the dump is real");
-    for secret in ["TestPass123", "Changed-Pass-456", first.as_str(), second.as_str(), third.as_str(), access.as_str()] {
+    for secret in [
+        "TestPass123",
+        "Changed-Pass-456",
+        first.as_str(),
+        second.as_str(),
+        third.as_str(),
+        access.as_str(),
+    ] {
         assert!(!dump.contains(secret), "PostgreSQL holds a raw secret");
     }
 }

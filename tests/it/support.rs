@@ -397,27 +397,3 @@ impl TestApp {
         TestApp::spawn_on(self.db.share(), extra).await
     }
 }
-
-impl TestDb {
-    /// Another handle on the same database, for a second server process sharing it:
-    /// it has a data directory of its own and never drops the database (the original
-    /// handle does).
-    pub fn sibling(&self) -> TestDb {
-        let dir = std::env::temp_dir().join(format!("rotor-it-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TestDb {
-            backend: self.backend,
-            url: self.url.clone(),
-            dir,
-            pg_name: None,
-        }
-    }
-}
-
-impl TestApp {
-    /// A second server on the database of `db` (e.g. `&first_app.db`), with its own
-    /// clock, key cache and hasher, as another process sharing that database would be.
-    pub async fn spawn_shared(db: &TestDb, extra: &[(&str, &str)]) -> Self {
-        Self::spawn_on(db.sibling(), extra).await
-    }
-}
