@@ -170,6 +170,8 @@ impl Rotor {
             successor_hash: &successor_hash,
             expires_at: now + self.refresh_lifetime(),
             ip_address: ctx.ip.as_deref(),
+            user_agent: ctx.user_agent.as_deref(),
+            event_id: Uuid::now_v7(),
             now,
         };
         if let Some(rotated) = self.store.rotate(&rotation).await? {
@@ -178,14 +180,6 @@ impl Rotor {
                 self.tokens
                     .issue(t.user_id, rotated.token_version, Some(t.family_id), now)?;
             Counters::add(&self.counters.refreshes, 1);
-            self.audit(
-                events::REFRESH,
-                Some(t.user_id),
-                Some(t.family_id),
-                ctx,
-                None,
-            )
-            .await?;
             return Ok(RefreshOutcome {
                 user_id: t.user_id,
                 session_id: t.family_id,

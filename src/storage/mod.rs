@@ -149,7 +149,9 @@ pub trait RefreshTokenStore: Send + Sync {
     /// revoke the presented token only if it is live (not revoked, not expired, its
     /// user active, its session not ended) and insert its successor in the same family,
     /// expiring at `min(expires_at, session end)`. Of any number of concurrent callers
-    /// presenting the same token, across processes, exactly one gets `Some`.
+    /// presenting the same token, across processes, exactly one gets `Some`. The same
+    /// step updates the session's `last_used_at`/IP and appends a `refresh` audit event,
+    /// so a rotation costs one round trip and one commit.
     async fn rotate(&self, rotation: &Rotation<'_>) -> StoreResult<Option<Rotated>>;
 }
 

