@@ -617,6 +617,11 @@ fn parse_database_url(url: &str) -> Result<DatabaseTarget, ConfigError> {
         .or_else(|| url.strip_prefix("sqlite:"))
     {
         let path = rest.split('?').next().unwrap_or_default();
+        let path = if path == "/:memory:" {
+            ":memory:"
+        } else {
+            path
+        };
         if path.is_empty() {
             return Err(invalid(
                 "sqlite URL needs a file path, e.g. sqlite://./rotor.db",
@@ -824,6 +829,14 @@ mod tests {
             DatabaseTarget::Postgres("postgres://u:p@h/db".into())
         );
         assert!(parse_database_url("mysql://x").is_err());
+        assert_eq!(
+            parse_database_url("sqlite::memory:").unwrap(),
+            DatabaseTarget::Sqlite(":memory:".into())
+        );
+        assert_eq!(
+            parse_database_url("sqlite://:memory:").unwrap(),
+            DatabaseTarget::Sqlite(":memory:".into())
+        );
         assert_eq!(
             redact_url("postgres://u:secret@h/db"),
             "postgres://u:***@h/db"

@@ -43,6 +43,9 @@ const EVENT_COLS: &str =
 impl SqliteStore {
     /// Opens (creating if needed) the database file and its parent directory.
     pub async fn open(path: &Path, max_readers: Option<u32>) -> StoreResult<Self> {
+        if path.as_os_str() == ":memory:" {
+            return Self::in_memory().await;
+        }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
         }
@@ -69,6 +72,24 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         Ok(Self::from_pools(writer, reader))
+    }
+
+    /// A private in-memory database (`DATABASE_URL=sqlite::memory:`), gone when the
+    /// process exits: one connection that is never closed, serving reads and writes.
+    pub async fn in_memory() -> StoreResult<Self> {
+        let options = SqliteConnectOptions::new()
+            .filename(":memory:")
+            .foreign_keys(true)
+            .statement_cache_capacity(256);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options)
+            .await?;
+        Ok(Self::from_pools(pool.clone(), pool))
     }
 
     /// Uses pools the embedding application already has. `writer` should have one

@@ -765,3 +765,34 @@ async fn postgres_holds_no_raw_token_or_password_after_a_full_scenario() {
         assert!(!dump.contains(secret), "PostgreSQL holds a raw secret");
     }
 }
+
+#[tokio::test]
+async fn an_in_memory_sqlite_database_serves_a_whole_session() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let server = Server::start(&db, &[("DATABASE_URL", "sqlite::memory:")]).await;
+    let client = reqwest::Client::new();
+    let r = client
+        .post(format!("{}/v1/users", server.base))
+        .json(&serde_json::json!({"email": "mem@test.com", "password": "MemPass123"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let login: Value = client
+        .post(format!("{}/v1/auth/login-mobile", server.base))
+        .form(&[("username", "mem@test.com"), ("password", "MemPass123")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let r = client
+        .post(format!("{}/v1/auth/refresh-mobile", server.base))
+        .json(&serde_json::json!({"refresh_token": login["refresh_token"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(!db.dir.join("rotor.db").exists(), "nothing written to disk");
+}
