@@ -6,8 +6,9 @@
 #
 # Knobs: CONCURRENCY (32), SECONDS_RECORDED (10), PORT (18090), FREQ (499),
 # PG_URL (postgres://postgres@127.0.0.1:5432), SKIP_BUILD (0).
-# Writes bench/results/profile-<backend>.txt (flat, self time) and
-# profile-<backend>-children.txt (inclusive time). perf.data stays in a temporary
+# Writes bench/results/profile-<backend>.txt (flat, self time),
+# profile-<backend>-children.txt (inclusive time) and profile-<backend>-threads.txt
+# (per thread, and self time inside the rotor binary). perf.data stays in a temporary
 # directory (it is large). Hardware counters are not needed: `perf stat -e
 # instructions true` says "not supported" on this kind of VM, cpu-clock works.
 set -euo pipefail
@@ -60,6 +61,15 @@ perf report -i "$WORK/perf.data" --no-children --sort dso,symbol --stdio --perce
   2>/dev/null | grep -v '^$' >"$OUT/profile-$BACKEND.txt"
 perf report -i "$WORK/perf.data" --children --sort symbol --stdio --percent-limit 3 -g none \
   2>/dev/null | grep -v '^$' >"$OUT/profile-$BACKEND-children.txt"
+# Which threads burn the CPU (tokio workers, sqlx's SQLite worker, Argon2's blocking
+# threads) and the hottest user-space functions of the rotor binary itself.
+{ perf report -i "$WORK/perf.data" --no-children --sort comm --stdio -g none 2>/dev/null | grep -v '^$'
+  echo "# ---- by shared object (kernel = syscalls, futex wake-ups, context switches, TCP)"
+  perf report -i "$WORK/perf.data" --no-children --sort dso --stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$'
+  echo "# ---- self time inside the rotor binary only"
+  perf report -i "$WORK/perf.data" --no-children --dsos rotor --sort symbol --stdio --percent-limit 0.3 -g none \
+    2>/dev/null | grep -v '^$'
+} >"$OUT/profile-$BACKEND-threads.txt"
 python3 - "$WORK/loadgen.json" <<'EOF'
 import json, sys
 d = json.load(open(sys.argv[1])); r = d["refresh"]

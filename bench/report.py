@@ -87,6 +87,25 @@ def spread(ds, part="refresh", key="per_s"):
     return f" ({min(vals):,.0f}–{max(vals):,.0f})"
 
 
+def round_ratios(ds, base):
+    """p99 ratios of two configurations paired by round (side by side)."""
+    by_round = {d.get("round"): d for d in base}
+    out = []
+    for d in ds:
+        b = by_round.get(d.get("round"))
+        if b and (b.get("refresh") or {}).get("p99_us") and (d.get("refresh") or {}).get("p99_us"):
+            out.append(d["refresh"]["p99_us"] / b["refresh"]["p99_us"])
+    return out
+
+
+def paired_ratio(ds, base):
+    r = round_ratios(ds, base)
+    if not r:
+        return "–"
+    rng = f" ({min(r):.1f}–{max(r):.1f})" if len(r) > 1 else ""
+    return f"{statistics.median(r):.1f}×{rng}"
+
+
 def concurrencies(g, series):
     return sorted(c for (s, c) in g if s == series)
 
@@ -152,7 +171,7 @@ def render(runs, env):
     # Mixed
     out.append("### Refresh while logging in (Argon2 busy)")
     out.append("")
-    out.append("| backend | refresh clients + login clients | refresh rot/s | refresh p99 ms | refresh-only p99 ms (same clients) | ratio | logins/s | login p99 ms | errors |")
+    out.append("| backend | refresh clients + login clients | refresh rot/s | refresh p99 ms | refresh-only p99 ms (same clients) | p99 ratio (paired by round) | logins/s | login p99 ms | errors |")
     out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for backend in ("sqlite", "postgres"):
         for (s, c), ds in sorted(g.items()):
@@ -160,7 +179,7 @@ def render(runs, env):
                 continue
             base = g.get((f"rotor-{backend}", c), [])
             p99, b99 = stat(ds, "refresh", "p99_us"), stat(base, "refresh", "p99_us")
-            ratio = f"{p99 / b99:.1f}×" if p99 and b99 else "–"
+            ratio = paired_ratio(ds, base)
             lc = ds[0].get("login_concurrency")
             errs = (stat(ds, "refresh", "errors_total") or 0) + (stat(ds, "login", "errors_total") or 0)
             out.append(
@@ -219,13 +238,18 @@ def render(runs, env):
         m = g.get((f"rotor-{backend}-mixed", 32), [])
         base = g.get((f"rotor-{backend}", 32), [])
         a, bq = stat(m, "refresh", "p99_us"), stat(base, "refresh", "p99_us")
-        if a and bq:
-            cells.append(f"{backend}: {fmt_ms(a)} vs {fmt_ms(bq)} ms = {a / bq:.1f}×")
-            oks.append(a <= 3 * bq)
-    out.append(
-        f"| 3 | refresh p99 with 32 clients logging in ≤ 3× without | {'; '.join(cells) or '–'} | "
-        f"{verdict(all(oks) if oks else None)} |"
-    )
+        rr = round_ratios(m, base)
+        if rr:
+            over = sum(1 for x in rr if x > 3)
+            cells.append(
+                f"{backend}: {fmt_ms(a)} vs {fmt_ms(bq)} ms, per-round ratio {paired_ratio(m, base)}"
+                + (f", {over} of {len(rr)} rounds over 3×" if over else "")
+            )
+            oks.append(statistics.median(rr) <= 3)
+    v3 = verdict(all(oks) if oks else None)
+    if oks and all(oks) and any("over 3×" in c for c in cells):
+        v3 = "**met on the median**, not in every round"
+    out.append(f"| 3 | refresh p99 with 32 clients logging in ≤ 3× without | {'; '.join(cells) or '–'} | {v3} |")
     cells = []
     oks = []
     for backend in ("sqlite", "postgres"):
@@ -296,7 +320,7 @@ def write_png(runs, path):
         print("report.py: matplotlib is not installed; skipping the chart", file=sys.stderr)
         return
     g = group(runs)
-    fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
+    fig, ax = plt.subplots(figsize=(8, 5.8), dpi=110)
     styles = [
         ("rotor-sqlite", "rotor, SQLite (HTTP)", "o-", "tab:blue"),
         ("rotor-postgres", "rotor, PostgreSQL (HTTP)", "s-", "tab:orange"),
@@ -317,7 +341,7 @@ def write_png(runs, path):
     ax.set_ylim(bottom=0)
     ax.grid(True, alpha=0.3)
     ax.set_title("Refresh-token rotation throughput vs concurrency (2-core machine)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, frameon=False)
     fig.tight_layout()
     fig.savefig(path)
     print(f"report.py: wrote {path}", file=sys.stderr)

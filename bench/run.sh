@@ -109,9 +109,9 @@ EOF
 jstr() { python3 -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$1"; }
 
 fresh_pg_db() {
-  dropdb --if-exists --force -d "$PG_URL/postgres" "$1" 2>/dev/null \
+  dropdb --if-exists --force --maintenance-db="$PG_URL/postgres" "$1" 2>/dev/null \
     || psql -q "$PG_URL/postgres" -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)"
-  createdb -d "$PG_URL/postgres" "$1" 2>/dev/null || psql -q "$PG_URL/postgres" -c "CREATE DATABASE $1"
+  createdb --maintenance-db="$PG_URL/postgres" "$1" 2>/dev/null || psql -q "$PG_URL/postgres" -c "CREATE DATABASE $1"
 }
 
 # start_rotor BACKEND: a fresh database, rotor serve in the background, wait for health.
@@ -327,7 +327,7 @@ for rep in $(seq 1 "$REPEAT"); do
   want sqlite && rotor_run sqlite mixed "$MIXED_REFRESH" "$MIXED_LOGIN" "$rep"
   want postgres && rotor_run postgres mixed "$MIXED_REFRESH" "$MIXED_LOGIN" "$rep"
 done
-want postgres && { dropdb --if-exists -d "$PG_URL/postgres" "$PGB_DB" 2>/dev/null || true; }
+want postgres && { dropdb --if-exists --maintenance-db="$PG_URL/postgres" "$PGB_DB" 2>/dev/null || true; }
 python3 - "$OUT/env.json" <<'EOF'
 import json, sys
 d = json.load(open(sys.argv[1])); d["load_avg_after"] = open("/proc/loadavg").read().strip()

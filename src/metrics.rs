@@ -148,10 +148,16 @@ impl HttpMetrics {
             "rotor_db_pool_connections{{state=\"in_use\"}} {}",
             open.saturating_sub(idle)
         );
+        let h = rotor.hasher();
         let _ = writeln!(
             out,
-            "# HELP rotor_argon2_permits_available Password hashes that could start now.\n# TYPE rotor_argon2_permits_available gauge\nrotor_argon2_permits_available {}",
-            rotor.hasher().available_permits()
+            "# HELP rotor_argon2_workers Password hashing threads.\n# TYPE rotor_argon2_workers gauge\nrotor_argon2_workers {}",
+            h.workers()
+        );
+        let _ = writeln!(
+            out,
+            "# HELP rotor_argon2_pending Password hashes queued or running.\n# TYPE rotor_argon2_pending gauge\nrotor_argon2_pending {}",
+            h.pending()
         );
         out
     }

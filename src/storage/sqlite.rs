@@ -60,13 +60,17 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10))
             .pragma("temp_store", "memory")
             .statement_cache_capacity(256);
+        // A local file does not drop connections: skip sqlx's ping before each acquire,
+        // a round trip to the connection's worker thread on every query.
         let writer = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(1)
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options.clone())
             .await?;
         let reader = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(max_readers.unwrap_or(8))
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options)
@@ -627,7 +631,9 @@ impl RefreshTokenStore for SqliteStore {
              WHERE token_hash = ?2 AND is_revoked = 0 AND expires_at > ?1
                AND EXISTS (SELECT 1 FROM users u WHERE u.id = refresh_tokens.user_id AND u.is_active)
                AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.id = refresh_tokens.family_id AND s.revoked_at IS NOT NULL)
-             RETURNING user_id, family_id, device_id, device_name",
+             RETURNING user_id, family_id, device_id, device_name,
+                       (SELECT token_version FROM users u WHERE u.id = refresh_tokens.user_id) AS token_version,
+                       (SELECT absolute_expires_at FROM sessions s WHERE s.id = refresh_tokens.family_id) AS absolute_expires_at",
         )
         .bind(&now)
         .bind(rot.presented_hash)
@@ -639,16 +645,8 @@ impl RefreshTokenStore for SqliteStore {
         };
         let user_id: String = old.try_get("user_id")?;
         let family_id: String = old.try_get("family_id")?;
-        let meta = sqlx::query(
-            "SELECT u.token_version, s.absolute_expires_at
-             FROM users u LEFT JOIN sessions s ON s.id = ?2 WHERE u.id = ?1",
-        )
-        .bind(&user_id)
-        .bind(&family_id)
-        .fetch_one(&mut *tx)
-        .await?;
-        let token_version: i64 = meta.try_get("token_version")?;
-        let cap = col_ts_opt(&meta, "absolute_expires_at")?;
+        let token_version: i64 = old.try_get("token_version")?;
+        let cap = col_ts_opt(&old, "absolute_expires_at")?;
         let expires_at = match cap {
             Some(end) if end < rot.expires_at => end,
             _ => rot.expires_at,

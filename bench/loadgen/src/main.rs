@@ -539,8 +539,8 @@ async fn run(args: Args) -> Result<(serde_json::Value, bool), String> {
         "login_concurrency": if args.mode == Mode::Mixed { logins } else { 0 },
         "loadgen_threads": args.threads,
         "warmup_s": args.warmup,
-        "duration_s": round1(measured * 1000.0) / 1000.0,
-        "setup_s": round1(setup_s * 10.0) / 10.0,
+        "duration_s": (measured * 1000.0).round() / 1000.0,
+        "setup_s": round1(setup_s),
     });
     if refreshers > 0 {
         out["refresh"] = refresh.report(measured);
