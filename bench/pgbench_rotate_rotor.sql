@@ -1,8 +1,8 @@
 -- rotor's own rotation statement (src/storage/postgres.rs `rotate`), verbatim in
 -- shape: the user must be active, the session not ended, the successor's expiry is
 -- capped by the session's absolute end, and the session's last use is recorded.
--- Plus the audit row rotor writes after every refresh, as a second statement (rotor
--- sends it as a separate autocommitted statement, so two commits per rotation).
+-- The `refresh` audit row is written by the same statement, as rotor does: one round
+-- trip and one commit per rotation.
 -- Same chain scheme as pgbench_rotate.sql.
 \set next :n + 1
 WITH old AS (
@@ -26,8 +26,9 @@ WITH old AS (
            user_id, family_id, device_id, device_name, '127.0.0.1', new_expires_at, FALSE, now()
       FROM old
     RETURNING id
+), event AS (
+    INSERT INTO audit_events (id, created_at, kind, user_id, session_id, ip_address, user_agent)
+    SELECT gen_random_uuid(), now(), 'refresh', user_id, family_id, '127.0.0.1', 'pgbench' FROM old
 )
 SELECT ins.id, old.token_version FROM ins CROSS JOIN old;
-INSERT INTO audit_events (id, created_at, kind, user_id, session_id, ip_address)
-VALUES (gen_random_uuid(), now(), 'refresh', NULL, NULL, '127.0.0.1');
 \set n :next
