@@ -289,13 +289,24 @@ async fn cleanup(settings: Settings, dry_run: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     let terminal = std::io::stderr().is_terminal();
-    let progress = move |table: &'static str, done: u64| {
-        if terminal {
-            eprint!("\r\x1b[2Kdeleting {table}: {done} rows");
+    // Totals for the bar come from a count taken first; rows expiring meanwhile may
+    // push a table a little past 100%.
+    let totals = if terminal {
+        Some(rotor.cleanup_preview().await?)
+    } else {
+        None
+    };
+    let progress = move |table: &'static str, done: u64| match totals {
+        Some(t) => {
+            let total = match table {
+                "refresh_tokens" => t.refresh_tokens,
+                "sessions" => t.sessions,
+                _ => t.audit_events,
+            };
+            eprint!("\r\x1b[2K{table:<15} {} {done}/{total}", bar(done, total));
             let _ = std::io::stderr().flush();
-        } else {
-            eprintln!("deleting {table}: {done} rows");
         }
+        None => eprintln!("deleting {table}: {done} rows"),
     };
     let report = rotor.cleanup(Some(&progress)).await?;
     if terminal {
@@ -310,6 +321,19 @@ async fn cleanup(settings: Settings, dry_run: bool) -> anyhow::Result<()> {
     }
     rotor.store().close().await;
     Ok(())
+}
+
+/// `[#########...........]  45%`
+fn bar(done: u64, total: u64) -> String {
+    const WIDTH: u64 = 30;
+    let done = done.min(total);
+    let filled = (done * WIDTH).checked_div(total).unwrap_or(WIDTH);
+    let percent = (done * 100).checked_div(total).unwrap_or(100);
+    format!(
+        "[{}{}] {percent:>3}%",
+        "#".repeat(filled as usize),
+        ".".repeat((WIDTH - filled) as usize)
+    )
 }
 
 async fn keys(settings: Settings, cmd: KeysCommand) -> anyhow::Result<()> {
@@ -441,4 +465,20 @@ async fn users(settings: Settings, cmd: UsersCommand) -> anyhow::Result<()> {
     }
     rotor.store().close().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bar;
+
+    #[test]
+    fn progress_bar_fills_with_the_fraction_done() {
+        assert_eq!(bar(0, 10), format!("[{}]   0%", ".".repeat(30)));
+        assert_eq!(
+            bar(5, 10),
+            format!("[{}{}]  50%", "#".repeat(15), ".".repeat(15))
+        );
+        assert_eq!(bar(12, 10), format!("[{}] 100%", "#".repeat(30)));
+        assert_eq!(bar(0, 0), format!("[{}] 100%", "#".repeat(30)));
+    }
 }
