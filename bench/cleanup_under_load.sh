@@ -31,9 +31,9 @@ load() { # $1 = label
   target/release/loadgen --base-url "http://127.0.0.1:$PORT" --users 16 --sessions 128 \
     --concurrency "$CLIENTS" --duration "$DURATION" --warmup 3 --mode refresh --json \
     --email-prefix "$1" > "$tmp/$1.json"
-  python3 -c "import json,sys; r=json.load(open(sys.argv[1]))['refresh']; print(r['per_s'], r['p99_us'])" "$tmp/$1.json"
+  python3 -c "import json,sys; r=json.load(open(sys.argv[1]))['refresh']; print(r['per_s'], r['p99_us'], r['errors_total'])" "$tmp/$1.json"
 }
-echo "baseline (empty table)…"; read -r base_rps base_p99 < <(load base)
+echo "baseline (empty table)…"; read -r base_rps base_p99 base_err < <(load base)
 echo "seeding $ROWS expired rows…"
 t0=$(date +%s)
 psql -q "$PG_URL/$DB" <<SQL
@@ -46,21 +46,21 @@ FROM generate_series(1, $ROWS) AS i;
 VACUUM ANALYZE refresh_tokens;
 SQL
 seed_s=$(( $(date +%s) - t0 ))
-echo "with $ROWS rows in the table…"; read -r big_rps big_p99 < <(load big)
+echo "with $ROWS rows in the table…"; read -r big_rps big_p99 big_err < <(load big)
 echo "during cleanup…"
 t0=$(date +%s.%N)
 target/release/rotor cleanup > "$tmp/cleanup.out" 2> "$tmp/cleanup.err" &
 cleaner=$!
-read -r during_rps during_p99 < <(load during)
+read -r during_rps during_p99 during_err < <(load during)
 cleanup_running_at_end=$(kill -0 $cleaner 2>/dev/null && echo true || echo false)
 wait $cleaner
 cleanup_s=$(python3 -c "import time,sys; print(round(time.time()-float(sys.argv[1]),1))" "$t0")
 left=$(psql -tA "$PG_URL/$DB" -c "SELECT count(*) FROM refresh_tokens WHERE expires_at <= now()")
 mkdir -p bench/results
-python3 - "$ROWS" "$base_rps" "$base_p99" "$big_rps" "$big_p99" "$during_rps" "$during_p99" "$cleanup_s" "$seed_s" "$cleanup_running_at_end" "$left" "$(cat "$tmp/cleanup.out")" <<'PY' | tee "bench/results/cleanup-$ROWS.json"
+python3 - "$ROWS" "$base_rps" "$base_p99" "$big_rps" "$big_p99" "$during_rps" "$during_p99" "$cleanup_s" "$seed_s" "$cleanup_running_at_end" "$left" "$(cat "$tmp/cleanup.out")" "$base_err/$big_err/$during_err" <<'PY' | tee "bench/results/cleanup-$ROWS.json"
 import json, sys
 a = sys.argv[1:]
-rows, base, bp99, big, gp99, during, dp99, cs, ss, running, left, out = a
+rows, base, bp99, big, gp99, during, dp99, cs, ss, running, left, out, errs = a
 print(json.dumps({
   "rows": int(rows),
   "baseline_rot_s": float(base), "baseline_p99_ms": int(bp99) / 1000,
@@ -69,6 +69,7 @@ print(json.dumps({
   "during_cleanup_rot_s": float(during), "during_cleanup_p99_ms": int(dp99) / 1000,
   "during_cleanup_ratio": round(float(during) / float(base), 3),
   "cleanup_seconds": float(cs), "cleanup_still_running_when_load_ended": running == "true",
+  "errors_base_big_during": errs,
   "expired_rows_left": int(left), "seed_seconds": int(ss), "cleanup_output": out,
 }, indent=1))
 PY
