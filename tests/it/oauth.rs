@@ -785,15 +785,7 @@ both!(
 
         // With JWT_ISSUER configured, the issuer is that value.
         let app = TestApp::spawn_with(b, &[("JWT_ISSUER", "https://auth.example.test/")]).await;
-        let m: Value = app
-            .client
-            .get(app.url("/.well-known/oauth-authorization-server"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let m: Value = app.json_of("/.well-known/oauth-authorization-server").await;
         assert_eq!(m["issuer"], "https://auth.example.test");
     }
 );

@@ -436,15 +436,7 @@ both!(metrics_move_when_events_happen, |b| async move {
 #[tokio::test]
 async fn metrics_can_be_disabled() {
     let app = TestApp::spawn_with(Backend::Sqlite, &[("METRICS_ENABLED", "false")]).await;
-    assert_eq!(
-        app.client
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::NOT_FOUND
-    );
+    assert_eq!(app.status_of("/metrics").await, StatusCode::NOT_FOUND);
 }
 
 both!(
@@ -476,15 +468,7 @@ both!(
         }
         assert_eq!(count(&app.db, "SELECT count(*) FROM users").await, 0);
         // The server still answers.
-        assert_eq!(
-            app.client
-                .get(app.url("/health"))
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            StatusCode::OK
-        );
+        assert_eq!(app.status_of("/health").await, StatusCode::OK);
     }
 );
 
@@ -492,49 +476,17 @@ both!(
 async fn ready_and_detailed_health_report_an_unreachable_database() {
     let db = TestDb::new(Backend::Postgres).await;
     let app = TestApp::spawn_on(db.share(), &[]).await;
-    assert_eq!(
-        app.client
-            .get(app.url("/ready"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::OK
-    );
-    let d: Value = app
-        .client
-        .get(app.url("/health/detailed"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    assert_eq!(app.status_of("/ready").await, StatusCode::OK);
+    let d: Value = app.json_of("/health/detailed").await;
     assert_eq!(d["status"], "healthy");
     assert_eq!(d["database"], "healthy");
     drop(db); // drops the database under the running app
     let r = app.client.get(app.url("/ready")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
-    let d: Value = app
-        .client
-        .get(app.url("/health/detailed"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let d: Value = app.json_of("/health/detailed").await;
     assert_eq!(d["status"], "degraded");
     assert_eq!(d["database"], "unhealthy");
-    assert_eq!(
-        app.client
-            .get(app.url("/health"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::OK
-    );
+    assert_eq!(app.status_of("/health").await, StatusCode::OK);
 }
 
 #[tokio::test]

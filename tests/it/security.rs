@@ -273,15 +273,7 @@ both!(login_brute_force_hits_the_rate_limit, |b| async move {
         StatusCode::TOO_MANY_REQUESTS
     );
     // Other routes are not limited.
-    assert_eq!(
-        app.client
-            .get(app.url("/health"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::OK
-    );
+    assert_eq!(app.status_of("/health").await, StatusCode::OK);
 });
 
 /// Sends raw bytes on a fresh connection and returns what came back (until close or
@@ -305,15 +297,7 @@ async fn a_one_mebibyte_header_is_refused_and_the_server_carries_on() {
         "{:.80}",
         answer
     );
-    assert_eq!(
-        app.client
-            .get(app.url("/health"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::OK
-    );
+    assert_eq!(app.status_of("/health").await, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -330,15 +314,7 @@ async fn slow_loris_clients_neither_exhaust_the_server_nor_stay_forever() {
     }
     // Real clients are served meanwhile.
     for _ in 0..20 {
-        assert_eq!(
-            app.client
-                .get(app.url("/health"))
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            StatusCode::OK
-        );
+        assert_eq!(app.status_of("/health").await, StatusCode::OK);
     }
     // The header read timeout closes the slow connections.
     let mut s = slow.pop().unwrap();

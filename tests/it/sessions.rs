@@ -990,12 +990,7 @@ both!(
         assert_eq!(body(r).await["total"], 3);
         // Without a bearer: 401.
         assert_eq!(
-            app.client
-                .get(app.url("/v1/auth/events"))
-                .send()
-                .await
-                .unwrap()
-                .status(),
+            app.status_of("/v1/auth/events").await,
             StatusCode::UNAUTHORIZED
         );
     }

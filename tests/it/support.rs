@@ -316,6 +316,28 @@ impl TestApp {
         (admin.email, a)
     }
 
+    /// The status of `GET path` (no credentials).
+    pub async fn status_of(&self, path: &str) -> StatusCode {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("GET")
+            .status()
+    }
+
+    /// The JSON body of `GET path` (no credentials).
+    pub async fn json_of(&self, path: &str) -> Value {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("GET")
+            .json()
+            .await
+            .expect("json")
+    }
+
     pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
         self.clock.now()
     }
