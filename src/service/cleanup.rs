@@ -49,6 +49,14 @@ impl Rotor {
         Ok(Some(report))
     }
 
+    /// Lets rotations use the database between two batches.
+    async fn pause_between_batches(&self) {
+        match self.settings.cleanup_batch_pause_ms {
+            0 => tokio::task::yield_now().await,
+            ms => tokio::time::sleep(std::time::Duration::from_millis(ms)).await,
+        }
+    }
+
     async fn cleanup_locked(
         &self,
         progress: Option<&dyn CleanupProgress>,
@@ -66,7 +74,7 @@ impl Rotor {
             if n < u64::from(batch) {
                 break;
             }
-            tokio::task::yield_now().await;
+            self.pause_between_batches().await;
         }
         loop {
             let n = self.store.delete_expired_sessions_batch(now, batch).await?;
@@ -77,7 +85,7 @@ impl Rotor {
             if n < u64::from(batch) {
                 break;
             }
-            tokio::task::yield_now().await;
+            self.pause_between_batches().await;
         }
         loop {
             let n = self.store.delete_events_before_batch(cutoff, batch).await?;
@@ -88,7 +96,7 @@ impl Rotor {
             if n < u64::from(batch) {
                 break;
             }
-            tokio::task::yield_now().await;
+            self.pause_between_batches().await;
         }
         Ok(report)
     }
