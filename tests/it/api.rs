@@ -2235,27 +2235,8 @@ both!(
 
         assert_eq!(r.status(), StatusCode::OK);
         let raw = body(r).await["refresh_token"].as_str().unwrap().to_owned();
-        let token = app
-            .store()
-            .get_by_hash(&hash_token(&raw))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(token.ip_address.as_deref(), Some("127.0.0.1"));
-        let session = app
-            .store()
-            .get_session(token.family_id)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(session.ip_address.as_deref(), Some("127.0.0.1"));
-        let filter = EventFilter {
-            user_id: Some(user.id),
-            kind: Some("login_succeeded".into()),
-        };
-        let events = app.store().list_events(&filter, 0, 10).await.unwrap();
-        assert_eq!(events.len(), 1);
-        assert_eq!(events[0].ip_address.as_deref(), Some("127.0.0.1"));
+        let events = assert_login_recorded_ip(&app, user.id, &raw, "127.0.0.1").await;
+        assert_eq!(events, 1);
     }
 );
 
@@ -2276,26 +2257,7 @@ both!(
 
         assert_eq!(r.status(), StatusCode::OK);
         let raw = body(r).await["refresh_token"].as_str().unwrap().to_owned();
-        let token = app
-            .store()
-            .get_by_hash(&hash_token(&raw))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(token.ip_address.as_deref(), Some("203.0.113.9"));
-        let session = app
-            .store()
-            .get_session(token.family_id)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(session.ip_address.as_deref(), Some("203.0.113.9"));
-        let filter = EventFilter {
-            user_id: Some(user.id),
-            kind: Some("login_succeeded".into()),
-        };
-        let events = app.store().list_events(&filter, 0, 10).await.unwrap();
-        assert_eq!(events[0].ip_address.as_deref(), Some("203.0.113.9"));
+        assert_login_recorded_ip(&app, user.id, &raw, "203.0.113.9").await;
     }
 );
 
@@ -2459,4 +2421,35 @@ mod two_servers_sharing_one_postgres_rotate_a_token_once {
             "the replays revoked the family"
         );
     }
+}
+
+/// Asserts the refresh token, its session and the newest login event all recorded `ip`;
+/// returns how many login events the user has.
+async fn assert_login_recorded_ip(
+    app: &TestApp,
+    user_id: uuid::Uuid,
+    raw: &str,
+    ip: &str,
+) -> usize {
+    let token = app
+        .store()
+        .get_by_hash(&hash_token(raw))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(token.ip_address.as_deref(), Some(ip));
+    let session = app
+        .store()
+        .get_session(token.family_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(session.ip_address.as_deref(), Some(ip));
+    let filter = EventFilter {
+        user_id: Some(user_id),
+        kind: Some("login_succeeded".into()),
+    };
+    let events = app.store().list_events(&filter, 0, 10).await.unwrap();
+    assert_eq!(events[0].ip_address.as_deref(), Some(ip));
+    events.len()
 }
