@@ -21,7 +21,7 @@
 //! (`SECRET_KEY`, `JWT_ALGORITHM`, `ADMIN_EMAIL`, ...); only `ROTOR_DATA_DIR` gets a
 //! temporary default here.
 
-use std::{collections::BTreeMap, net::SocketAddr, str::FromStr, sync::Arc};
+use std::{collections::BTreeMap, net::SocketAddr, sync::Arc};
 
 use anyhow::Context;
 use axum::{
@@ -72,31 +72,16 @@ async fn index() -> &'static str {
     "embedded rotor example: POST /oauth/token, then GET /api/hello with the bearer token\n"
 }
 
-/// Opens the application's own pool and hands it to rotor (rotor's migrations run on
-/// it; its tables live beside the application's).
+/// Opens rotor's store: on PostgreSQL over the application's own pool (rotor's
+/// migrations run on it; its tables live beside the application's); on SQLite, rotor
+/// opens the file itself (it keeps its own writer thread and readers).
 async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
     let store: Arc<dyn Store> = match &settings.database {
-        DatabaseTarget::Sqlite(path) => {
-            use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("creating {}", dir.display()))?;
-            }
-            let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
-                .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal)
-                .foreign_keys(true);
-            // SQLite has one writer: a one-connection pool for writes, more for reads.
-            let writer = SqlitePoolOptions::new()
-                .max_connections(1)
-                .connect_with(options.clone())
-                .await?;
-            let reader = SqlitePoolOptions::new()
-                .max_connections(4)
-                .connect_with(options)
-                .await?;
-            Arc::new(SqliteStore::from_pools(writer, reader))
-        }
+        DatabaseTarget::Sqlite(path) => Arc::new(
+            SqliteStore::open(path, Some(4))
+                .await
+                .with_context(|| format!("opening {}", path.display()))?,
+        ),
         DatabaseTarget::Postgres(url) => {
             let pool = sqlx::postgres::PgPoolOptions::new()
                 .max_connections(8)

@@ -30,10 +30,33 @@ pub enum StoreError {
     Conflict(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("database error: {0}")]
+    Sqlite(rusqlite::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("migration failed: {0}")]
+    Migration(String),
     #[error("stored value is corrupt: {0}")]
     Corrupt(String),
+    /// The store cannot take work: closed, or a write batch failed to commit.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// SQLite errors; unique violations become [`StoreError::Conflict`].
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ffi;
+        match &e {
+            rusqlite::Error::SqliteFailure(f, msg)
+                if f.extended_code == ffi::SQLITE_CONSTRAINT_UNIQUE
+                    || f.extended_code == ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+            {
+                Self::Conflict(msg.clone().unwrap_or_else(|| "unique".to_owned()))
+            }
+            _ => Self::Sqlite(e),
+        }
+    }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

@@ -192,9 +192,13 @@ async fn stored_keys(db: &TestDb) -> Vec<(String, Vec<u8>, Vec<u8>)> {
     const SQL: &str = "SELECT kid, public_key, private_key_sealed FROM signing_keys ORDER BY kid";
     match db.backend {
         Backend::Sqlite => {
-            let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
-            let rows = sqlx::query_as(SQL).fetch_all(&mut conn).await.unwrap();
-            let _ = conn.close().await;
+            let conn = db.sqlite();
+            let mut stmt = conn.prepare(SQL).unwrap();
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .unwrap()
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap();
             rows
         }
         Backend::Postgres => {

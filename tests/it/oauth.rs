@@ -4,7 +4,7 @@
 //! (Python authlib + PyJWT) against a running rotor; and rotor embedded in another
 //! axum application, as `examples/embedded.rs` does it.
 
-use std::{net::SocketAddr, str::FromStr, sync::Arc, time::Duration as StdDuration};
+use std::{net::SocketAddr, sync::Arc, time::Duration as StdDuration};
 
 use axum::{
     extract::{FromRef, State},
@@ -908,23 +908,11 @@ async fn public() -> &'static str {
     "open to all"
 }
 
-/// rotor on a pool the embedding application opened itself.
+/// rotor on a store the embedding application opened itself (its own PostgreSQL pool;
+/// on SQLite, rotor's store on the application's file).
 async fn rotor_on_own_pool(db: &TestDb, extra: &[(&str, &str)]) -> Arc<Rotor> {
     let store: Arc<dyn Store> = match db.backend {
-        Backend::Sqlite => {
-            use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
-            let options = SqliteConnectOptions::from_str(&db.url)
-                .unwrap()
-                .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal)
-                .foreign_keys(true);
-            let pool = SqlitePoolOptions::new()
-                .max_connections(1)
-                .connect_with(options)
-                .await
-                .unwrap();
-            Arc::new(SqliteStore::from_pools(pool.clone(), pool))
-        }
+        Backend::Sqlite => Arc::new(SqliteStore::open(&db.sqlite_path(), Some(2)).await.unwrap()),
         Backend::Postgres => {
             let pool = sqlx::postgres::PgPoolOptions::new()
                 .max_connections(4)

@@ -301,18 +301,15 @@ async fn seed_expired(db: &TestDb, user_id: uuid::Uuid, n: u32) {
             .unwrap();
         }
         Backend::Sqlite => {
-            let mut c = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
-            sqlx::query(
-                "WITH RECURSIVE seq(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM seq WHERE i < ?2)
-                 INSERT INTO refresh_tokens (id, token_hash, user_id, family_id, expires_at, is_revoked, created_at)
-                 SELECT lower(hex(randomblob(16))), lower(hex(randomblob(32))), ?1, lower(hex(randomblob(16))),
-                        '2000-01-01T00:00:00.000000Z', i % 2, '2000-01-01T00:00:00.000000Z' FROM seq",
-            )
-            .bind(user_id.to_string())
-            .bind(n)
-            .execute(&mut c)
-            .await
-            .unwrap();
+            db.sqlite()
+                .execute(
+                    "WITH RECURSIVE seq(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM seq WHERE i < ?2)
+                     INSERT INTO refresh_tokens (id, token_hash, user_id, family_id, expires_at, is_revoked, created_at)
+                     SELECT lower(hex(randomblob(16))), lower(hex(randomblob(32))), ?1, lower(hex(randomblob(16))),
+                            '2000-01-01T00:00:00.000000Z', i % 2, '2000-01-01T00:00:00.000000Z' FROM seq",
+                    rusqlite::params![user_id.to_string(), n],
+                )
+                .unwrap();
         }
     }
 }

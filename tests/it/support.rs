@@ -114,6 +114,20 @@ impl TestDb {
         Settings::from_vars(&vars).expect("valid test settings")
     }
 
+    /// The SQLite file of a SQLite test database.
+    pub fn sqlite_path(&self) -> PathBuf {
+        self.dir.join("rotor.db")
+    }
+
+    /// A direct connection to a SQLite test database, for assertions in SQL.
+    pub fn sqlite(&self) -> rusqlite::Connection {
+        assert_eq!(self.backend, Backend::Sqlite);
+        let conn = rusqlite::Connection::open(self.sqlite_path()).expect("open sqlite");
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .expect("busy timeout");
+        conn
+    }
+
     pub async fn store(&self) -> Arc<dyn Store> {
         storage::connect(&self.settings(&[]))
             .await
@@ -372,17 +386,7 @@ pub fn refresh_cookie_value(r: &Response) -> Option<String> {
 /// Counts rows with a SQL statement returning one integer, on either backend.
 pub async fn count(db: &TestDb, sql: &str) -> i64 {
     match db.backend {
-        Backend::Sqlite => {
-            let mut conn = sqlx::SqliteConnection::connect(&db.url)
-                .await
-                .expect("sqlite connect");
-            let n: i64 = sqlx::query_scalar(sql)
-                .fetch_one(&mut conn)
-                .await
-                .expect("count");
-            let _ = conn.close().await;
-            n
-        }
+        Backend::Sqlite => db.sqlite().query_row(sql, [], |r| r.get(0)).expect("count"),
         Backend::Postgres => {
             let mut conn = sqlx::PgConnection::connect(&db.url)
                 .await

@@ -1,0 +1,986 @@
+//! The embedded SQLite backend (the zero-configuration default).
+//!
+//! Every write of the process goes through one writer thread that commits whatever is
+//! queued as one transaction ([`engine`]); reads run on a pool of read-only
+//! connections over the same WAL-mode file, so they never wait for the writer. Each
+//! trait method is one job: a rotation, say, is one call to the writer thread, where
+//! its four statements run back to back on prepared statements.
+//!
+//! Ids are stored as UUID text and timestamps as fixed-width UTC text (see [`ts`]), so
+//! text comparison is time order ([`rows`]).
+
+mod engine;
+mod rows;
+
+use std::{path::Path, sync::Arc};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection};
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+pub use self::rows::ts;
+use self::{
+    engine::Engine,
+    rows::{
+        all, col_ts_opt, count, exec, int, one, EVENT_COLS, KEY_COLS, SESSION_COLS, TOKEN_COLS,
+        USER_COLS,
+    },
+};
+use super::{
+    migrations, AuditEvent, AuditStore, CleanupLock, EventFilter, KeyStore, NewAuditEvent,
+    NewRefreshToken, NewSession, NewUser, RefreshToken, RefreshTokenStore, Rotated, Rotation,
+    Session, SessionStore, SessionView, Store, StoreError, StoreResult, StoredKey, User, UserPatch,
+    UserStore,
+};
+
+/// Read-only connections opened when the settings do not say.
+const DEFAULT_READERS: usize = 4;
+
+/// SQLite storage: one writer thread and a pool of readers on one file.
+#[derive(Clone)]
+pub struct SqliteStore {
+    engine: Arc<Engine>,
+    /// SQLite is one process's database, so an in-process lock is the cleanup lock.
+    cleanup_lock: Arc<Mutex<()>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and its parent directory, with
+    /// `readers` read-only connections (default 4). `:memory:` opens a private
+    /// in-memory database.
+    pub async fn open(path: &Path, readers: Option<u32>) -> StoreResult<Self> {
+        if path.as_os_str() == ":memory:" {
+            return Self::in_memory().await;
+        }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
+        let readers = readers.map_or(DEFAULT_READERS, |n| (n as usize).max(1));
+        let path = path.to_owned();
+        // Opening touches the disk (and may wait on another process's lock).
+        let engine = tokio::task::spawn_blocking(move || Engine::open_file(&path, readers))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("open task failed: {e}")))??;
+        Ok(Self::from_engine(engine))
+    }
+
+    /// A private in-memory database (`DATABASE_URL=sqlite::memory:`), gone when the
+    /// store is dropped: one connection, serving reads and writes.
+    pub async fn in_memory() -> StoreResult<Self> {
+        Ok(Self::from_engine(Engine::open_memory()?))
+    }
+
+    fn from_engine(engine: Engine) -> Self {
+        Self {
+            engine: Arc::new(engine),
+            cleanup_lock: Arc::new(Mutex::new(())),
+        }
+    }
+
+    async fn read<T, F>(&self, job: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        self.engine.read(job).await
+    }
+
+    async fn write<T, F>(&self, job: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        self.engine.write(job).await
+    }
+}
+
+#[async_trait]
+impl UserStore for SqliteStore {
+    async fn get_user(&self, id: Uuid) -> StoreResult<Option<User>> {
+        self.read(move |c| {
+            one(
+                c,
+                &format!("SELECT {USER_COLS} FROM users WHERE id = ?1"),
+                [id.to_string()],
+                rows::user,
+            )
+        })
+        .await
+    }
+
+    async fn get_user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
+        let email = email.to_owned();
+        self.read(move |c| {
+            one(
+                c,
+                &format!("SELECT {USER_COLS} FROM users WHERE lower(email) = lower(?1)"),
+                [email],
+                rows::user,
+            )
+        })
+        .await
+    }
+
+    async fn email_exists(&self, email: &str) -> StoreResult<bool> {
+        let email = email.to_owned();
+        self.read(move |c| {
+            count(
+                c,
+                "SELECT count(*) FROM users WHERE lower(email) = lower(?1)",
+                [email],
+            )
+        })
+        .await
+        .map(|n| n > 0)
+    }
+
+    async fn create_user(&self, new: &NewUser, now: DateTime<Utc>) -> StoreResult<User> {
+        let new = new.clone();
+        self.write(move |c| {
+            one(
+                c,
+                &format!(
+                    "INSERT INTO users (id, email, hashed_password, full_name, is_active, is_verified, role, token_version, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8) RETURNING {USER_COLS}"
+                ),
+                params![
+                    Uuid::now_v7().to_string(),
+                    new.email,
+                    new.hashed_password,
+                    new.full_name,
+                    new.is_active,
+                    new.is_verified,
+                    new.role.as_str(),
+                    ts(now),
+                ],
+                rows::user,
+            )?
+            .ok_or_else(|| StoreError::Corrupt("INSERT … RETURNING returned no row".into()))
+        })
+        .await
+    }
+
+    async fn update_user(
+        &self,
+        id: Uuid,
+        patch: &UserPatch,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<User>> {
+        if patch.is_empty() {
+            return self.get_user(id).await;
+        }
+        let p = patch.clone();
+        self.write(move |c| {
+            // Each field is `CASE WHEN <flag> THEN <value> ELSE column END`, so one
+            // statement serves every combination of fields.
+            one(
+                c,
+                &format!(
+                    "UPDATE users SET
+                        email = CASE WHEN ?2 THEN ?3 ELSE email END,
+                        full_name = CASE WHEN ?4 THEN ?5 ELSE full_name END,
+                        role = CASE WHEN ?6 THEN ?7 ELSE role END,
+                        is_active = CASE WHEN ?8 THEN ?9 ELSE is_active END,
+                        is_verified = CASE WHEN ?10 THEN ?11 ELSE is_verified END,
+                        hashed_password = CASE WHEN ?12 THEN ?13 ELSE hashed_password END,
+                        token_version = token_version + CASE WHEN ?12 THEN 1 ELSE 0 END,
+                        updated_at = ?14
+                     WHERE id = ?1 RETURNING {USER_COLS}"
+                ),
+                params![
+                    id.to_string(),
+                    p.email.is_some(),
+                    p.email,
+                    p.full_name.is_some(),
+                    p.full_name.flatten(),
+                    p.role.is_some(),
+                    p.role.map(|r| r.as_str()),
+                    p.is_active.is_some(),
+                    p.is_active,
+                    p.is_verified.is_some(),
+                    p.is_verified,
+                    p.hashed_password.is_some(),
+                    p.hashed_password,
+                    ts(now),
+                ],
+                rows::user,
+            )
+        })
+        .await
+    }
+
+    async fn update_password(
+        &self,
+        id: Uuid,
+        hashed_password: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let hashed = hashed_password.to_owned();
+        self.write(move |c| {
+            exec(
+                c,
+                "UPDATE users SET hashed_password = ?2, token_version = token_version + 1, updated_at = ?3 WHERE id = ?1",
+                params![id.to_string(), hashed, ts(now)],
+            )
+        })
+        .await
+        .map(|n| n == 1)
+    }
+
+    async fn rehash_password(
+        &self,
+        id: Uuid,
+        hashed_password: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let hashed = hashed_password.to_owned();
+        self.write(move |c| {
+            exec(
+                c,
+                "UPDATE users SET hashed_password = ?2, updated_at = ?3 WHERE id = ?1",
+                params![id.to_string(), hashed, ts(now)],
+            )
+        })
+        .await
+        .map(|n| n == 1)
+    }
+
+    async fn increment_token_version(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<i64>> {
+        self.write(move |c| {
+            one(
+                c,
+                "UPDATE users SET token_version = token_version + 1, updated_at = ?2 WHERE id = ?1 RETURNING token_version",
+                params![id.to_string(), ts(now)],
+                |r| Ok(r.get(0)?),
+            )
+        })
+        .await
+    }
+
+    async fn delete_user(&self, id: Uuid) -> StoreResult<bool> {
+        self.write(move |c| exec(c, "DELETE FROM users WHERE id = ?1", [id.to_string()]))
+            .await
+            .map(|n| n == 1)
+    }
+
+    async fn list_users(&self, skip: u64, limit: u64) -> StoreResult<Vec<User>> {
+        self.read(move |c| {
+            all(
+                c,
+                &format!(
+                    "SELECT {USER_COLS} FROM users ORDER BY created_at, id LIMIT ?1 OFFSET ?2"
+                ),
+                [int(limit), int(skip)],
+                rows::user,
+            )
+        })
+        .await
+    }
+
+    async fn count_users(&self) -> StoreResult<u64> {
+        self.read(|c| count(c, "SELECT count(*) FROM users", []))
+            .await
+    }
+}
+
+#[async_trait]
+impl RefreshTokenStore for SqliteStore {
+    async fn get_by_hash(&self, token_hash: &str) -> StoreResult<Option<RefreshToken>> {
+        let hash = token_hash.to_owned();
+        self.read(move |c| {
+            one(
+                c,
+                &format!("SELECT {TOKEN_COLS} FROM refresh_tokens WHERE token_hash = ?1"),
+                [hash],
+                rows::token,
+            )
+        })
+        .await
+    }
+
+    async fn get_valid_by_hash(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<RefreshToken>> {
+        let hash = token_hash.to_owned();
+        self.read(move |c| {
+            one(
+                c,
+                &format!(
+                    "SELECT {TOKEN_COLS} FROM refresh_tokens
+                     WHERE token_hash = ?1 AND is_revoked = 0 AND expires_at > ?2"
+                ),
+                [hash, ts(now)],
+                rows::token,
+            )
+        })
+        .await
+    }
+
+    async fn get_token(&self, id: Uuid) -> StoreResult<Option<RefreshToken>> {
+        self.read(move |c| {
+            one(
+                c,
+                &format!("SELECT {TOKEN_COLS} FROM refresh_tokens WHERE id = ?1"),
+                [id.to_string()],
+                rows::token,
+            )
+        })
+        .await
+    }
+
+    async fn create_token(
+        &self,
+        new: &NewRefreshToken,
+        now: DateTime<Utc>,
+    ) -> StoreResult<RefreshToken> {
+        let new = new.clone();
+        self.write(move |c| insert_token(c, &new, now)).await
+    }
+
+    async fn revoke_token(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<RefreshToken>> {
+        self.write(move |c| {
+            one(
+                c,
+                &format!(
+                    "UPDATE refresh_tokens
+                     SET is_revoked = 1, revoked_at = COALESCE(revoked_at, ?2), updated_at = ?2
+                     WHERE id = ?1 RETURNING {TOKEN_COLS}"
+                ),
+                [id.to_string(), ts(now)],
+                rows::token,
+            )
+        })
+        .await
+    }
+
+    async fn revoke_family(&self, family_id: Uuid, now: DateTime<Utc>) -> StoreResult<u64> {
+        self.write(move |c| {
+            let (family, now) = (family_id.to_string(), ts(now));
+            let revoked = exec(
+                c,
+                "UPDATE refresh_tokens SET is_revoked = 1, revoked_at = ?2, updated_at = ?2
+                 WHERE family_id = ?1 AND is_revoked = 0",
+                [&family, &now],
+            )?;
+            exec(
+                c,
+                "UPDATE sessions SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+                [&family, &now],
+            )?;
+            Ok(revoked)
+        })
+        .await
+    }
+
+    async fn revoke_all_user_tokens(&self, user_id: Uuid, now: DateTime<Utc>) -> StoreResult<u64> {
+        self.write(move |c| {
+            let (user, now) = (user_id.to_string(), ts(now));
+            let revoked = exec(
+                c,
+                "UPDATE refresh_tokens SET is_revoked = 1, revoked_at = ?2, updated_at = ?2
+                 WHERE user_id = ?1 AND is_revoked = 0",
+                [&user, &now],
+            )?;
+            exec(
+                c,
+                "UPDATE sessions SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL",
+                [&user, &now],
+            )?;
+            Ok(revoked)
+        })
+        .await
+    }
+
+    async fn revoke_user_families_except(
+        &self,
+        user_id: Uuid,
+        keep: Option<Uuid>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64> {
+        self.write(move |c| {
+            let keep = keep.map(|k| k.to_string()).unwrap_or_default();
+            let (user, now) = (user_id.to_string(), ts(now));
+            let families = count(
+                c,
+                "SELECT count(DISTINCT family_id) FROM refresh_tokens
+                 WHERE user_id = ?1 AND is_revoked = 0 AND expires_at > ?2 AND family_id <> ?3",
+                [&user, &now, &keep],
+            )?;
+            exec(
+                c,
+                "UPDATE refresh_tokens SET is_revoked = 1, revoked_at = ?2, updated_at = ?2
+                 WHERE user_id = ?1 AND is_revoked = 0 AND family_id <> ?3",
+                [&user, &now, &keep],
+            )?;
+            exec(
+                c,
+                "UPDATE sessions SET revoked_at = ?2
+                 WHERE user_id = ?1 AND revoked_at IS NULL AND id <> ?3",
+                [&user, &now, &keep],
+            )?;
+            Ok(families)
+        })
+        .await
+    }
+
+    async fn get_user_active_sessions(
+        &self,
+        user_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<RefreshToken>> {
+        self.read(move |c| {
+            all(
+                c,
+                &format!(
+                    "SELECT {TOKEN_COLS} FROM refresh_tokens
+                     WHERE user_id = ?1 AND is_revoked = 0 AND expires_at > ?2
+                     ORDER BY created_at DESC, id DESC"
+                ),
+                [user_id.to_string(), ts(now)],
+                rows::token,
+            )
+        })
+        .await
+    }
+
+    async fn cleanup_expired(&self, now: DateTime<Utc>, batch: u32) -> StoreResult<u64> {
+        let mut total = 0;
+        loop {
+            let n = self.delete_expired_tokens_batch(now, batch).await?;
+            total += n;
+            if n < u64::from(batch) {
+                return Ok(total);
+            }
+        }
+    }
+
+    async fn delete_expired_tokens_batch(
+        &self,
+        now: DateTime<Utc>,
+        batch: u32,
+    ) -> StoreResult<u64> {
+        self.write(move |c| {
+            exec(
+                c,
+                "DELETE FROM refresh_tokens WHERE rowid IN
+                   (SELECT rowid FROM refresh_tokens WHERE expires_at <= ?1 LIMIT ?2)",
+                params![ts(now), batch],
+            )
+        })
+        .await
+    }
+
+    async fn count_expired_tokens(&self, now: DateTime<Utc>) -> StoreResult<u64> {
+        self.read(move |c| {
+            count(
+                c,
+                "SELECT count(*) FROM refresh_tokens WHERE expires_at <= ?1",
+                [ts(now)],
+            )
+        })
+        .await
+    }
+
+    async fn delete_token(&self, id: Uuid) -> StoreResult<bool> {
+        self.write(move |c| {
+            exec(
+                c,
+                "DELETE FROM refresh_tokens WHERE id = ?1",
+                [id.to_string()],
+            )
+        })
+        .await
+        .map(|n| n == 1)
+    }
+
+    async fn list_tokens(&self, skip: u64, limit: u64) -> StoreResult<Vec<RefreshToken>> {
+        self.read(move |c| {
+            all(
+                c,
+                &format!(
+                    "SELECT {TOKEN_COLS} FROM refresh_tokens ORDER BY created_at, id LIMIT ?1 OFFSET ?2"
+                ),
+                [int(limit), int(skip)],
+                rows::token,
+            )
+        })
+        .await
+    }
+
+    async fn count_tokens(&self) -> StoreResult<u64> {
+        self.read(|c| count(c, "SELECT count(*) FROM refresh_tokens", []))
+            .await
+    }
+
+    async fn rotate(&self, rot: &Rotation<'_>) -> StoreResult<Option<Rotated>> {
+        let rot = OwnedRotation::from(rot);
+        self.write(move |c| rotate(c, &rot)).await
+    }
+}
+
+/// A [`Rotation`] the writer thread can own.
+struct OwnedRotation {
+    presented_hash: String,
+    successor_id: Uuid,
+    successor_hash: String,
+    expires_at: DateTime<Utc>,
+    ip_address: Option<String>,
+    user_agent: Option<String>,
+    event_id: Uuid,
+    now: DateTime<Utc>,
+}
+
+impl From<&Rotation<'_>> for OwnedRotation {
+    fn from(r: &Rotation<'_>) -> Self {
+        Self {
+            presented_hash: r.presented_hash.to_owned(),
+            successor_id: r.successor_id,
+            successor_hash: r.successor_hash.to_owned(),
+            expires_at: r.expires_at,
+            ip_address: r.ip_address.map(str::to_owned),
+            user_agent: r.user_agent.map(str::to_owned),
+            event_id: r.event_id,
+            now: r.now,
+        }
+    }
+}
+
+/// One rotation, inside the writer's transaction: revoke the presented token if it is
+/// live (conditional UPDATE: this is what makes it safe against other processes on the
+/// same file), insert its successor, record the use on the session and the audit log.
+fn rotate(c: &Connection, rot: &OwnedRotation) -> StoreResult<Option<Rotated>> {
+    let now = ts(rot.now);
+    let old = one(
+        c,
+        "UPDATE refresh_tokens SET is_revoked = 1, revoked_at = ?1, updated_at = ?1
+         WHERE token_hash = ?2 AND is_revoked = 0 AND expires_at > ?1
+           AND EXISTS (SELECT 1 FROM users u WHERE u.id = refresh_tokens.user_id AND u.is_active)
+           AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.id = refresh_tokens.family_id AND s.revoked_at IS NOT NULL)
+         RETURNING user_id, family_id, device_id, device_name,
+                   (SELECT token_version FROM users u WHERE u.id = refresh_tokens.user_id) AS token_version,
+                   (SELECT absolute_expires_at FROM sessions s WHERE s.id = refresh_tokens.family_id) AS absolute_expires_at",
+        [&now, &rot.presented_hash],
+        |row| {
+            Ok((
+                row.get::<_, String>("user_id")?,
+                row.get::<_, String>("family_id")?,
+                row.get::<_, Option<String>>("device_id")?,
+                row.get::<_, Option<String>>("device_name")?,
+                row.get::<_, i64>("token_version")?,
+                col_ts_opt(row, "absolute_expires_at")?,
+            ))
+        },
+    )?;
+    let Some((user_id, family_id, device_id, device_name, token_version, session_end)) = old else {
+        return Ok(None);
+    };
+    let expires_at = match session_end {
+        Some(end) if end < rot.expires_at => end,
+        _ => rot.expires_at,
+    };
+    let token = one(
+        c,
+        &format!(
+            "INSERT INTO refresh_tokens (id, token_hash, user_id, family_id, device_id, device_name,
+                                         ip_address, expires_at, is_revoked, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9) RETURNING {TOKEN_COLS}"
+        ),
+        params![
+            rot.successor_id.to_string(),
+            rot.successor_hash,
+            user_id,
+            family_id,
+            device_id,
+            device_name,
+            rot.ip_address,
+            ts(expires_at),
+            now,
+        ],
+        rows::token,
+    )?
+    .ok_or_else(|| StoreError::Corrupt("INSERT … RETURNING returned no row".into()))?;
+    exec(
+        c,
+        "UPDATE sessions SET last_used_at = ?2, ip_address = COALESCE(?3, ip_address) WHERE id = ?1",
+        params![family_id, now, rot.ip_address],
+    )?;
+    exec(
+        c,
+        "INSERT INTO audit_events (id, created_at, kind, user_id, session_id, ip_address, user_agent)
+         VALUES (?1, ?2, 'refresh', ?3, ?4, ?5, ?6)",
+        params![
+            rot.event_id.to_string(),
+            now,
+            user_id,
+            family_id,
+            rot.ip_address,
+            rot.user_agent,
+        ],
+    )?;
+    Ok(Some(Rotated {
+        token,
+        token_version,
+    }))
+}
+
+fn insert_token(
+    c: &Connection,
+    new: &NewRefreshToken,
+    now: DateTime<Utc>,
+) -> StoreResult<RefreshToken> {
+    one(
+        c,
+        &format!(
+            "INSERT INTO refresh_tokens (id, token_hash, user_id, family_id, device_id, device_name,
+                                         ip_address, expires_at, is_revoked, revoked_at, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, CASE WHEN ?9 THEN ?10 END, ?10)
+             RETURNING {TOKEN_COLS}"
+        ),
+        params![
+            new.id.to_string(),
+            new.token_hash,
+            new.user_id.to_string(),
+            new.family_id.to_string(),
+            new.device_id,
+            new.device_name,
+            new.ip_address,
+            ts(new.expires_at),
+            new.is_revoked,
+            ts(now),
+        ],
+        rows::token,
+    )?
+    .ok_or_else(|| StoreError::Corrupt("INSERT … RETURNING returned no row".into()))
+}
+
+#[async_trait]
+impl SessionStore for SqliteStore {
+    async fn create_session(
+        &self,
+        s: &NewSession,
+        first: &NewRefreshToken,
+        now: DateTime<Utc>,
+    ) -> StoreResult<RefreshToken> {
+        let (s, first) = (s.clone(), first.clone());
+        self.write(move |c| {
+            exec(
+                c,
+                "INSERT INTO sessions (id, user_id, device_id, device_name, user_agent, ip_address,
+                                       client_id, created_at, last_used_at, absolute_expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9)",
+                params![
+                    s.id.to_string(),
+                    s.user_id.to_string(),
+                    s.device_id,
+                    s.device_name,
+                    s.user_agent,
+                    s.ip_address,
+                    s.client_id,
+                    ts(now),
+                    ts(s.absolute_expires_at),
+                ],
+            )?;
+            insert_token(c, &first, now)
+        })
+        .await
+    }
+
+    async fn get_session(&self, id: Uuid) -> StoreResult<Option<Session>> {
+        self.read(move |c| {
+            one(
+                c,
+                &format!("SELECT {SESSION_COLS} FROM sessions WHERE id = ?1"),
+                [id.to_string()],
+                rows::session,
+            )
+        })
+        .await
+    }
+
+    async fn touch_session(
+        &self,
+        id: Uuid,
+        ip: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let ip = ip.map(str::to_owned);
+        self.write(move |c| {
+            exec(
+                c,
+                "UPDATE sessions SET last_used_at = ?2, ip_address = COALESCE(?3, ip_address) WHERE id = ?1",
+                params![id.to_string(), ts(now), ip],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn list_user_sessions(
+        &self,
+        user_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<SessionView>> {
+        self.read(move |c| {
+            all(
+                c,
+                "SELECT t.family_id AS id,
+                        COALESCE(s.device_id, t.device_id) AS device_id,
+                        COALESCE(s.device_name, t.device_name) AS device_name,
+                        s.user_agent AS user_agent,
+                        COALESCE(s.ip_address, t.ip_address) AS ip_address,
+                        COALESCE(s.created_at, t.created_at) AS created_at,
+                        COALESCE(s.last_used_at, t.created_at) AS last_used_at,
+                        t.expires_at AS expires_at
+                 FROM refresh_tokens t LEFT JOIN sessions s ON s.id = t.family_id
+                 WHERE t.user_id = ?1 AND t.is_revoked = 0 AND t.expires_at > ?2 AND s.revoked_at IS NULL
+                 ORDER BY last_used_at DESC, id DESC",
+                [user_id.to_string(), ts(now)],
+                rows::session_view,
+            )
+        })
+        .await
+    }
+
+    async fn session_revoked(&self, id: Uuid) -> StoreResult<bool> {
+        self.read(move |c| {
+            one(
+                c,
+                "SELECT revoked_at IS NOT NULL FROM sessions WHERE id = ?1",
+                [id.to_string()],
+                |r| Ok(r.get::<_, bool>(0)?),
+            )
+        })
+        .await
+        .map(|revoked| revoked == Some(true))
+    }
+
+    async fn delete_expired_sessions_batch(
+        &self,
+        now: DateTime<Utc>,
+        batch: u32,
+    ) -> StoreResult<u64> {
+        self.write(move |c| {
+            exec(
+                c,
+                "DELETE FROM sessions WHERE rowid IN
+                   (SELECT rowid FROM sessions WHERE absolute_expires_at <= ?1 LIMIT ?2)",
+                params![ts(now), batch],
+            )
+        })
+        .await
+    }
+
+    async fn count_expired_sessions(&self, now: DateTime<Utc>) -> StoreResult<u64> {
+        self.read(move |c| {
+            count(
+                c,
+                "SELECT count(*) FROM sessions WHERE absolute_expires_at <= ?1",
+                [ts(now)],
+            )
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl AuditStore for SqliteStore {
+    async fn record_event(&self, e: &NewAuditEvent, now: DateTime<Utc>) -> StoreResult<()> {
+        let e = e.clone();
+        self.write(move |c| {
+            exec(
+                c,
+                "INSERT INTO audit_events (id, created_at, kind, user_id, session_id, ip_address, user_agent, detail)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    Uuid::now_v7().to_string(),
+                    ts(now),
+                    e.kind,
+                    e.user_id.map(|u| u.to_string()),
+                    e.session_id.map(|u| u.to_string()),
+                    e.ip_address,
+                    e.user_agent,
+                    e.detail,
+                ],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn list_events(
+        &self,
+        f: &EventFilter,
+        skip: u64,
+        limit: u64,
+    ) -> StoreResult<Vec<AuditEvent>> {
+        let (user, kind) = (f.user_id.map(|u| u.to_string()), f.kind.clone());
+        self.read(move |c| {
+            all(
+                c,
+                &format!(
+                    "SELECT {EVENT_COLS} FROM audit_events
+                     WHERE (?1 IS NULL OR user_id = ?1) AND (?2 IS NULL OR kind = ?2)
+                     ORDER BY created_at DESC, id DESC LIMIT ?3 OFFSET ?4"
+                ),
+                params![user, kind, int(limit), int(skip)],
+                rows::event,
+            )
+        })
+        .await
+    }
+
+    async fn count_events(&self, f: &EventFilter) -> StoreResult<u64> {
+        let (user, kind) = (f.user_id.map(|u| u.to_string()), f.kind.clone());
+        self.read(move |c| {
+            count(
+                c,
+                "SELECT count(*) FROM audit_events
+                 WHERE (?1 IS NULL OR user_id = ?1) AND (?2 IS NULL OR kind = ?2)",
+                params![user, kind],
+            )
+        })
+        .await
+    }
+
+    async fn delete_events_before_batch(
+        &self,
+        cutoff: DateTime<Utc>,
+        batch: u32,
+    ) -> StoreResult<u64> {
+        self.write(move |c| {
+            exec(
+                c,
+                "DELETE FROM audit_events WHERE rowid IN
+                   (SELECT rowid FROM audit_events WHERE created_at < ?1 LIMIT ?2)",
+                params![ts(cutoff), batch],
+            )
+        })
+        .await
+    }
+
+    async fn count_events_before(&self, cutoff: DateTime<Utc>) -> StoreResult<u64> {
+        self.read(move |c| {
+            count(
+                c,
+                "SELECT count(*) FROM audit_events WHERE created_at < ?1",
+                [ts(cutoff)],
+            )
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl KeyStore for SqliteStore {
+    async fn insert_key(&self, k: &StoredKey) -> StoreResult<()> {
+        let k = k.clone();
+        self.write(move |c| {
+            exec(
+                c,
+                &format!("INSERT INTO signing_keys ({KEY_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
+                params![
+                    k.kid,
+                    k.algorithm,
+                    k.public_key,
+                    k.private_key_sealed,
+                    ts(k.created_at),
+                    k.retired_at.map(ts),
+                ],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn list_keys(&self) -> StoreResult<Vec<StoredKey>> {
+        self.read(|c| {
+            all(
+                c,
+                &format!("SELECT {KEY_COLS} FROM signing_keys ORDER BY created_at DESC, kid DESC"),
+                [],
+                rows::key,
+            )
+        })
+        .await
+    }
+
+    async fn retire_key(&self, kid: &str, now: DateTime<Utc>) -> StoreResult<bool> {
+        let kid = kid.to_owned();
+        self.write(move |c| {
+            exec(
+                c,
+                "UPDATE signing_keys SET retired_at = ?2 WHERE kid = ?1 AND retired_at IS NULL",
+                [kid, ts(now)],
+            )
+        })
+        .await
+        .map(|n| n == 1)
+    }
+
+    async fn delete_keys_retired_before(&self, cutoff: DateTime<Utc>) -> StoreResult<Vec<String>> {
+        self.write(move |c| {
+            all(
+                c,
+                "DELETE FROM signing_keys WHERE retired_at IS NOT NULL AND retired_at <= ?1 RETURNING kid",
+                [ts(cutoff)],
+                |r| Ok(r.get(0)?),
+            )
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn migrate(&self) -> StoreResult<()> {
+        self.write(|c| migrations::apply_sqlite(c, migrations::SQLITE))
+            .await
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.read(|c| count(c, "SELECT 1", []).map(drop)).await
+    }
+
+    async fn try_cleanup_lock(&self) -> StoreResult<Option<CleanupLock>> {
+        match self.cleanup_lock.clone().try_lock_owned() {
+            Ok(guard) => Ok(Some(CleanupLock::new(move || {
+                Box::pin(async move {
+                    drop(guard);
+                })
+            }))),
+            Err(_) => Ok(None),
+        }
+    }
+
+    fn pool_stats(&self) -> (u32, u32) {
+        self.engine.stats()
+    }
+
+    async fn close(&self) {
+        self.engine.close().await;
+    }
+}
