@@ -130,12 +130,12 @@ def render(runs, env):
     # SQLite
     out.append("### SQLite (embedded default): rotor over HTTP vs the raw SQLite bound")
     out.append("")
-    out.append("| clients | rotor rot/s | p50 ms | p90 ms | p99 ms | max ms | errors | bound, batch rot/s | bound p99 ms | bound, 4 statements rot/s | rotor / batch bound |")
+    out.append("| clients | rotor rot/s | p50 ms | p90 ms | p99 ms | max ms | errors | bound, group commit rot/s | bound p99 ms | bound, one commit per rotation rot/s | rotor / group-commit bound |")
     out.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for c in cs:
         r = g.get(("rotor-sqlite", c), [])
-        b = g.get(("sqlite-bound-batch", c), [])
-        s = g.get(("sqlite-bound-statements", c), [])
+        b = g.get(("sqlite-bound-group", c), [])
+        s = g.get(("sqlite-bound-serial", c), [])
         if not (r or b or s):
             continue
         rr, bb = stat(r, "refresh", "per_s"), stat(b, "refresh", "per_s")
@@ -225,7 +225,7 @@ def render(runs, env):
         f"{fmt_rate(rr)} vs {fmt_rate(pp)} rot/s = {(rr / pp if rr and pp else 0):.2f}×, p99 {fmt_ms(p99)} ms | {verdict(ok)} |"
     )
     r = g.get(("rotor-sqlite", 32), [])
-    b = g.get(("sqlite-bound-batch", 32), [])
+    b = g.get(("sqlite-bound-group", 32), [])
     rr, p99, bb = stat(r, "refresh", "per_s"), stat(r, "refresh", "p99_us"), stat(b, "refresh", "per_s")
     ok = None if not (rr and p99) else (rr >= 15000 and p99 < 5000)
     out.append(
@@ -326,7 +326,7 @@ def write_png(runs, path):
         ("rotor-postgres", "rotor, PostgreSQL (HTTP)", "s-", "tab:orange"),
         ("pgbench-single", "pgbench bound: single-statement rotation", "^--", "tab:green"),
         ("pgbench-rotor-stmt", "pgbench: rotor's statement + audit insert", "v:", "tab:olive"),
-        ("sqlite-bound-batch", "raw SQLite bound (one batch per rotation)", "d--", "tab:purple"),
+        ("sqlite-bound-group", "raw SQLite bound (group commit, no HTTP)", "d--", "tab:purple"),
     ]
     for series, label, style, color in styles:
         cs = concurrencies(g, series)

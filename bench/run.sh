@@ -314,8 +314,8 @@ for rep in $(seq 1 "$REPEAT"); do
   for c in $CONCURRENCY; do
     if want sqlite; then
       rotor_run sqlite refresh "$c" 0 "$rep"
-      sqlite_bound_run batch "$c" "$rep"
-      sqlite_bound_run statements "$c" "$rep"
+      sqlite_bound_run group "$c" "$rep"
+      sqlite_bound_run serial "$c" "$rep"
     fi
     if want postgres; then
       rotor_run postgres refresh "$c" 0 "$rep"

@@ -6,7 +6,8 @@
 //! 1. creates `--users` users (`POST /v1/users`, password `LoadTest123`);
 //! 2. logs in `--sessions` sessions (`POST /v1/auth/login-mobile`), spread over them;
 //! 3. runs `--concurrency` workers, each owning its own sessions, for `--warmup` +
-//!    `--duration` seconds, over keep-alive connections:
+//!    `--duration` seconds, each over its own keep-alive HTTP/1 connection (hyper's
+//!    low-level client, `TCP_NODELAY`, reopened if the server closes it):
 //!    - `refresh`: each worker rotates its sessions round-robin
 //!      (`POST /v1/auth/refresh-mobile`), always presenting the token it got last;
 //!    - `login`: each worker logs in over and over;
@@ -16,20 +17,35 @@
 //!    window for the *just*-rotated token cannot apply) and expects 401, then presents
 //!    the same sessions' current tokens and expects 401 too (the family was revoked).
 //!
+//! The client is kept lean (no pool, no cross-task hand-off per request) because it
+//! usually shares the CPUs with the server under test.
+//!
 //! Latency is recorded in an HDR histogram with microsecond precision; only requests
 //! sent after the warm-up and completed before the end count.
 
 use std::{
     collections::BTreeMap,
+    future::Future,
+    net::SocketAddr,
+    pin::Pin,
     process::ExitCode,
-    sync::Arc,
+    sync::{Arc, Mutex},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full};
+use hyper::{
+    body::{Body as _, Bytes},
+    client::conn::http1,
+    header::{HeaderValue, ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, HOST},
+    Method, Request, StatusCode, Uri,
+};
+use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use tokio::net::TcpStream;
 
 const PASSWORD: &str = "LoadTest123";
 
@@ -182,9 +198,18 @@ impl Window {
     }
 }
 
+/// Longest a request may take, connection included (then it counts as `timeout`).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The server under test and the fixed parts of every request.
 struct Api {
-    client: reqwest::Client,
-    base: String,
+    /// Resolved once, at the start.
+    addr: SocketAddr,
+    /// `Host` header: the base URL's host and port.
+    host: HeaderValue,
+    users: Uri,
+    login: Uri,
+    refresh: Uri,
 }
 
 enum Outcome {
@@ -193,59 +218,260 @@ enum Outcome {
     Transport(&'static str),
 }
 
+/// Why an exchange failed (no HTTP status).
+enum Fail {
+    Timeout,
+    Transport(String),
+}
+
+impl std::fmt::Display for Fail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fail::Timeout => write!(f, "timed out after {}s", REQUEST_TIMEOUT.as_secs()),
+            Fail::Transport(e) => f.write_str(e),
+        }
+    }
+}
+
 impl Api {
-    async fn create_user(&self, email: &str) -> Result<(), String> {
-        let r = self
-            .client
-            .post(format!("{}/v1/users", self.base))
-            .json(&json!({"email": email, "password": PASSWORD, "full_name": "Load Test"}))
-            .send()
+    /// Parses `http://host[:port][/prefix]` and resolves the host.
+    async fn new(base_url: &str) -> Result<Self, String> {
+        let base = base_url.trim_end_matches('/');
+        let uri: Uri = base
+            .parse()
+            .map_err(|e| format!("base URL {base_url:?}: {e}"))?;
+        if uri.scheme_str() != Some("http") {
+            return Err(format!("base URL {base_url:?}: only http:// is supported"));
+        }
+        let authority = uri
+            .authority()
+            .ok_or_else(|| format!("base URL {base_url:?}: no host"))?;
+        let port = authority.port_u16().unwrap_or(80);
+        let host = authority.host();
+        let host_header = if port == 80 {
+            host.to_owned()
+        } else {
+            format!("{host}:{port}")
+        };
+        let name = host.trim_start_matches('[').trim_end_matches(']');
+        let addr = tokio::net::lookup_host((name, port))
+            .await
+            .map_err(|e| format!("resolving {host}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("resolving {host}: no address"))?;
+        let prefix = uri.path().trim_end_matches('/');
+        let path = |p: &str| -> Result<Uri, String> {
+            format!("{prefix}{p}")
+                .parse()
+                .map_err(|e| format!("base URL {base_url:?}: {e}"))
+        };
+        Ok(Self {
+            addr,
+            host: HeaderValue::from_str(&host_header)
+                .map_err(|e| format!("base URL {base_url:?}: {e}"))?,
+            users: path("/v1/users")?,
+            login: path("/v1/auth/login-mobile")?,
+            refresh: path("/v1/auth/refresh-mobile")?,
+        })
+    }
+
+    async fn connect(&self) -> Result<Conn, String> {
+        let stream = TcpStream::connect(self.addr)
+            .await
+            .map_err(|e| format!("connecting to {}: {e}", self.addr))?;
+        stream
+            .set_nodelay(true)
+            .map_err(|e| format!("TCP_NODELAY: {e}"))?;
+        let (tx, driver) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("HTTP/1 handshake: {e}"))?;
+        Ok(Conn {
+            tx,
+            driver: Some(Box::pin(driver)),
+        })
+    }
+}
+
+/// One keep-alive HTTP/1 connection. Its driver (hyper's `Connection`, which does the
+/// socket I/O) is polled by the task that sends the request, alongside the request,
+/// so a request costs no hand-off to another task.
+struct Conn {
+    tx: http1::SendRequest<Full<Bytes>>,
+    /// `None` once the connection has ended.
+    driver: Option<Driver>,
+}
+
+type Driver = Pin<Box<http1::Connection<TokioIo<TcpStream>, Full<Bytes>>>>;
+
+/// How one request on a connection ended.
+enum Exchange {
+    /// A response: its status, and its body unless reading it failed.
+    Done(StatusCode, Option<Bytes>),
+    /// The connection could not take the request; it was not sent.
+    NotSent(Box<Request<Full<Bytes>>>),
+    Failed(String),
+}
+
+impl Conn {
+    async fn exchange(&mut self, req: Request<Full<Bytes>>) -> Exchange {
+        let Conn { tx, driver } = self;
+        let Some(running) = driver.as_mut() else {
+            return Exchange::NotSent(Box::new(req));
+        };
+        let work = async move {
+            if tx.ready().await.is_err() {
+                return Exchange::NotSent(Box::new(req));
+            }
+            let resp = match tx.try_send_request(req).await {
+                Ok(resp) => resp,
+                Err(mut e) => {
+                    return match e.take_message() {
+                        Some(req) => Exchange::NotSent(Box::new(req)),
+                        None => Exchange::Failed(e.into_error().to_string()),
+                    }
+                }
+            };
+            let status = resp.status();
+            let body = resp.into_body().collect().await.ok().map(|b| b.to_bytes());
+            Exchange::Done(status, body)
+        };
+        tokio::pin!(work);
+        tokio::select! {
+            biased;
+            _ = running.as_mut() => {}
+            r = &mut work => return r,
+        }
+        // The connection is over: drop it, which resolves whatever was in flight.
+        *driver = None;
+        work.await
+    }
+}
+
+/// A worker's HTTP client: one keep-alive connection, reopened when it closes.
+struct Client {
+    api: Arc<Api>,
+    conn: Option<Conn>,
+}
+
+impl Client {
+    fn new(api: Arc<Api>) -> Self {
+        Self { api, conn: None }
+    }
+
+    /// POSTs `body`; the same headers as reqwest sent (`content-type`, `accept: */*`,
+    /// `host`, `content-length`).
+    async fn post(
+        &mut self,
+        path: &Uri,
+        content_type: &'static str,
+        body: Vec<u8>,
+    ) -> Result<(StatusCode, Option<Bytes>), Fail> {
+        let mut req = Request::new(Full::new(Bytes::from(body)));
+        *req.method_mut() = Method::POST;
+        *req.uri_mut() = path.clone();
+        let len = req.body().size_hint().exact().unwrap_or(0);
+        let h = req.headers_mut();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        h.insert(ACCEPT, HeaderValue::from_static("*/*"));
+        h.insert(HOST, self.api.host.clone());
+        h.insert(CONTENT_LENGTH, HeaderValue::from(len));
+        match tokio::time::timeout(REQUEST_TIMEOUT, self.send(req)).await {
+            Ok(r) => r,
+            Err(_) => {
+                self.conn = None; // in an unknown state
+                Err(Fail::Timeout)
+            }
+        }
+    }
+
+    async fn send(
+        &mut self,
+        req: Request<Full<Bytes>>,
+    ) -> Result<(StatusCode, Option<Bytes>), Fail> {
+        let mut req = req;
+        loop {
+            let fresh = self.conn.is_none();
+            if fresh {
+                self.conn = Some(self.api.connect().await.map_err(Fail::Transport)?);
+            }
+            let conn = self.conn.as_mut().expect("connected above");
+            let outcome = conn.exchange(req).await;
+            let usable = conn.driver.is_some() && !conn.tx.is_closed();
+            match outcome {
+                Exchange::Done(status, body) => {
+                    if !usable || body.is_none() {
+                        self.conn = None;
+                    }
+                    return Ok((status, body));
+                }
+                // A kept-alive connection the server closed meanwhile: the request was
+                // not sent, so send it on a new one.
+                Exchange::NotSent(r) if !fresh => {
+                    self.conn = None;
+                    req = *r;
+                }
+                Exchange::NotSent(_) => {
+                    self.conn = None;
+                    return Err(Fail::Transport("the new connection was closed".into()));
+                }
+                Exchange::Failed(e) => {
+                    self.conn = None;
+                    return Err(Fail::Transport(e));
+                }
+            }
+        }
+    }
+
+    async fn create_user(&mut self, email: &str) -> Result<(), String> {
+        let body = json!({"email": email, "password": PASSWORD, "full_name": "Load Test"});
+        let body = serde_json::to_vec(&body).expect("serializable");
+        let path = self.api.users.clone();
+        let (status, body) = self
+            .post(&path, "application/json", body)
             .await
             .map_err(|e| format!("POST /v1/users: {e}"))?;
-        match r.status().as_u16() {
+        match status.as_u16() {
             201 | 409 => Ok(()),
             s => Err(format!(
                 "POST /v1/users: HTTP {s}: {}",
-                r.text().await.unwrap_or_default()
+                String::from_utf8_lossy(&body.unwrap_or_default())
             )),
         }
     }
 
-    async fn login(&self, email: &str) -> Outcome {
+    async fn login(&mut self, email: &str) -> Outcome {
+        let body = serde_urlencoded::to_string([("username", email), ("password", PASSWORD)])
+            .expect("form-encodable");
+        let path = self.api.login.clone();
         let r = self
-            .client
-            .post(format!("{}/v1/auth/login-mobile", self.base))
-            .form(&[("username", email), ("password", PASSWORD)])
-            .send()
+            .post(
+                &path,
+                "application/x-www-form-urlencoded",
+                body.into_bytes(),
+            )
             .await;
-        Self::tokens(r).await
+        Self::tokens(r)
     }
 
-    async fn refresh(&self, token: &str) -> Outcome {
-        let r = self
-            .client
-            .post(format!("{}/v1/auth/refresh-mobile", self.base))
-            .json(&json!({ "refresh_token": token }))
-            .send()
-            .await;
-        Self::tokens(r).await
+    async fn refresh(&mut self, token: &str) -> Outcome {
+        let body = serde_json::to_vec(&json!({ "refresh_token": token })).expect("serializable");
+        let path = self.api.refresh.clone();
+        let r = self.post(&path, "application/json", body).await;
+        Self::tokens(r)
     }
 
-    async fn tokens(r: reqwest::Result<reqwest::Response>) -> Outcome {
-        let r = match r {
+    fn tokens(r: Result<(StatusCode, Option<Bytes>), Fail>) -> Outcome {
+        let (status, body) = match r {
             Ok(r) => r,
-            Err(e) if e.is_timeout() => return Outcome::Transport("timeout"),
-            Err(_) => return Outcome::Transport("transport"),
+            Err(Fail::Timeout) => return Outcome::Transport("timeout"),
+            Err(Fail::Transport(_)) => return Outcome::Transport("transport"),
         };
-        let status = r.status().as_u16();
-        if status != 200 {
-            // Drain the body so the connection is reused.
-            let _ = r.bytes().await;
-            return Outcome::Status(status);
+        if status != StatusCode::OK {
+            return Outcome::Status(status.as_u16());
         }
-        match r.json::<Tokens>().await {
-            Ok(t) => Outcome::Ok(t.refresh_token),
-            Err(_) => Outcome::Transport("bad_body"),
+        match body.map(|b| serde_json::from_slice::<Tokens>(&b)) {
+            Some(Ok(t)) => Outcome::Ok(t.refresh_token),
+            _ => Outcome::Transport("bad_body"),
         }
     }
 }
@@ -260,6 +486,7 @@ async fn refresh_worker(
     mut sessions: Vec<Session>,
     window: Window,
 ) -> (Tally, Vec<Session>) {
+    let mut client = Client::new(api);
     let mut tally = Tally::new();
     let mut i = 0usize;
     loop {
@@ -272,7 +499,7 @@ async fn refresh_worker(
             break; // every session of this worker is gone
         };
         i = idx + 1;
-        let outcome = api.refresh(&sessions[idx].current).await;
+        let outcome = client.refresh(&sessions[idx].current).await;
         let done = Instant::now();
         let counts = window.counts(sent, done);
         match outcome {
@@ -313,6 +540,7 @@ async fn login_worker(
     first: usize,
     window: Window,
 ) -> Tally {
+    let mut client = Client::new(api);
     let mut tally = Tally::new();
     let mut i = first;
     loop {
@@ -322,7 +550,7 @@ async fn login_worker(
         }
         let email = &emails[i % emails.len()];
         i += 1;
-        let outcome = api.login(email).await;
+        let outcome = client.login(email).await;
         let done = Instant::now();
         let counts = window.counts(sent, done);
         match outcome {
@@ -344,31 +572,56 @@ async fn login_worker(
     tally
 }
 
-/// Runs `f` over `items` with at most `limit` in flight, in order of completion.
-async fn bounded<T, R, F, Fut>(items: Vec<T>, limit: usize, f: F) -> Vec<R>
+type BoxFuture<'a, R> = Pin<Box<dyn Future<Output = R> + Send + 'a>>;
+
+/// Runs `f` over `items` on `limit` tasks, each with its own keep-alive connection;
+/// the results come back in the order of `items`.
+async fn parallel<T, R>(
+    api: &Arc<Api>,
+    items: Vec<T>,
+    limit: usize,
+    f: for<'c> fn(&'c mut Client, T) -> BoxFuture<'c, R>,
+) -> Vec<R>
 where
     T: Send + 'static,
     R: Send + 'static,
-    F: Fn(T) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = R> + Send + 'static,
 {
-    let sem = Arc::new(tokio::sync::Semaphore::new(limit.max(1)));
-    let f = Arc::new(f);
-    let mut handles = Vec::with_capacity(items.len());
-    for item in items {
-        let permit = sem.clone().acquire_owned().await.expect("semaphore open");
-        let f = f.clone();
+    let n = items.len();
+    let queue = Arc::new(Mutex::new(items.into_iter().enumerate()));
+    let mut handles = Vec::new();
+    for _ in 0..limit.max(1).min(n) {
+        let queue = queue.clone();
+        let mut client = Client::new(api.clone());
         handles.push(tokio::spawn(async move {
-            let r = f(item).await;
-            drop(permit);
-            r
+            let mut done = Vec::new();
+            loop {
+                let next = queue.lock().expect("queue lock").next();
+                let Some((i, item)) = next else { break };
+                done.push((i, f(&mut client, item).await));
+            }
+            done
         }));
     }
-    let mut out = Vec::with_capacity(handles.len());
+    let mut out: Vec<(usize, R)> = Vec::with_capacity(n);
     for h in handles {
-        out.push(h.await.expect("setup task panicked"));
+        out.extend(h.await.expect("setup task panicked"));
     }
-    out
+    out.sort_by_key(|(i, _)| *i);
+    out.into_iter().map(|(_, r)| r).collect()
+}
+
+fn create_user_job(client: &mut Client, email: String) -> BoxFuture<'_, Result<(), String>> {
+    Box::pin(async move { client.create_user(&email).await })
+}
+
+fn login_job(client: &mut Client, email: String) -> BoxFuture<'_, Result<String, String>> {
+    Box::pin(async move {
+        match client.login(&email).await {
+            Outcome::Ok(t) => Ok(t),
+            Outcome::Status(s) => Err(format!("login-mobile for {email}: HTTP {s}")),
+            Outcome::Transport(k) => Err(format!("login-mobile for {email}: {k}")),
+        }
+    })
 }
 
 async fn run(args: Args) -> Result<(serde_json::Value, bool), String> {
@@ -388,17 +641,7 @@ async fn run(args: Args) -> Result<(serde_json::Value, bool), String> {
         0
     };
 
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(usize::MAX)
-        .pool_idle_timeout(Duration::from_secs(90))
-        .tcp_nodelay(true)
-        .timeout(Duration::from_secs(30))
-        .build()
-        .map_err(|e| format!("building the HTTP client: {e}"))?;
-    let api = Arc::new(Api {
-        client,
-        base: args.base_url.trim_end_matches('/').to_owned(),
-    });
+    let api = Arc::new(Api::new(&args.base_url).await?);
 
     // Setup: users, then sessions.
     let setup_start = Instant::now();
@@ -414,38 +657,23 @@ async fn run(args: Args) -> Result<(serde_json::Value, bool), String> {
             .map(|i| format!("{prefix}u{i}@loadgen.example.com"))
             .collect(),
     );
-    {
-        let api = api.clone();
-        let results = bounded((*emails).clone(), args.setup_concurrency, move |email| {
-            let api = api.clone();
-            async move { api.create_user(&email).await }
-        })
-        .await;
-        if let Some(e) = results.into_iter().find_map(Result::err) {
-            return Err(e);
-        }
+    let results = parallel(
+        &api,
+        (*emails).clone(),
+        args.setup_concurrency,
+        create_user_job,
+    )
+    .await;
+    if let Some(e) = results.into_iter().find_map(Result::err) {
+        return Err(e);
     }
-    let tokens: Vec<String> = {
-        let api = api.clone();
-        let emails = emails.clone();
-        let results = bounded(
-            (0..n_sessions).collect(),
-            args.setup_concurrency,
-            move |i: usize| {
-                let api = api.clone();
-                let email = emails[i % emails.len()].clone();
-                async move {
-                    match api.login(&email).await {
-                        Outcome::Ok(t) => Ok(t),
-                        Outcome::Status(s) => Err(format!("login-mobile for {email}: HTTP {s}")),
-                        Outcome::Transport(k) => Err(format!("login-mobile for {email}: {k}")),
-                    }
-                }
-            },
-        )
-        .await;
-        results.into_iter().collect::<Result<_, _>>()?
-    };
+    let session_emails: Vec<String> = (0..n_sessions)
+        .map(|i| emails[i % emails.len()].clone())
+        .collect();
+    let tokens: Vec<String> = parallel(&api, session_emails, args.setup_concurrency, login_job)
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
     let setup_s = setup_start.elapsed().as_secs_f64();
 
     // Each refresh worker owns sessions i, i + C, i + 2C, …
@@ -509,10 +737,11 @@ async fn run(args: Args) -> Result<(serde_json::Value, bool), String> {
             Outcome::Status(s) => s.to_string(),
             Outcome::Transport(k) => (*k).to_owned(),
         };
+        let mut client = Client::new(api.clone());
         for s in &sample {
             let old = s.grandparent.as_deref().expect("filtered on grandparent");
-            note(&mut replay_status, key(&api.refresh(old).await));
-            note(&mut after_status, key(&api.refresh(&s.current).await));
+            note(&mut replay_status, key(&client.refresh(old).await));
+            note(&mut after_status, key(&client.refresh(&s.current).await));
         }
         let rejected = replay_status.get("401").copied().unwrap_or(0);
         let family_revoked = after_status.get("401").copied().unwrap_or(0);
