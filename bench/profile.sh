@@ -5,6 +5,7 @@
 #   bench/profile.sh [sqlite|postgres]   (default sqlite)
 #
 # Knobs: CONCURRENCY (32), SECONDS_RECORDED (10), PORT (18090), FREQ (499),
+# KEEP_PERF_DATA (a path: keep perf.data there for your own `perf report`),
 # PG_URL (postgres://postgres@127.0.0.1:5432), SKIP_BUILD (0).
 # Writes bench/results/profile-<backend>.txt (flat, self time),
 # profile-<backend>-children.txt (inclusive time) and profile-<backend>-threads.txt
@@ -23,7 +24,7 @@ TARGET=${CARGO_TARGET_DIR:-$(pwd)/target}
 OUT=bench/results
 WORK=$(mktemp -d /tmp/rotor-profile.XXXXXX)
 SERVER_PID=
-trap '[ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null; rm -rf "$WORK"' EXIT
+trap '[ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null; [ -n "${KEEP_PERF_DATA:-}" ] && cp "$WORK/perf.data" "$KEEP_PERF_DATA"; rm -rf "$WORK"' EXIT
 command -v perf >/dev/null || { echo "perf is not installed (apt-get install linux-perf)" >&2; exit 1; }
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
   cargo build --release --quiet --bin rotor

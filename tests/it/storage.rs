@@ -566,6 +566,101 @@ both!(
 );
 
 both!(
+    concurrent_rotations_of_different_tokens_each_get_their_own_successor,
+    |b| async move {
+        // Enough concurrent callers that the backends batch them (SQLite's group
+        // commit, PostgreSQL's batched statement): every caller must get the result
+        // of its own token, whatever else shared its batch.
+        let (db, store) = setup(b).await;
+        let now = truncate(Utc::now());
+        let mut cases = Vec::new(); // (parent, presented hash, should rotate)
+        for u in 0..3 {
+            let user = UserFactory::create(store.as_ref()).await.unwrap();
+            for i in 0..12 {
+                let (revoked, lifetime) = match (u + i) % 6 {
+                    0 => (true, week()),
+                    1 => (false, Duration::seconds(-1)),
+                    _ => (false, week()),
+                };
+                let (parent, raw) =
+                    RefreshTokenFactory::create_at(store.as_ref(), &user, revoked, lifetime, now)
+                        .await
+                        .unwrap();
+                let live = !revoked && lifetime > Duration::zero();
+                cases.push((parent, hash_token(&raw), live));
+            }
+        }
+        // Every token is presented twice, concurrently, with different successors.
+        let tasks: Vec<_> = cases
+            .iter()
+            .enumerate()
+            .flat_map(|(i, (_, presented, _))| [(i, 0), (i, 1)].map(|k| (k, presented.clone())))
+            .map(|((i, copy), presented)| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let successor = hash_token(&format!("successor-{i}-{copy}"));
+                    let result = store
+                        .rotate(&rotation(
+                            &presented,
+                            &successor,
+                            now + Duration::seconds(1),
+                        ))
+                        .await
+                        .unwrap();
+                    (i, successor, result)
+                })
+            })
+            .collect();
+        let mut wins = vec![0; cases.len()];
+        for t in tasks {
+            let (i, successor, result) = t.await.unwrap();
+            let (parent, _, live) = &cases[i];
+            if let Some(rotated) = result {
+                assert!(live, "case {i}: a dead token was rotated");
+                wins[i] += 1;
+                assert_eq!(
+                    rotated.token.token_hash, successor,
+                    "case {i}: someone else's successor"
+                );
+                assert_eq!(rotated.token.family_id, parent.family_id);
+                assert_eq!(rotated.token.user_id, parent.user_id);
+                assert!(!rotated.token.is_revoked);
+            }
+        }
+        for (i, (_, _, live)) in cases.iter().enumerate() {
+            assert_eq!(wins[i], usize::from(*live), "case {i}: winners");
+        }
+        let live_cases = cases.iter().filter(|c| c.2).count() as i64;
+        let not_revoked = match b {
+            Backend::Sqlite => "is_revoked = 0",
+            Backend::Postgres => "NOT is_revoked",
+        };
+        assert_eq!(
+            count(
+                &db,
+                "SELECT count(*) FROM audit_events WHERE kind = 'refresh'"
+            )
+            .await,
+            live_cases
+        );
+        assert_eq!(
+            count(
+                &db,
+                &format!("SELECT count(*) FROM refresh_tokens WHERE {not_revoked}")
+            )
+            .await,
+            // successors of the live cases, plus the expired parents (never revoked)
+            live_cases + cases.iter().filter(|c| !c.2 && !c.0.is_revoked).count() as i64
+        );
+        assert_eq!(
+            count(&db, "SELECT count(*) FROM refresh_tokens").await,
+            cases.len() as i64 + live_cases,
+            "one successor per live token, nothing else"
+        );
+    }
+);
+
+both!(
     deleting_a_user_cascades_to_tokens_and_sessions,
     |b| async move {
         let (db, store) = setup(b).await;

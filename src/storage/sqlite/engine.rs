@@ -30,10 +30,12 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Prepared statements kept per connection (rotor has fewer distinct statements).
 const STATEMENT_CACHE: usize = 96;
 /// How often the checkpointer copies the WAL back into the database file.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 /// WAL pages after which the writer checkpoints by itself: a safety net, reached only
-/// if the checkpointer cannot keep up (about 32 MiB of WAL).
-const WRITER_CHECKPOINT_PAGES: u32 = 8192;
+/// if the checkpointer cannot keep up (about 64 MiB of WAL).
+const WRITER_CHECKPOINT_PAGES: u32 = 16384;
+/// Size the WAL file is truncated to after a checkpoint (bytes).
+const WAL_SIZE_LIMIT: i64 = 64 << 20;
 /// Page cache of the writer connection (KiB): the hot index pages of a busy server.
 const WRITER_CACHE_KIB: i64 = 8192;
 
@@ -83,6 +85,8 @@ where
 
 enum Msg {
     Job(Box<dyn Work>),
+    /// Finish the checkpoint the checkpointer started (see [`start_checkpointer`]).
+    Checkpoint,
     Close,
 }
 
@@ -130,6 +134,8 @@ impl Engine {
         // thread of their own, so the writer's commits never wait for them.
         writer.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)?;
         writer.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
+        // A burst can grow the WAL file; once checkpointed, give the space back.
+        writer.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
         let mut idle = Vec::with_capacity(readers);
         for _ in 0..readers {
             idle.push(open_connection(path, true)?);
@@ -139,8 +145,9 @@ impl Engine {
             free: Arc::new(Semaphore::new(readers)),
             size: readers,
         };
-        let checkpointer = start_checkpointer(open_connection(path, false)?)?;
         let engine = Self::start(writer, Some(Arc::new(readers)))?;
+        let mailbox = lock(&engine.writer).clone().ok_or_else(closed)?;
+        let checkpointer = start_checkpointer(open_connection(path, false)?, mailbox)?;
         *lock(&engine.checkpointer) = Some(checkpointer);
         Ok(engine)
     }
@@ -281,18 +288,34 @@ fn configure(conn: &Connection, read_only: bool) -> StoreResult<()> {
     Ok(())
 }
 
-/// Runs a passive checkpoint every [`CHECKPOINT_EVERY`] until `stop` is dropped. A
-/// passive checkpoint never blocks the writer or the readers; what it cannot copy yet
-/// (frames a reader still needs) waits for the next round.
-fn start_checkpointer(conn: Connection) -> StoreResult<mpsc::Sender<()>> {
+/// Keeps the WAL short without making the writer wait: every [`CHECKPOINT_EVERY`] a
+/// passive checkpoint on this thread's connection copies the WAL into the database file
+/// and syncs it (the expensive part), then the writer is asked to copy the few frames
+/// committed meanwhile. Under a steady stream of commits a checkpoint run beside the
+/// writer never catches up with it, and the WAL would only grow. Stops when `stop` is
+/// dropped.
+fn start_checkpointer(
+    conn: Connection,
+    writer: mpsc::Sender<Msg>,
+) -> StoreResult<mpsc::Sender<()>> {
     let (stop, stopped) = mpsc::channel::<()>();
     thread::Builder::new()
         .name("rotor-sqlite-checkpoint".into())
         .spawn(move || {
             while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY)
             {
-                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                    tracing::warn!(error = %e, "SQLite checkpoint failed; retrying");
+                // (busy, WAL frames, frames copied)
+                let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                    Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+                });
+                match done {
+                    Ok((frames, copied)) if frames > 0 && copied >= 0 => {
+                        if writer.send(Msg::Checkpoint).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "SQLite checkpoint failed; retrying"),
                 }
             }
         })
@@ -302,24 +325,34 @@ fn start_checkpointer(conn: Connection) -> StoreResult<mpsc::Sender<()>> {
 
 fn writer_loop(conn: &Connection, inbox: &mpsc::Receiver<Msg>) {
     let mut batch: Vec<Box<dyn Work>> = Vec::with_capacity(MAX_BATCH);
+    let (mut checkpoint, mut closing) = (false, false);
     loop {
-        let mut closing = false;
-        match inbox.recv() {
-            Ok(Msg::Job(job)) => batch.push(job),
-            Ok(Msg::Close) | Err(_) => return,
+        let mut next = inbox.recv().ok();
+        if next.is_none() {
+            return;
         }
         // Whatever queued up while the previous batch committed joins this one.
-        while batch.len() < MAX_BATCH {
-            match inbox.try_recv() {
-                Ok(Msg::Job(job)) => batch.push(job),
-                Ok(Msg::Close) => {
-                    closing = true;
-                    break;
-                }
-                Err(_) => break,
+        while let Some(msg) = next.take() {
+            match msg {
+                Msg::Job(job) => batch.push(job),
+                Msg::Checkpoint => checkpoint = true,
+                Msg::Close => closing = true,
+            }
+            if batch.len() < MAX_BATCH {
+                next = inbox.try_recv().ok();
             }
         }
-        commit_batch(conn, &mut batch);
+        if !batch.is_empty() {
+            commit_batch(conn, &mut batch);
+        }
+        if std::mem::take(&mut checkpoint) {
+            // The checkpointer has copied nearly all of the WAL; copying the tail here,
+            // where no commit can slip in between, completes the checkpoint so the
+            // next commit starts the WAL file over instead of growing it.
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                tracing::warn!(error = %e, "SQLite checkpoint failed");
+            }
+        }
         if closing {
             return;
         }

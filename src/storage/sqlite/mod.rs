@@ -30,9 +30,9 @@ use self::{
 };
 use super::{
     migrations, AuditEvent, AuditStore, CleanupLock, EventFilter, KeyStore, NewAuditEvent,
-    NewRefreshToken, NewSession, NewUser, RefreshToken, RefreshTokenStore, Rotated, Rotation,
-    Session, SessionStore, SessionView, Store, StoreError, StoreResult, StoredKey, User, UserPatch,
-    UserStore,
+    NewRefreshToken, NewSession, NewUser, OwnedRotation, RefreshToken, RefreshTokenStore, Rotated,
+    Rotation, Session, SessionStore, SessionView, Store, StoreError, StoreResult, StoredKey, User,
+    UserPatch, UserStore,
 };
 
 /// Read-only connections opened when the settings do not say.
@@ -535,33 +535,6 @@ impl RefreshTokenStore for SqliteStore {
     async fn rotate(&self, rot: &Rotation<'_>) -> StoreResult<Option<Rotated>> {
         let rot = OwnedRotation::from(rot);
         self.write(move |c| rotate(c, &rot)).await
-    }
-}
-
-/// A [`Rotation`] the writer thread can own.
-struct OwnedRotation {
-    presented_hash: String,
-    successor_id: Uuid,
-    successor_hash: String,
-    expires_at: DateTime<Utc>,
-    ip_address: Option<String>,
-    user_agent: Option<String>,
-    event_id: Uuid,
-    now: DateTime<Utc>,
-}
-
-impl From<&Rotation<'_>> for OwnedRotation {
-    fn from(r: &Rotation<'_>) -> Self {
-        Self {
-            presented_hash: r.presented_hash.to_owned(),
-            successor_id: r.successor_id,
-            successor_hash: r.successor_hash.to_owned(),
-            expires_at: r.expires_at,
-            ip_address: r.ip_address.map(str::to_owned),
-            user_agent: r.user_agent.map(str::to_owned),
-            event_id: r.event_id,
-            now: r.now,
-        }
     }
 }
 

@@ -3,7 +3,7 @@
 //! hashing and no JWT: only the database work a rotation needs, through rusqlite (the
 //! calling thread runs SQLite itself: no hand-off to a connection thread).
 //!
-//! The file is created with rotor's schema (`migrations/sqlite/0001_initial.sql`) if it
+//! The file is created with rotor's schema (`migrations/sqlite/*.sql`) if it
 //! has none; a file made by `DATABASE_URL=sqlite://PATH rotor migrate` works too. It is
 //! opened like rotor opens it: `journal_mode=WAL`, `synchronous=NORMAL`,
 //! `foreign_keys=ON`, `temp_store=MEMORY`, cached prepared statements, one writer
@@ -38,7 +38,10 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::json;
 
 /// rotor's schema, applied when the file has none.
-const SCHEMA: &str = include_str!("../../../../migrations/sqlite/0001_initial.sql");
+const SCHEMA: &str = concat!(
+    include_str!("../../../../migrations/sqlite/0001_initial.sql"),
+    include_str!("../../../../migrations/sqlite/0002_drop_family_index.sql"),
+);
 
 /// Largest batch the group-commit writer takes at once (as rotor's writer).
 const MAX_BATCH: usize = 512;

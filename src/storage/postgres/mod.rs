@@ -5,7 +5,9 @@
 //! the row lock on the presented token decides, across processes, which caller wins.
 //! The cleanup job is serialised cluster-wide by a session-level advisory lock.
 
-use std::{collections::HashSet, sync::LazyLock, time::Duration};
+mod rotations;
+
+use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -15,17 +17,20 @@ use sqlx::{
 };
 use uuid::Uuid;
 
+use self::rotations::Rotations;
+
 use super::{
     map_unique, migrations, AuditEvent, AuditStore, CleanupLock, EventFilter, KeyStore,
-    NewAuditEvent, NewRefreshToken, NewSession, NewUser, RefreshToken, RefreshTokenStore, Role,
-    Rotated, Rotation, Session, SessionStore, SessionView, Store, StoreError, StoreResult,
-    StoredKey, User, UserPatch, UserStore,
+    NewAuditEvent, NewRefreshToken, NewSession, NewUser, OwnedRotation, RefreshToken,
+    RefreshTokenStore, Role, Rotated, Rotation, Session, SessionStore, SessionView, Store,
+    StoreError, StoreResult, StoredKey, User, UserPatch, UserStore,
 };
 
 /// PostgreSQL storage over one connection pool.
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    rotations: Arc<Rotations>,
 }
 
 const USER_COLS: &str = "id, email, hashed_password, full_name, is_active, is_verified, role, token_version, created_at, updated_at";
@@ -58,7 +63,10 @@ impl PgStore {
 
     /// Uses a pool the embedding application already has.
     pub fn from_pool(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            rotations: Arc::new(Rotations::default()),
+        }
     }
 
     /// The pool, for tests that inspect the database directly.
@@ -615,56 +623,9 @@ impl RefreshTokenStore for PgStore {
     }
 
     async fn rotate(&self, rot: &Rotation<'_>) -> StoreResult<Option<Rotated>> {
-        // One statement: concurrent callers presenting the same hash queue on the old
-        // token's row lock, and every caller after the first re-checks `NOT is_revoked`
-        // against the committed row and matches nothing. The partial unique index
-        // (one live token per family) backs this up.
-        static ROTATE: LazyLock<String> = LazyLock::new(|| {
-            format!(
-            "WITH old AS (
-                UPDATE refresh_tokens t SET is_revoked = TRUE, revoked_at = $1, updated_at = $1
-                FROM users u
-                WHERE t.token_hash = $2::bpchar AND NOT t.is_revoked AND t.expires_at > $1
-                  AND u.id = t.user_id AND u.is_active
-                  AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.id = t.family_id AND s.revoked_at IS NOT NULL)
-                RETURNING t.user_id, t.family_id, t.device_id, t.device_name, u.token_version,
-                          LEAST($5::timestamptz,
-                                COALESCE((SELECT s.absolute_expires_at FROM sessions s WHERE s.id = t.family_id),
-                                         $5::timestamptz)) AS new_expires_at
-             ), sess AS (
-                UPDATE sessions s SET last_used_at = $1, ip_address = COALESCE($6, s.ip_address)
-                FROM old WHERE s.id = old.family_id
-             ), ins AS (
-                INSERT INTO refresh_tokens (id, token_hash, user_id, family_id, device_id, device_name, ip_address,
-                                            expires_at, is_revoked, created_at)
-                SELECT $3, $4, user_id, family_id, device_id, device_name, $6, new_expires_at, FALSE, $1 FROM old
-                RETURNING {TOKEN_COLS}
-             ), event AS (
-                INSERT INTO audit_events (id, created_at, kind, user_id, session_id, ip_address, user_agent)
-                SELECT $7, $1, 'refresh', user_id, family_id, $6, $8 FROM old
-             )
-             SELECT ins.*, old.token_version FROM ins CROSS JOIN old"
-            )
-        });
-        let row = sqlx::query(&ROTATE)
-            .bind(rot.now)
-            .bind(rot.presented_hash)
-            .bind(rot.successor_id)
-            .bind(rot.successor_hash)
-            .bind(rot.expires_at)
-            .bind(rot.ip_address)
-            .bind(rot.event_id)
-            .bind(rot.user_agent)
-            .fetch_optional(&self.pool)
+        self.rotations
+            .rotate(&self.pool, OwnedRotation::from(rot))
             .await
-            .map_err(map_unique)?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        Ok(Some(Rotated {
-            token: token_from_row(&row)?,
-            token_version: token_version(&row)?,
-        }))
     }
 }
 
@@ -1000,6 +961,7 @@ impl Store for PgStore {
     }
 
     async fn close(&self) {
+        self.rotations.close();
         self.pool.close().await;
     }
 }
