@@ -173,8 +173,9 @@ pub trait RefreshTokenStore: Send + Sync {
     /// user active, its session not ended) and insert its successor in the same family,
     /// expiring at `min(expires_at, session end)`. Of any number of concurrent callers
     /// presenting the same token, across processes, exactly one gets `Some`. The same
-    /// step updates the session's `last_used_at`/IP and appends a `refresh` audit event,
-    /// so a rotation costs one round trip and one commit.
+    /// step appends a `refresh` audit event, so a rotation costs one round trip and one
+    /// commit. It does not write the session row: a session's last use and IP are those
+    /// of its live token (see [`SessionStore::get_session`]).
     async fn rotate(&self, rotation: &Rotation<'_>) -> StoreResult<Option<Rotated>>;
 }
 
@@ -188,6 +189,8 @@ pub trait SessionStore: Send + Sync {
         first_token: &NewRefreshToken,
         now: DateTime<Utc>,
     ) -> StoreResult<RefreshToken>;
+    /// The session; its `last_used_at` and `ip_address` are those of the latest login,
+    /// rotation (the live token's creation) or grace-window reuse.
     async fn get_session(&self, id: Uuid) -> StoreResult<Option<Session>>;
     /// Records a use of the session (`last_used_at`, and the IP when known).
     async fn touch_session(

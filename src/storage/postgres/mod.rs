@@ -35,10 +35,22 @@ pub struct PgStore {
 
 const USER_COLS: &str = "id, email, hashed_password, full_name, is_active, is_verified, role, token_version, created_at, updated_at";
 const TOKEN_COLS: &str = "id, token_hash, user_id, family_id, device_id, device_name, ip_address, expires_at, is_revoked, revoked_at, created_at, updated_at";
-const SESSION_COLS: &str = "id, user_id, device_id, device_name, user_agent, ip_address, client_id, created_at, last_used_at, absolute_expires_at, revoked_at";
 const EVENT_COLS: &str =
     "id, created_at, kind, user_id, session_id, ip_address, user_agent, detail";
 const KEY_COLS: &str = "kid, algorithm, public_key, private_key_sealed, created_at, retired_at";
+
+/// A session with its last use: rotations do not write to `sessions` (one row update
+/// fewer per refresh); the family's live token was created by the latest login or
+/// rotation, from the latest IP. `last_used_at` on the row itself records the login and
+/// grace-window reuses.
+const SESSION_WITH_LAST_USE: &str =
+    "SELECT s.id, s.user_id, s.device_id, s.device_name, s.user_agent, s.client_id,
+            s.created_at, s.absolute_expires_at, s.revoked_at,
+            GREATEST(s.last_used_at, t.created_at) AS last_used_at,
+            CASE WHEN t.created_at > s.last_used_at THEN COALESCE(t.ip_address, s.ip_address)
+                 ELSE s.ip_address END AS ip_address
+     FROM sessions s LEFT JOIN refresh_tokens t ON t.family_id = s.id AND NOT t.is_revoked
+     WHERE s.id = $1";
 
 /// Advisory-lock key of the cleanup job ("rotor" in ASCII). Any constant works as long
 /// as every rotor process agrees on it.
@@ -688,15 +700,13 @@ impl SessionStore for PgStore {
     }
 
     async fn get_session(&self, id: Uuid) -> StoreResult<Option<Session>> {
-        sqlx::query(&format!(
-            "SELECT {SESSION_COLS} FROM sessions WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?
-        .as_ref()
-        .map(session_from_row)
-        .transpose()
+        sqlx::query(SESSION_WITH_LAST_USE)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(session_from_row)
+            .transpose()
     }
 
     async fn touch_session(
@@ -724,9 +734,10 @@ impl SessionStore for PgStore {
                     COALESCE(s.device_id, t.device_id) AS device_id,
                     COALESCE(s.device_name, t.device_name) AS device_name,
                     s.user_agent AS user_agent,
-                    COALESCE(s.ip_address, t.ip_address) AS ip_address,
+                    CASE WHEN s.last_used_at > t.created_at THEN COALESCE(s.ip_address, t.ip_address)
+                         ELSE COALESCE(t.ip_address, s.ip_address) END AS ip_address,
                     COALESCE(s.created_at, t.created_at) AS created_at,
-                    COALESCE(s.last_used_at, t.created_at) AS last_used_at,
+                    GREATEST(s.last_used_at, t.created_at) AS last_used_at,
                     t.expires_at AS expires_at
              FROM refresh_tokens t LEFT JOIN sessions s ON s.id = t.family_id
              WHERE t.user_id = $1 AND NOT t.is_revoked AND t.expires_at > $2 AND s.revoked_at IS NULL

@@ -5,7 +5,8 @@
 //! The batched statement is the single-rotation statement over `unnest`ed arrays:
 //! every rotation still revokes its token only if that token is live at that moment
 //! (the conditional UPDATE, which is what makes rotation safe across processes), and
-//! inserts its successor, session touch and audit row in the same statement. Rows come
+//! inserts its successor and its audit row in the same statement. The session row is
+//! not written: its last use is read off the live token (see `get_session`). Rows come
 //! back tagged with their position, so each caller gets its own result.
 //!
 //! Two rules keep it equivalent to running the rotations one by one:
@@ -85,7 +86,11 @@ fn closed() -> StoreError {
 fn start(pool: &PgPool) -> mpsc::UnboundedSender<Pending> {
     let (sender, inbox) = mpsc::unbounded_channel();
     let inbox = Arc::new(Mutex::new(inbox));
-    for _ in 0..WORKERS {
+    let workers: usize = std::env::var("XW")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(WORKERS);
+    for _ in 0..workers {
         tokio::spawn(worker(pool.clone(), inbox.clone()));
     }
     sender
@@ -170,9 +175,6 @@ static ROTATE_ONE: LazyLock<String> = LazyLock::new(|| {
                       LEAST($5::timestamptz,
                             COALESCE((SELECT s.absolute_expires_at FROM sessions s WHERE s.id = t.family_id),
                                      $5::timestamptz)) AS new_expires_at
-         ), sess AS (
-            UPDATE sessions s SET last_used_at = $1, ip_address = COALESCE($6, s.ip_address)
-            FROM old WHERE s.id = old.family_id
          ), ins AS (
             INSERT INTO refresh_tokens (id, token_hash, user_id, family_id, device_id, device_name, ip_address,
                                         expires_at, is_revoked, created_at)
@@ -204,9 +206,6 @@ static ROTATE_MANY: LazyLock<String> = LazyLock::new(|| {
                       LEAST(r.expires_at,
                             COALESCE((SELECT s.absolute_expires_at FROM sessions s WHERE s.id = t.family_id),
                                      r.expires_at)) AS new_expires_at
-         ), sess AS (
-            UPDATE sessions s SET last_used_at = old.at, ip_address = COALESCE(old.ip, s.ip_address)
-            FROM old WHERE s.id = old.family_id
          ), ins AS (
             INSERT INTO refresh_tokens (id, token_hash, user_id, family_id, device_id, device_name, ip_address,
                                         expires_at, is_revoked, created_at)

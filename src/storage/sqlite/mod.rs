@@ -23,10 +23,7 @@ use uuid::Uuid;
 pub use self::rows::ts;
 use self::{
     engine::Engine,
-    rows::{
-        all, col_ts_opt, count, exec, int, one, EVENT_COLS, KEY_COLS, SESSION_COLS, TOKEN_COLS,
-        USER_COLS,
-    },
+    rows::{all, col_ts_opt, count, exec, int, one, EVENT_COLS, KEY_COLS, TOKEN_COLS, USER_COLS},
 };
 use super::{
     migrations, AuditEvent, AuditStore, CleanupLock, EventFilter, KeyStore, NewAuditEvent,
@@ -34,6 +31,19 @@ use super::{
     Rotation, Session, SessionStore, SessionView, Store, StoreError, StoreResult, StoredKey, User,
     UserPatch, UserStore,
 };
+
+/// A session with its last use: rotations do not write to `sessions` (one row update
+/// fewer per refresh); the family's live token was created by the latest login or
+/// rotation, from the latest IP. `last_used_at` on the row itself records the login and
+/// grace-window reuses.
+const SESSION_WITH_LAST_USE: &str =
+    "SELECT s.id, s.user_id, s.device_id, s.device_name, s.user_agent, s.client_id,
+            s.created_at, s.absolute_expires_at, s.revoked_at,
+            max(s.last_used_at, COALESCE(t.created_at, s.last_used_at)) AS last_used_at,
+            CASE WHEN t.created_at > s.last_used_at THEN COALESCE(t.ip_address, s.ip_address)
+                 ELSE s.ip_address END AS ip_address
+     FROM sessions s LEFT JOIN refresh_tokens t ON t.family_id = s.id AND t.is_revoked = 0
+     WHERE s.id = ?1";
 
 /// Read-only connections opened when the settings do not say.
 const DEFAULT_READERS: usize = 4;
@@ -540,7 +550,8 @@ impl RefreshTokenStore for SqliteStore {
 
 /// One rotation, inside the writer's transaction: revoke the presented token if it is
 /// live (conditional UPDATE: this is what makes it safe against other processes on the
-/// same file), insert its successor, record the use on the session and the audit log.
+/// same file), insert its successor and its audit row. The session row is not written:
+/// its last use is read off the live token ([`SESSION_WITH_LAST_USE`]).
 fn rotate(c: &Connection, rot: &OwnedRotation) -> StoreResult<Option<Rotated>> {
     let now = ts(rot.now);
     let old = one(
@@ -592,11 +603,6 @@ fn rotate(c: &Connection, rot: &OwnedRotation) -> StoreResult<Option<Rotated>> {
         rows::token,
     )?
     .ok_or_else(|| StoreError::Corrupt("INSERT … RETURNING returned no row".into()))?;
-    exec(
-        c,
-        "UPDATE sessions SET last_used_at = ?2, ip_address = COALESCE(?3, ip_address) WHERE id = ?1",
-        params![family_id, now, rot.ip_address],
-    )?;
     exec(
         c,
         "INSERT INTO audit_events (id, created_at, kind, user_id, session_id, ip_address, user_agent)
@@ -679,15 +685,8 @@ impl SessionStore for SqliteStore {
     }
 
     async fn get_session(&self, id: Uuid) -> StoreResult<Option<Session>> {
-        self.read(move |c| {
-            one(
-                c,
-                &format!("SELECT {SESSION_COLS} FROM sessions WHERE id = ?1"),
-                [id.to_string()],
-                rows::session,
-            )
-        })
-        .await
+        self.read(move |c| one(c, SESSION_WITH_LAST_USE, [id.to_string()], rows::session))
+            .await
     }
 
     async fn touch_session(
@@ -720,9 +719,10 @@ impl SessionStore for SqliteStore {
                         COALESCE(s.device_id, t.device_id) AS device_id,
                         COALESCE(s.device_name, t.device_name) AS device_name,
                         s.user_agent AS user_agent,
-                        COALESCE(s.ip_address, t.ip_address) AS ip_address,
+                        CASE WHEN s.last_used_at > t.created_at THEN COALESCE(s.ip_address, t.ip_address)
+                             ELSE COALESCE(t.ip_address, s.ip_address) END AS ip_address,
                         COALESCE(s.created_at, t.created_at) AS created_at,
-                        COALESCE(s.last_used_at, t.created_at) AS last_used_at,
+                        max(COALESCE(s.last_used_at, t.created_at), t.created_at) AS last_used_at,
                         t.expires_at AS expires_at
                  FROM refresh_tokens t LEFT JOIN sessions s ON s.id = t.family_id
                  WHERE t.user_id = ?1 AND t.is_revoked = 0 AND t.expires_at > ?2 AND s.revoked_at IS NULL

@@ -14,7 +14,6 @@ use crate::storage::{
 
 pub(super) const USER_COLS: &str = "id, email, hashed_password, full_name, is_active, is_verified, role, token_version, created_at, updated_at";
 pub(super) const TOKEN_COLS: &str = "id, token_hash, user_id, family_id, device_id, device_name, ip_address, expires_at, is_revoked, revoked_at, created_at, updated_at";
-pub(super) const SESSION_COLS: &str = "id, user_id, device_id, device_name, user_agent, ip_address, client_id, created_at, last_used_at, absolute_expires_at, revoked_at";
 pub(super) const EVENT_COLS: &str =
     "id, created_at, kind, user_id, session_id, ip_address, user_agent, detail";
 pub(super) const KEY_COLS: &str =
