@@ -1,6 +1,7 @@
--- rotor's own rotation statement (src/storage/postgres.rs `rotate`), verbatim in
--- shape: the user must be active, the session not ended, the successor's expiry is
--- capped by the session's absolute end, and the session's last use is recorded.
+-- rotor's own rotation statement (src/storage/postgres/rotations.rs), verbatim in
+-- shape: the user must be active, the session not ended, and the successor's expiry
+-- is capped by the session's absolute end. (The session row is not written: rotor
+-- reads a session's last use off its live token.)
 -- The `refresh` audit row is written by the same statement, as rotor does: one round
 -- trip and one commit per rotation.
 -- Same chain scheme as pgbench_rotate.sql.
@@ -16,9 +17,6 @@ WITH old AS (
               LEAST(now() + interval '7 days',
                     COALESCE((SELECT s.absolute_expires_at FROM sessions s WHERE s.id = t.family_id),
                              now() + interval '7 days')) AS new_expires_at
-), sess AS (
-    UPDATE sessions s SET last_used_at = now(), ip_address = COALESCE('127.0.0.1', s.ip_address)
-      FROM old WHERE s.id = old.family_id
 ), ins AS (
     INSERT INTO refresh_tokens (id, token_hash, user_id, family_id, device_id, device_name, ip_address,
                                 expires_at, is_revoked, created_at)

@@ -7,7 +7,7 @@
 
 mod rotations;
 
-use std::{collections::HashSet, sync::Arc, time::Duration};
+use std::{collections::HashSet, time::Duration};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -16,8 +16,6 @@ use sqlx::{
     PgExecutor, PgPool, Row,
 };
 use uuid::Uuid;
-
-use self::rotations::Rotations;
 
 use super::{
     map_unique, migrations, AuditEvent, AuditStore, CleanupLock, EventFilter, KeyStore,
@@ -30,7 +28,6 @@ use super::{
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
-    rotations: Arc<Rotations>,
 }
 
 const USER_COLS: &str = "id, email, hashed_password, full_name, is_active, is_verified, role, token_version, created_at, updated_at";
@@ -75,10 +72,7 @@ impl PgStore {
 
     /// Uses a pool the embedding application already has.
     pub fn from_pool(pool: PgPool) -> Self {
-        Self {
-            pool,
-            rotations: Arc::new(Rotations::default()),
-        }
+        Self { pool }
     }
 
     /// The pool, for tests that inspect the database directly.
@@ -635,9 +629,7 @@ impl RefreshTokenStore for PgStore {
     }
 
     async fn rotate(&self, rot: &Rotation<'_>) -> StoreResult<Option<Rotated>> {
-        self.rotations
-            .rotate(&self.pool, OwnedRotation::from(rot))
-            .await
+        rotations::rotate(&self.pool, &OwnedRotation::from(rot)).await
     }
 }
 
@@ -972,7 +964,6 @@ impl Store for PgStore {
     }
 
     async fn close(&self) {
-        self.rotations.close();
         self.pool.close().await;
     }
 }
