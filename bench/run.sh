@@ -66,7 +66,8 @@ for b in "$ROTOR" "$LOADGEN" "$SQLITE_BOUND"; do
   [ -x "$b" ] || { echo "missing $b" >&2; exit 1; }
 done
 mkdir -p "$OUT"
-[ "${KEEP:-0}" = 1 ] || rm -f "$OUT"/*.json
+# Only this script's own results (cleanup_under_load.sh writes cleanup-*.json here too).
+[ "${KEEP:-0}" = 1 ] || rm -f "$OUT"/rotor-*.json "$OUT"/pgbench-*.json "$OUT"/sqlite-bound-*.json
 
 # --- environment -------------------------------------------------------------------
 python3 - "$OUT/env.json" <<EOF
