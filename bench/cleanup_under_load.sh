@@ -6,7 +6,7 @@
 #   ROWS=10000000 bench/cleanup_under_load.sh     # the issue's scale (long)
 #   ROWS=2000000  bench/cleanup_under_load.sh     # what fits a short session
 #
-# Writes bench/results/cleanup-<ROWS>.json and prints a summary. Needs the release
+# Writes bench/results/cleanup-<ROWS>[-pause<CLEANUP_BATCH_PAUSE_MS>].json and prints a summary. Needs the release
 # binaries (bench/run.sh builds them; or SKIP_BUILD=0 here), psql, PostgreSQL on PG_URL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -57,7 +57,7 @@ wait $cleaner
 cleanup_s=$(python3 -c "import time,sys; print(round(time.time()-float(sys.argv[1]),1))" "$t0")
 left=$(psql -tA "$PG_URL/$DB" -c "SELECT count(*) FROM refresh_tokens WHERE expires_at <= now()")
 mkdir -p bench/results
-python3 - "$ROWS" "$base_rps" "$base_p99" "$big_rps" "$big_p99" "$during_rps" "$during_p99" "$cleanup_s" "$seed_s" "$cleanup_running_at_end" "$left" "$(cat "$tmp/cleanup.out")" "$base_err/$big_err/$during_err" <<'PY' | tee "bench/results/cleanup-$ROWS.json"
+python3 - "$ROWS" "$base_rps" "$base_p99" "$big_rps" "$big_p99" "$during_rps" "$during_p99" "$cleanup_s" "$seed_s" "$cleanup_running_at_end" "$left" "$(cat "$tmp/cleanup.out")" "$base_err/$big_err/$during_err" <<'PY' | tee "bench/results/cleanup-$ROWS${CLEANUP_BATCH_PAUSE_MS:+-pause$CLEANUP_BATCH_PAUSE_MS}.json"
 import json, sys
 a = sys.argv[1:]
 rows, base, bp99, big, gp99, during, dp99, cs, ss, running, left, out, errs = a

@@ -23,7 +23,9 @@ END = "<!-- END GENERATED -->"
 def load(results):
     runs = []
     for path in sorted(glob.glob(os.path.join(results, "*.json"))):
-        if os.path.basename(path) == "env.json":
+        name = os.path.basename(path)
+        # env.json describes the run; cleanup-*.json belong to cleanup_under_load.sh.
+        if name == "env.json" or name.startswith("cleanup-"):
             continue
         with open(path) as f:
             d = json.load(f)

@@ -105,7 +105,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ),
     (
         "DB_MAX_CONNECTIONS",
-        "database pool size (PostgreSQL 16, SQLite readers 8)",
+        "database pool size (PostgreSQL 16; SQLite: read-only connections, 4)",
     ),
     ("MAX_BODY_BYTES", "largest request body accepted (65536)"),
     (

@@ -710,6 +710,45 @@ both!(
     }
 );
 
+both!(
+    a_failed_write_does_not_undo_the_writes_committed_beside_it,
+    |b| async move {
+        // 40 concurrent sign-ups, every email twice (in another case): SQLite's writer
+        // commits them in shared transactions, so each failure must be rolled back
+        // alone, and a caller must hear "conflict" only for its own write.
+        let (db, store) = setup(b).await;
+        let tasks: Vec<_> = (0..40)
+            .map(|i| {
+                let store = store.clone();
+                let email = if i % 2 == 0 {
+                    format!("twin{}@example.com", i / 2)
+                } else {
+                    format!("TWIN{}@example.com", i / 2)
+                };
+                tokio::spawn(async move {
+                    UserFactory::create_with(store.as_ref(), &email, Role::User, true).await
+                })
+            })
+            .collect();
+        let (mut created, mut conflicts) = (0, 0);
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(_) => created += 1,
+                Err(StoreError::Conflict(_)) => conflicts += 1,
+                Err(e) => panic!("unexpected error: {e}"),
+            }
+        }
+        assert_eq!((created, conflicts), (20, 20));
+        assert_eq!(count(&db, "SELECT count(*) FROM users").await, 20);
+        for i in 0..20 {
+            assert!(store
+                .email_exists(&format!("twin{i}@example.com"))
+                .await
+                .unwrap());
+        }
+    }
+);
+
 both!(user_repository_operations, |b| async move {
     let (_db, store) = setup(b).await;
     let now = truncate(Utc::now());
