@@ -61,7 +61,9 @@ python3 - "$ROWS" "$base_rps" "$base_p99" "$big_rps" "$big_p99" "$during_rps" "$
 import json, sys
 a = sys.argv[1:]
 rows, base, bp99, big, gp99, during, dp99, cs, ss, running, left, out, errs = a
+import datetime
 print(json.dumps({
+  "run_at": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
   "rows": int(rows),
   "baseline_rot_s": float(base), "baseline_p99_ms": int(bp99) / 1000,
   "with_rows_rot_s": float(big), "with_rows_p99_ms": int(gp99) / 1000,
