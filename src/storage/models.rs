@@ -147,35 +147,6 @@ pub struct Rotation<'a> {
     pub now: DateTime<Utc>,
 }
 
-/// A [`Rotation`] that can be handed to another thread or task (the SQLite writer,
-/// the PostgreSQL rotation batcher).
-#[derive(Debug, Clone)]
-pub(crate) struct OwnedRotation {
-    pub presented_hash: String,
-    pub successor_id: Uuid,
-    pub successor_hash: String,
-    pub expires_at: DateTime<Utc>,
-    pub ip_address: Option<String>,
-    pub user_agent: Option<String>,
-    pub event_id: Uuid,
-    pub now: DateTime<Utc>,
-}
-
-impl From<&Rotation<'_>> for OwnedRotation {
-    fn from(r: &Rotation<'_>) -> Self {
-        Self {
-            presented_hash: r.presented_hash.to_owned(),
-            successor_id: r.successor_id,
-            successor_hash: r.successor_hash.to_owned(),
-            expires_at: r.expires_at,
-            ip_address: r.ip_address.map(str::to_owned),
-            user_agent: r.user_agent.map(str::to_owned),
-            event_id: r.event_id,
-            now: r.now,
-        }
-    }
-}
-
 /// Output of a successful rotation.
 #[derive(Debug, Clone)]
 pub struct Rotated {

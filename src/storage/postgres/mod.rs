@@ -19,9 +19,9 @@ use uuid::Uuid;
 
 use super::{
     map_unique, migrations, AuditEvent, AuditStore, CleanupLock, EventFilter, KeyStore,
-    NewAuditEvent, NewRefreshToken, NewSession, NewUser, OwnedRotation, RefreshToken,
-    RefreshTokenStore, Role, Rotated, Rotation, Session, SessionStore, SessionView, Store,
-    StoreError, StoreResult, StoredKey, User, UserPatch, UserStore,
+    NewAuditEvent, NewRefreshToken, NewSession, NewUser, RefreshToken, RefreshTokenStore, Role,
+    Rotated, Rotation, Session, SessionStore, SessionView, Store, StoreError, StoreResult,
+    StoredKey, User, UserPatch, UserStore,
 };
 
 /// PostgreSQL storage over one connection pool.
@@ -629,7 +629,7 @@ impl RefreshTokenStore for PgStore {
     }
 
     async fn rotate(&self, rot: &Rotation<'_>) -> StoreResult<Option<Rotated>> {
-        rotations::rotate(&self.pool, &OwnedRotation::from(rot)).await
+        rotations::rotate(&self.pool, rot).await
     }
 }
 

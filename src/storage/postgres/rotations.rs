@@ -15,7 +15,7 @@ use std::sync::LazyLock;
 use sqlx::{postgres::PgRow, PgPool};
 
 use super::{token_from_row, token_version, TOKEN_COLS};
-use crate::storage::{map_unique, OwnedRotation, Rotated, StoreResult};
+use crate::storage::{map_unique, Rotated, Rotation, StoreResult};
 
 /// The rotation statement (`$1` now, `$2` presented hash, `$3`/`$4` successor id and
 /// hash, `$5` its expiry before the session cap, `$6` IP, `$7` audit event id, `$8` UA).
@@ -44,16 +44,16 @@ static ROTATE: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-pub(super) async fn rotate(pool: &PgPool, rot: &OwnedRotation) -> StoreResult<Option<Rotated>> {
+pub(super) async fn rotate(pool: &PgPool, rot: &Rotation<'_>) -> StoreResult<Option<Rotated>> {
     let row = sqlx::query(&ROTATE)
         .bind(rot.now)
-        .bind(&rot.presented_hash)
+        .bind(rot.presented_hash)
         .bind(rot.successor_id)
-        .bind(&rot.successor_hash)
+        .bind(rot.successor_hash)
         .bind(rot.expires_at)
-        .bind(&rot.ip_address)
+        .bind(rot.ip_address)
         .bind(rot.event_id)
-        .bind(&rot.user_agent)
+        .bind(rot.user_agent)
         .fetch_optional(pool)
         .await
         .map_err(map_unique)?;

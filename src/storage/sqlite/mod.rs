@@ -12,7 +12,10 @@
 mod engine;
 mod rows;
 
-use std::{path::Path, sync::Arc};
+use std::{
+    path::Path,
+    sync::{Arc, LazyLock},
+};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -23,13 +26,16 @@ use uuid::Uuid;
 pub use self::rows::ts;
 use self::{
     engine::Engine,
-    rows::{all, col_ts_opt, count, exec, int, one, EVENT_COLS, KEY_COLS, TOKEN_COLS, USER_COLS},
+    rows::{
+        all, col_ts_opt, col_uuid, count, exec, int, one, EVENT_COLS, KEY_COLS, TOKEN_COLS,
+        USER_COLS,
+    },
 };
 use super::{
     migrations, AuditEvent, AuditStore, CleanupLock, EventFilter, KeyStore, NewAuditEvent,
-    NewRefreshToken, NewSession, NewUser, OwnedRotation, RefreshToken, RefreshTokenStore, Rotated,
-    Rotation, Session, SessionStore, SessionView, Store, StoreError, StoreResult, StoredKey, User,
-    UserPatch, UserStore,
+    NewRefreshToken, NewSession, NewUser, RefreshToken, RefreshTokenStore, Rotated, Rotation,
+    Session, SessionStore, SessionView, Store, StoreError, StoreResult, StoredKey, User, UserPatch,
+    UserStore,
 };
 
 /// A session with its last use: rotations do not write to `sessions` (one row update
@@ -548,6 +554,33 @@ impl RefreshTokenStore for SqliteStore {
     }
 }
 
+/// A [`Rotation`] the writer thread can own.
+struct OwnedRotation {
+    presented_hash: String,
+    successor_id: Uuid,
+    successor_hash: String,
+    expires_at: DateTime<Utc>,
+    ip_address: Option<String>,
+    user_agent: Option<String>,
+    event_id: Uuid,
+    now: DateTime<Utc>,
+}
+
+impl From<&Rotation<'_>> for OwnedRotation {
+    fn from(r: &Rotation<'_>) -> Self {
+        Self {
+            presented_hash: r.presented_hash.to_owned(),
+            successor_id: r.successor_id,
+            successor_hash: r.successor_hash.to_owned(),
+            expires_at: r.expires_at,
+            ip_address: r.ip_address.map(str::to_owned),
+            user_agent: r.user_agent.map(str::to_owned),
+            event_id: r.event_id,
+            now: r.now,
+        }
+    }
+}
+
 /// One rotation, inside the writer's transaction: revoke the presented token if it is
 /// live (conditional UPDATE: this is what makes it safe against other processes on the
 /// same file), insert its successor and its audit row. The session row is not written:
@@ -566,8 +599,8 @@ fn rotate(c: &Connection, rot: &OwnedRotation) -> StoreResult<Option<Rotated>> {
         [&now, &rot.presented_hash],
         |row| {
             Ok((
-                row.get::<_, String>("user_id")?,
-                row.get::<_, String>("family_id")?,
+                col_uuid(row, "user_id")?,
+                col_uuid(row, "family_id")?,
                 row.get::<_, Option<String>>("device_id")?,
                 row.get::<_, Option<String>>("device_name")?,
                 row.get::<_, i64>("token_version")?,
@@ -582,27 +615,18 @@ fn rotate(c: &Connection, rot: &OwnedRotation) -> StoreResult<Option<Rotated>> {
         Some(end) if end < rot.expires_at => end,
         _ => rot.expires_at,
     };
-    let token = one(
-        c,
-        &format!(
-            "INSERT INTO refresh_tokens (id, token_hash, user_id, family_id, device_id, device_name,
-                                         ip_address, expires_at, is_revoked, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9) RETURNING {TOKEN_COLS}"
-        ),
-        params![
-            rot.successor_id.to_string(),
-            rot.successor_hash,
-            user_id,
-            family_id,
-            device_id,
-            device_name,
-            rot.ip_address,
-            ts(expires_at),
-            now,
-        ],
-        rows::token,
-    )?
-    .ok_or_else(|| StoreError::Corrupt("INSERT … RETURNING returned no row".into()))?;
+    let successor = NewRefreshToken {
+        id: rot.successor_id,
+        user_id,
+        token_hash: rot.successor_hash.clone(),
+        family_id,
+        expires_at,
+        device_id,
+        device_name,
+        ip_address: rot.ip_address.clone(),
+        is_revoked: false,
+    };
+    let token = insert_token(c, &successor, rot.now)?;
     exec(
         c,
         "INSERT INTO audit_events (id, created_at, kind, user_id, session_id, ip_address, user_agent)
@@ -610,8 +634,8 @@ fn rotate(c: &Connection, rot: &OwnedRotation) -> StoreResult<Option<Rotated>> {
         params![
             rot.event_id.to_string(),
             now,
-            user_id,
-            family_id,
+            user_id.to_string(),
+            family_id.to_string(),
             rot.ip_address,
             rot.user_agent,
         ],
@@ -627,14 +651,18 @@ fn insert_token(
     new: &NewRefreshToken,
     now: DateTime<Utc>,
 ) -> StoreResult<RefreshToken> {
-    one(
-        c,
-        &format!(
+    // Built once: this runs on every rotation.
+    static INSERT: LazyLock<String> = LazyLock::new(|| {
+        format!(
             "INSERT INTO refresh_tokens (id, token_hash, user_id, family_id, device_id, device_name,
                                          ip_address, expires_at, is_revoked, revoked_at, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, CASE WHEN ?9 THEN ?10 END, ?10)
              RETURNING {TOKEN_COLS}"
-        ),
+        )
+    });
+    one(
+        c,
+        &INSERT,
         params![
             new.id.to_string(),
             new.token_hash,
