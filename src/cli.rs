@@ -81,13 +81,26 @@ pub enum KeysCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum UsersCommand {
-    /// Create an admin account, or promote an existing one. The password is read from
-    /// ROTOR_ADMIN_PASSWORD, or from standard input.
+    /// Create an admin account. The password is read from ROTOR_ADMIN_PASSWORD, or from
+    /// standard input. An existing account with the same email identity key (case and
+    /// Unicode folding) is shown and left alone unless --promote-existing is given.
     CreateAdmin {
         #[arg(long)]
         email: String,
         #[arg(long)]
         full_name: Option<String>,
+        /// Promote the existing account with this email instead of refusing.
+        #[arg(long)]
+        promote_existing: bool,
+    },
+    /// Change an account's email; the way to resolve accounts whose emails share an
+    /// identity key (reported by `rotor migrate`). Works before that is resolved.
+    SetEmail {
+        /// The account's id.
+        #[arg(long)]
+        id: uuid::Uuid,
+        /// The new email address.
+        email: String,
     },
     /// Deactivate an account: it can no longer log in, and every session ends.
     Deactivate { email: String },
@@ -386,23 +399,44 @@ async fn keys(settings: Settings, cmd: KeysCommand) -> anyhow::Result<()> {
 }
 
 async fn users(settings: Settings, cmd: UsersCommand) -> anyhow::Result<()> {
+    if let UsersCommand::SetEmail { id, email } = cmd {
+        return set_email(settings, id, &email).await;
+    }
     let rotor = build(settings).await?;
     let ctx = crate::service::ClientContext {
         user_agent: Some("rotor-cli".into()),
         ..Default::default()
     };
     match cmd {
-        UsersCommand::CreateAdmin { email, full_name } => {
+        UsersCommand::CreateAdmin {
+            email,
+            full_name,
+            promote_existing,
+        } => {
             if let Err(reason) = crate::domain::email::check(&email) {
                 bail!("--email: {reason}");
             }
-            if let Some(user) = rotor.store().get_user_by_email(&email).await? {
-                let changes = AccountChanges {
-                    role: Some(Role::Admin),
-                    ..Default::default()
-                };
-                rotor.update_account(user.id, changes, None, &ctx).await?;
-                println!("promoted {} ({}) to admin", user.email, user.id);
+            // Only the account whose identity key is this email's key is ever touched.
+            let key = crate::domain::email::EmailKey::of(&email);
+            if let Some(user) = rotor.store().get_user_by_email(&key).await? {
+                if user.role == Role::Admin {
+                    println!("{} is already an admin", describe(&user));
+                } else if !promote_existing {
+                    bail!(
+                        "an account with this email already exists and is not an admin:\n  {}\n\
+                         It may not belong to you: anyone can register an address. Check it, \
+                         then run again with --promote-existing to make it an admin, or delete \
+                         it and run again to create a fresh admin account.",
+                        describe(&user)
+                    );
+                } else {
+                    let changes = AccountChanges {
+                        role: Some(Role::Admin),
+                        ..Default::default()
+                    };
+                    rotor.update_account(user.id, changes, None, &ctx).await?;
+                    println!("promoted {} to admin", describe(&user));
+                }
             } else {
                 let password = match std::env::var("ROTOR_ADMIN_PASSWORD") {
                     Ok(p) => p,
@@ -433,10 +467,11 @@ async fn users(settings: Settings, cmd: UsersCommand) -> anyhow::Result<()> {
                 println!("created admin {} ({})", user.email, user.id);
             }
         }
+        UsersCommand::SetEmail { .. } => unreachable!("BUG: handled above"),
         UsersCommand::Deactivate { email } => {
             let user = rotor
                 .store()
-                .get_user_by_email(&email)
+                .get_user_by_email(&crate::domain::email::EmailKey::of(&email))
                 .await?
                 .with_context(|| format!("no user {email}"))?;
             let changes = AccountChanges {
@@ -452,7 +487,7 @@ async fn users(settings: Settings, cmd: UsersCommand) -> anyhow::Result<()> {
         UsersCommand::RevokeSessions { email } => {
             let user = rotor
                 .store()
-                .get_user_by_email(&email)
+                .get_user_by_email(&crate::domain::email::EmailKey::of(&email))
                 .await?
                 .with_context(|| format!("no user {email}"))?;
             let principal = crate::service::Principal {
@@ -465,6 +500,64 @@ async fn users(settings: Settings, cmd: UsersCommand) -> anyhow::Result<()> {
     }
     rotor.store().close().await;
     Ok(())
+}
+
+/// One line naming an account for the operator.
+fn describe(user: &crate::storage::User) -> String {
+    format!(
+        "{} {:?} (role {}, {}, created {})",
+        user.id,
+        user.email,
+        user.role.as_str(),
+        if user.is_active { "active" } else { "inactive" },
+        user.created_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    )
+}
+
+/// `rotor users set-email`: runs even while `rotor migrate` refuses because accounts'
+/// emails collide, since this is how an operator resolves that.
+async fn set_email(settings: Settings, id: uuid::Uuid, email: &str) -> anyhow::Result<()> {
+    use crate::storage::{StoreError, UserPatch};
+    if let Err(reason) = crate::domain::email::check(email) {
+        bail!("{email:?}: {reason}");
+    }
+    let store = crate::storage::open(&settings)
+        .await
+        .context("opening the database")?;
+    match store.migrate().await {
+        Ok(()) | Err(StoreError::EmailCollisions(_)) => {}
+        Err(e) => return Err(e).context("migrating the database"),
+    }
+    let before = store
+        .get_user(id)
+        .await?
+        .with_context(|| format!("no user with id {id}"))?;
+    let patch = UserPatch {
+        email: Some(email.to_owned()),
+        ..UserPatch::default()
+    };
+    match store.update_user(id, &patch, chrono::Utc::now()).await {
+        Ok(_) => {}
+        Err(StoreError::Conflict(_)) => {
+            bail!("another account already has this email (same identity key)")
+        }
+        Err(e) => return Err(e.into()),
+    }
+    println!("{id}: email {:?} -> {email:?}", before.email);
+    let result = store.migrate().await;
+    store.close().await;
+    match result {
+        Ok(()) => {
+            println!("every account has a distinct email identity key");
+            Ok(())
+        }
+        Err(StoreError::EmailCollisions(report)) => {
+            println!("{report}");
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[cfg(test)]

@@ -53,7 +53,14 @@ pub const VARIABLES: &[(&str, &str)] = &[
         "absolute session lifetime (30)",
     ),
     ("REFRESH_COOKIE_PATH", "Path of the refresh cookie (/)"),
-    ("ADMIN_EMAIL", "an account with this email is an admin"),
+    (
+        "ADMIN_EMAIL",
+        "the account with this email (same identity key) is made admin",
+    ),
+    (
+        "ADMIN_EMAIL_AUTO_PROMOTE",
+        "make ADMIN_EMAIL admin at registration and at start; false: only the CLI does (true)",
+    ),
     (
         "ENVIRONMENT",
         "development | staging | production (development)",
@@ -303,6 +310,10 @@ pub struct Settings {
     pub session_max_lifetime_days: i64,
     pub refresh_cookie_path: String,
     pub admin_email: Option<String>,
+    /// Whether registering `ADMIN_EMAIL` (and starting with it registered) makes the
+    /// account an admin, as the original did. Off, only `rotor users create-admin`
+    /// makes admins.
+    pub admin_email_auto_promote: bool,
     pub environment: Environment,
     pub debug: bool,
     pub host: String,
@@ -407,6 +418,7 @@ impl Settings {
                 .string("REFRESH_COOKIE_PATH")
                 .unwrap_or_else(|| "/".into()),
             admin_email: r.string("ADMIN_EMAIL"),
+            admin_email_auto_promote: r.boolean("ADMIN_EMAIL_AUTO_PROMOTE", true)?,
             environment,
             debug: r.boolean("DEBUG", false)?,
             host: r.string("HOST").unwrap_or_else(|| "127.0.0.1".into()),
@@ -473,6 +485,13 @@ impl Settings {
     }
 
     fn check_invariants(&self) -> Result<(), ConfigError> {
+        if let Some(admin) = &self.admin_email {
+            crate::domain::email::check(admin).map_err(|reason| ConfigError::Invalid {
+                name: "ADMIN_EMAIL",
+                value: admin.clone(),
+                reason: reason.to_owned(),
+            })?;
+        }
         if self.pagination_default_size > self.pagination_max_size {
             return Err(ConfigError::Invalid {
                 name: "PAGINATION_DEFAULT_SIZE",
@@ -538,6 +557,10 @@ impl Settings {
             ),
             ("REFRESH_COOKIE_PATH", self.refresh_cookie_path.clone()),
             ("ADMIN_EMAIL", opt(&self.admin_email)),
+            (
+                "ADMIN_EMAIL_AUTO_PROMOTE",
+                self.admin_email_auto_promote.to_string(),
+            ),
             ("ENVIRONMENT", self.environment.as_str().into()),
             ("DEBUG", self.debug.to_string()),
             ("HOST", self.host.clone()),

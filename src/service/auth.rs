@@ -6,6 +6,7 @@ use uuid::Uuid;
 use super::{events, parse_uuid, truncate, ClientContext, Counters, Rotor};
 use crate::{
     domain::{
+        email::EmailKey,
         rotation::{self, PresentedToken, Verdict},
         token::RawToken,
     },
@@ -61,7 +62,7 @@ impl Rotor {
         password: &str,
         ctx: &ClientContext,
     ) -> Result<LoginOutcome> {
-        let user = self.store.get_user_by_email(email).await?;
+        let user = self.store.get_user_by_email(&EmailKey::of(email)).await?;
         let verified = self
             .hasher
             .verify(password, user.as_ref().map(|u| u.hashed_password.as_str()))

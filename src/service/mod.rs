@@ -196,18 +196,31 @@ impl Rotor {
         Duration::seconds(self.settings.refresh_reuse_grace_seconds)
     }
 
-    pub(crate) fn is_admin_email(&self, address: &str) -> bool {
-        self.settings
-            .admin_email
-            .as_deref()
-            .is_some_and(|a| email::fold(a) == email::fold(address))
+    /// Whether `address` is `ADMIN_EMAIL` (same identity key) and such an account is
+    /// to be made admin automatically (`ADMIN_EMAIL_AUTO_PROMOTE`).
+    pub(crate) fn is_auto_admin_email(&self, address: &str) -> bool {
+        self.settings.admin_email_auto_promote
+            && self
+                .settings
+                .admin_email
+                .as_deref()
+                .is_some_and(|a| email::same_identity(a, address))
     }
 
+    /// Makes the account whose email has `ADMIN_EMAIL`'s identity key an admin, unless
+    /// `ADMIN_EMAIL_AUTO_PROMOTE` is off.
     async fn promote_admin_email(&self) -> Result<()> {
         let Some(admin) = self.settings.admin_email.as_deref() else {
             return Ok(());
         };
-        if let Some(user) = self.store.get_user_by_email(admin).await? {
+        if !self.settings.admin_email_auto_promote {
+            return Ok(());
+        }
+        if let Some(user) = self
+            .store
+            .get_user_by_email(&email::EmailKey::of(admin))
+            .await?
+        {
             if user.role != Role::Admin {
                 let patch = UserPatch {
                     role: Some(Role::Admin),

@@ -4,6 +4,7 @@ use uuid::Uuid;
 
 use super::{events, ClientContext, Counters, Principal, Rotor};
 use crate::{
+    domain::email::{self, EmailKey},
     error::{Error, Result},
     storage::{NewUser, Role, StoreError, User, UserPatch},
 };
@@ -58,18 +59,19 @@ impl Rotor {
         self.create_account(spec, None, ctx).await
     }
 
-    /// Creates an account. `ADMIN_EMAIL` always gets the admin role.
+    /// Creates an account. `ADMIN_EMAIL` (same identity key) gets the admin role unless
+    /// `ADMIN_EMAIL_AUTO_PROMOTE` is off.
     pub async fn create_account(
         &self,
         spec: AccountSpec,
         by: Option<&Principal>,
         ctx: &ClientContext,
     ) -> Result<User> {
-        if self.store.email_exists(&spec.email).await? {
+        if self.store.email_exists(&EmailKey::of(&spec.email)).await? {
             return Err(Error::EmailAlreadyExists);
         }
         let hashed_password = self.hasher.hash(&spec.password).await?;
-        let role = if self.is_admin_email(&spec.email) {
+        let role = if self.is_auto_admin_email(&spec.email) {
             Role::Admin
         } else {
             spec.role
@@ -108,8 +110,8 @@ impl Rotor {
     ) -> Result<User> {
         let existing = self.store.get_user(id).await?.ok_or(Error::UserNotFound)?;
         if let Some(email) = &changes.email {
-            if crate::domain::email::fold(email) != crate::domain::email::fold(&existing.email)
-                && self.store.email_exists(email).await?
+            if !email::same_identity(email, &existing.email)
+                && self.store.email_exists(&EmailKey::of(email)).await?
             {
                 return Err(Error::EmailAlreadyExists);
             }
@@ -119,7 +121,7 @@ impl Rotor {
             None => None,
         };
         let role = match (&changes.email, changes.role) {
-            (Some(e), _) if self.is_admin_email(e) => Some(Role::Admin),
+            (Some(e), _) if self.is_auto_admin_email(e) => Some(Role::Admin),
             (_, r) => r,
         };
         let patch = UserPatch {

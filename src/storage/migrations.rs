@@ -28,6 +28,11 @@ pub(crate) const SQLITE: Embedded = &[
         "drop family index",
         include_str!("../../migrations/sqlite/0002_drop_family_index.sql"),
     ),
+    (
+        3,
+        "email identity key",
+        include_str!("../../migrations/sqlite/0003_email_key.sql"),
+    ),
 ];
 
 pub(crate) const POSTGRES: Embedded = &[
@@ -40,6 +45,11 @@ pub(crate) const POSTGRES: Embedded = &[
         2,
         "drop family index",
         include_str!("../../migrations/postgres/0002_drop_family_index.sql"),
+    ),
+    (
+        3,
+        "email identity key",
+        include_str!("../../migrations/postgres/0003_email_key.sql"),
     ),
 ];
 

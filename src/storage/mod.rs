@@ -7,6 +7,7 @@
 //!
 //! [`Clock`]: crate::clock::Clock
 
+pub mod email_keys;
 mod migrations;
 mod models;
 pub mod postgres;
@@ -20,7 +21,10 @@ use uuid::Uuid;
 
 pub use models::*;
 
-use crate::config::{DatabaseTarget, Settings};
+use crate::{
+    config::{DatabaseTarget, Settings},
+    domain::email::EmailKey,
+};
 
 /// A storage failure. Constraint violations that callers act on get their own variants;
 /// everything else is `Database`, which the HTTP edge turns into a logged 500.
@@ -38,6 +42,9 @@ pub enum StoreError {
     Migration(String),
     #[error("stored value is corrupt: {0}")]
     Corrupt(String),
+    /// Accounts share an email identity key; nothing was changed (see [`email_keys`]).
+    #[error("{0}")]
+    EmailCollisions(email_keys::EmailCollisions),
     /// The store cannot take work: closed, or a write batch failed to commit.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
@@ -75,13 +82,15 @@ pub(crate) fn map_unique(e: sqlx::Error) -> StoreError {
 #[async_trait]
 pub trait UserStore: Send + Sync {
     async fn get_user(&self, id: Uuid) -> StoreResult<Option<User>>;
-    /// Case-insensitive.
-    async fn get_user_by_email(&self, email: &str) -> StoreResult<Option<User>>;
-    /// Case-insensitive.
-    async fn email_exists(&self, email: &str) -> StoreResult<bool>;
-    /// Fails with `Conflict` when the email is taken (in any case).
+    /// The account whose email has this identity key.
+    async fn get_user_by_email(&self, key: &EmailKey) -> StoreResult<Option<User>>;
+    /// Whether an account's email has this identity key.
+    async fn email_exists(&self, key: &EmailKey) -> StoreResult<bool>;
+    /// Stores the email with its identity key ([`EmailKey::of`]). Fails with
+    /// `Conflict` when another account's email has the same key.
     async fn create_user(&self, new: &NewUser, now: DateTime<Utc>) -> StoreResult<User>;
-    /// Applies the set fields; `None` when the user does not exist. `Conflict` on email.
+    /// Applies the set fields (a new email with its identity key); `None` when the user
+    /// does not exist. `Conflict` when the new email's key is taken.
     async fn update_user(
         &self,
         id: Uuid,
@@ -256,7 +265,9 @@ pub trait Store:
 {
     /// `"sqlite"` or `"postgresql"`.
     fn backend(&self) -> &'static str;
-    /// Applies pending migrations (idempotent; safe to run from several processes).
+    /// Applies pending migrations (idempotent; safe to run from several processes),
+    /// then gives every account its email identity key. Fails with `EmailCollisions`,
+    /// having changed no account, when two accounts' emails share a key.
     async fn migrate(&self) -> StoreResult<()>;
     /// A cheap round trip, for health checks.
     async fn ping(&self) -> StoreResult<()>;
@@ -307,6 +318,13 @@ impl Drop for CleanupLock {
 
 /// Opens (creating if needed) the configured database and applies migrations.
 pub async fn connect(settings: &Settings) -> StoreResult<Arc<dyn Store>> {
+    let store = open(settings).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+/// Opens (creating if needed) the configured database without migrating it.
+pub async fn open(settings: &Settings) -> StoreResult<Arc<dyn Store>> {
     let store: Arc<dyn Store> = match &settings.database {
         DatabaseTarget::Sqlite(path) => {
             Arc::new(sqlite::SqliteStore::open(path, settings.db_max_connections).await?)
@@ -315,6 +333,5 @@ pub async fn connect(settings: &Settings) -> StoreResult<Arc<dyn Store>> {
             Arc::new(postgres::PgStore::connect(url, settings.db_max_connections).await?)
         }
     };
-    store.migrate().await?;
     Ok(store)
 }

@@ -5,6 +5,7 @@
 //! once per process), acts over HTTP, and asserts the answer and what the tables hold.
 //! Time passes by advancing the app's manual clock, never by sleeping.
 
+use rotor::domain::email::EmailKey;
 use std::{collections::BTreeSet, sync::Arc};
 
 use chrono::Duration;
@@ -1382,7 +1383,7 @@ both!(
         );
         let stored = app
             .store()
-            .get_user_by_email("staff@example.com")
+            .get_user_by_email(&EmailKey::of("staff@example.com"))
             .await
             .unwrap()
             .expect("stored");

@@ -6,6 +6,8 @@ mod support;
 
 /// The original `/v1` API, row by row of SPEC §4, and the SPEC §6 defect fixes.
 mod api;
+/// Email identity: look-alike addresses, the admin address, the key migration.
+mod identity;
 /// Signing keys: EdDSA/ES256 key ring, JWKS, rotation.
 mod keys;
 /// Property test of the rotation rules against a model.

@@ -4,6 +4,7 @@
 //! (Python authlib + PyJWT) against a running rotor; and rotor embedded in another
 //! axum application, as `examples/embedded.rs` does it.
 
+use rotor::domain::email::EmailKey;
 use std::{net::SocketAddr, sync::Arc, time::Duration as StdDuration};
 
 use axum::{
@@ -246,7 +247,7 @@ both!(token_endpoint_errors_use_rfc6749_codes, |b| async move {
     // An inactive user is an invalid grant, as a wrong password.
     let user = app
         .store()
-        .get_user_by_email(&email)
+        .get_user_by_email(&EmailKey::of(&email))
         .await
         .unwrap()
         .unwrap();

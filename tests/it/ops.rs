@@ -2,6 +2,7 @@
 //! flow, the cross-process cleanup lock, metrics, limits, readiness, JSON logs, graceful
 //! shutdown and secrets hygiene. Several tests run the real `rotor` binary.
 
+use rotor::domain::email::EmailKey;
 use std::{
     io::Read,
     process::Command,
@@ -321,7 +322,7 @@ both!(
         let (email, _access, mut refresh) = app.user_session().await;
         let user = app
             .store()
-            .get_user_by_email(&email)
+            .get_user_by_email(&EmailKey::of(&email))
             .await
             .unwrap()
             .unwrap();

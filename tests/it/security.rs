@@ -1,6 +1,7 @@
 //! Proof under attack: forged and damaged access tokens, brute force, oversized and
 //! slow requests, and a login flood that must not starve token rotation.
 
+use rotor::domain::email::EmailKey;
 use std::time::Duration;
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
@@ -217,7 +218,14 @@ both!(
         let (email_b, access_b, refresh_b) = app.user_session().await;
         let id = |email: String| {
             let store = app.store().clone();
-            async move { store.get_user_by_email(&email).await.unwrap().unwrap().id }
+            async move {
+                store
+                    .get_user_by_email(&EmailKey::of(&email))
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .id
+            }
         };
         let a = id(email_a).await;
         let bb = id(email_b).await;

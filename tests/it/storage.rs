@@ -1,6 +1,7 @@
 //! The storage conformance suite: every repository operation's contract, run against
 //! SQLite and PostgreSQL alike. Assertions check what the tables hold afterwards.
 
+use rotor::domain::email::EmailKey;
 use std::sync::Arc;
 
 use chrono::{Duration, Utc};
@@ -697,13 +698,16 @@ both!(
         assert_eq!(user.email, "Mixed.Case@Test.com", "stored as given");
         assert_eq!(
             store
-                .get_user_by_email("mixed.case@test.COM")
+                .get_user_by_email(&EmailKey::of("mixed.case@test.COM"))
                 .await
                 .unwrap()
                 .map(|u| u.id),
             Some(user.id)
         );
-        assert!(store.email_exists("MIXED.CASE@TEST.COM").await.unwrap());
+        assert!(store
+            .email_exists(&EmailKey::of("MIXED.CASE@TEST.COM"))
+            .await
+            .unwrap());
         let dup =
             UserFactory::create_with(store.as_ref(), "mixed.case@test.com", Role::User, true).await;
         assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
@@ -742,7 +746,7 @@ both!(
         assert_eq!(count(&db, "SELECT count(*) FROM users").await, 20);
         for i in 0..20 {
             assert!(store
-                .email_exists(&format!("twin{i}@example.com"))
+                .email_exists(&EmailKey::of(&format!("twin{i}@example.com")))
                 .await
                 .unwrap());
         }

@@ -401,6 +401,24 @@ pub async fn count(db: &TestDb, sql: &str) -> i64 {
     }
 }
 
+/// Runs SQL statements (separated by `;`) on either backend, for setting up states the
+/// API cannot produce (rows written by an older rotor or another program).
+pub async fn execute(db: &TestDb, sql: &str) {
+    match db.backend {
+        Backend::Sqlite => db.sqlite().execute_batch(sql).expect("execute"),
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(&db.url)
+                .await
+                .expect("pg connect");
+            sqlx::raw_sql(sql)
+                .execute(&mut conn)
+                .await
+                .expect("execute");
+            let _ = conn.close().await;
+        }
+    }
+}
+
 impl TestDb {
     /// Another handle on this test's database that does not own it: dropping it removes
     /// only its own temporary directory, never the database. For a second app on the

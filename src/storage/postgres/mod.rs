@@ -17,8 +17,10 @@ use sqlx::{
 };
 use uuid::Uuid;
 
+use crate::domain::email::EmailKey;
+
 use super::{
-    map_unique, migrations, AuditEvent, AuditStore, CleanupLock, EventFilter, KeyStore,
+    email_keys, map_unique, migrations, AuditEvent, AuditStore, CleanupLock, EventFilter, KeyStore,
     NewAuditEvent, NewRefreshToken, NewSession, NewUser, RefreshToken, RefreshTokenStore, Role,
     Rotated, Rotation, Session, SessionStore, SessionView, Store, StoreError, StoreResult,
     StoredKey, User, UserPatch, UserStore,
@@ -53,10 +55,75 @@ const SESSION_WITH_LAST_USE: &str =
 /// as every rotor process agrees on it.
 const CLEANUP_LOCK_KEY: i64 = 0x72_6f_74_6f_72;
 
+/// Advisory-lock key of the email-key step, taken for its transaction.
+const EMAIL_KEYS_LOCK_KEY: i64 = 0x72_6f_74_6f_72_6b;
+
+/// Rows per statement when writing email keys.
+const EMAIL_KEYS_CHUNK: usize = 10_000;
+
 /// How often a revocation is run again after being chosen as a deadlock victim.
 const DEADLOCK_ATTEMPTS: u32 = 3;
 
 impl PgStore {
+    /// Fills missing `users.email_key` values and builds their unique index, in one
+    /// transaction under an advisory lock (see [`email_keys`]). Cheap when every row
+    /// has its key: one probe of the (empty) partial index.
+    async fn key_emails(&self) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(EMAIL_KEYS_LOCK_KEY)
+            .execute(&mut *tx)
+            .await?;
+        let pending: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM users WHERE email_key IS NULL)
+                 OR to_regclass('ux_users_email_key') IS NULL",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        if !pending {
+            return Ok(());
+        }
+        let rows = sqlx::query("SELECT id, email, email_key, created_at FROM users")
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(email_keys::Row {
+                    id: r.try_get("id")?,
+                    email: r.try_get("email")?,
+                    email_key: r.try_get("email_key")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        let plan = email_keys::plan(rows);
+        if !plan.collisions.is_empty() {
+            return Err(StoreError::EmailCollisions(email_keys::EmailCollisions(
+                plan.collisions,
+            )));
+        }
+        for chunk in plan.updates.chunks(EMAIL_KEYS_CHUNK) {
+            let (ids, keys): (Vec<Uuid>, Vec<&str>) =
+                chunk.iter().map(|(id, k)| (*id, k.as_str())).unzip();
+            sqlx::query(
+                "UPDATE users SET email_key = v.k
+                 FROM unnest($1::uuid[], $2::text[]) AS v(id, k) WHERE users.id = v.id",
+            )
+            .bind(&ids)
+            .bind(&keys)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("CREATE UNIQUE INDEX IF NOT EXISTS ux_users_email_key ON users (email_key)")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DROP INDEX IF EXISTS ix_users_email_lower")
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Connects a pool (16 connections unless `max_connections` says otherwise).
     pub async fn connect(url: &str, max_connections: Option<u32>) -> StoreResult<Self> {
         // No ping before each acquire: it doubles the round trips of a rotation. A
@@ -279,11 +346,11 @@ impl UserStore for PgStore {
             .transpose()
     }
 
-    async fn get_user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
+    async fn get_user_by_email(&self, key: &EmailKey) -> StoreResult<Option<User>> {
         sqlx::query(&format!(
-            "SELECT {USER_COLS} FROM users WHERE lower(email) = lower($1)"
+            "SELECT {USER_COLS} FROM users WHERE email_key = $1"
         ))
-        .bind(email)
+        .bind(key.as_str())
         .fetch_optional(&self.pool)
         .await?
         .as_ref()
@@ -291,19 +358,18 @@ impl UserStore for PgStore {
         .transpose()
     }
 
-    async fn email_exists(&self, email: &str) -> StoreResult<bool> {
-        let n: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM users WHERE lower(email) = lower($1)")
-                .bind(email)
-                .fetch_one(&self.pool)
-                .await?;
+    async fn email_exists(&self, key: &EmailKey) -> StoreResult<bool> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE email_key = $1")
+            .bind(key.as_str())
+            .fetch_one(&self.pool)
+            .await?;
         Ok(n > 0)
     }
 
     async fn create_user(&self, new: &NewUser, now: DateTime<Utc>) -> StoreResult<User> {
         let row = sqlx::query(&format!(
-            "INSERT INTO users (id, email, hashed_password, full_name, is_active, is_verified, role, token_version, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8) RETURNING {USER_COLS}"
+            "INSERT INTO users (id, email, email_key, hashed_password, full_name, is_active, is_verified, role, token_version, created_at)
+             VALUES ($1, $2, $9, $3, $4, $5, $6, $7, 0, $8) RETURNING {USER_COLS}"
         ))
         .bind(Uuid::now_v7())
         .bind(&new.email)
@@ -313,6 +379,7 @@ impl UserStore for PgStore {
         .bind(new.is_verified)
         .bind(new.role.as_str())
         .bind(now)
+        .bind(EmailKey::of(&new.email).as_str())
         .fetch_one(&self.pool)
         .await
         .map_err(map_unique)?;
@@ -333,6 +400,7 @@ impl UserStore for PgStore {
         let row = sqlx::query(&format!(
             "UPDATE users SET
                 email = CASE WHEN $2 THEN $3 ELSE email END,
+                email_key = CASE WHEN $2 THEN $15 ELSE email_key END,
                 full_name = CASE WHEN $4 THEN $5 ELSE full_name END,
                 role = CASE WHEN $6 THEN $7 ELSE role END,
                 is_active = CASE WHEN $8 THEN $9 ELSE is_active END,
@@ -356,6 +424,12 @@ impl UserStore for PgStore {
         .bind(patch.hashed_password.is_some())
         .bind(patch.hashed_password.as_deref())
         .bind(now)
+        .bind(
+            patch
+                .email
+                .as_deref()
+                .map(|e| EmailKey::of(e).as_str().to_owned()),
+        )
         .fetch_optional(&self.pool)
         .await
         .map_err(map_unique)?;
@@ -921,7 +995,7 @@ impl Store for PgStore {
             .await?
             .run(&self.pool)
             .await?;
-        Ok(())
+        self.key_emails().await
     }
 
     async fn ping(&self) -> StoreResult<()> {

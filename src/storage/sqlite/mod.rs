@@ -23,6 +23,8 @@ use rusqlite::{params, Connection};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
+use crate::domain::email::EmailKey;
+
 pub use self::rows::ts;
 use self::{
     engine::Engine,
@@ -32,10 +34,10 @@ use self::{
     },
 };
 use super::{
-    migrations, AuditEvent, AuditStore, CleanupLock, EventFilter, KeyStore, NewAuditEvent,
-    NewRefreshToken, NewSession, NewUser, RefreshToken, RefreshTokenStore, Rotated, Rotation,
-    Session, SessionStore, SessionView, Store, StoreError, StoreResult, StoredKey, User, UserPatch,
-    UserStore,
+    email_keys, migrations, AuditEvent, AuditStore, CleanupLock, EventFilter, KeyStore,
+    NewAuditEvent, NewRefreshToken, NewSession, NewUser, RefreshToken, RefreshTokenStore, Rotated,
+    Rotation, Session, SessionStore, SessionView, Store, StoreError, StoreResult, StoredKey, User,
+    UserPatch, UserStore,
 };
 
 /// A session with its last use: rotations do not write to `sessions` (one row update
@@ -120,6 +122,52 @@ impl SqliteStore {
     }
 }
 
+/// Fills missing `users.email_key` values and builds their unique index (see
+/// [`email_keys`]); runs in the migration's write job, so it commits or changes
+/// nothing.
+fn key_emails(c: &Connection) -> StoreResult<()> {
+    let pending = count(
+        c,
+        "SELECT EXISTS (SELECT 1 FROM users WHERE email_key IS NULL)
+             OR NOT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'ux_users_email_key')",
+        [],
+    )? > 0;
+    if !pending {
+        return Ok(());
+    }
+    let rows = all(
+        c,
+        "SELECT id, email, email_key, created_at FROM users",
+        [],
+        |r| {
+            Ok(email_keys::Row {
+                id: col_uuid(r, "id")?,
+                email: r.get("email")?,
+                email_key: r.get("email_key")?,
+                created_at: rows::col_ts(r, "created_at")?,
+            })
+        },
+    )?;
+    let plan = email_keys::plan(rows);
+    if !plan.collisions.is_empty() {
+        return Err(StoreError::EmailCollisions(email_keys::EmailCollisions(
+            plan.collisions,
+        )));
+    }
+    for (id, key) in &plan.updates {
+        exec(
+            c,
+            "UPDATE users SET email_key = ?2 WHERE id = ?1",
+            params![id.to_string(), key],
+        )?;
+    }
+    c.execute_batch(
+        "CREATE UNIQUE INDEX IF NOT EXISTS ux_users_email_key ON users (email_key);
+         DROP INDEX IF EXISTS ix_users_email_lower;",
+    )?;
+    Ok(())
+}
+
 #[async_trait]
 impl UserStore for SqliteStore {
     async fn get_user(&self, id: Uuid) -> StoreResult<Option<User>> {
@@ -134,30 +182,24 @@ impl UserStore for SqliteStore {
         .await
     }
 
-    async fn get_user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
-        let email = email.to_owned();
+    async fn get_user_by_email(&self, key: &EmailKey) -> StoreResult<Option<User>> {
+        let key = key.as_str().to_owned();
         self.read(move |c| {
             one(
                 c,
-                &format!("SELECT {USER_COLS} FROM users WHERE lower(email) = lower(?1)"),
-                [email],
+                &format!("SELECT {USER_COLS} FROM users WHERE email_key = ?1"),
+                [key],
                 rows::user,
             )
         })
         .await
     }
 
-    async fn email_exists(&self, email: &str) -> StoreResult<bool> {
-        let email = email.to_owned();
-        self.read(move |c| {
-            count(
-                c,
-                "SELECT count(*) FROM users WHERE lower(email) = lower(?1)",
-                [email],
-            )
-        })
-        .await
-        .map(|n| n > 0)
+    async fn email_exists(&self, key: &EmailKey) -> StoreResult<bool> {
+        let key = key.as_str().to_owned();
+        self.read(move |c| count(c, "SELECT count(*) FROM users WHERE email_key = ?1", [key]))
+            .await
+            .map(|n| n > 0)
     }
 
     async fn create_user(&self, new: &NewUser, now: DateTime<Utc>) -> StoreResult<User> {
@@ -166,8 +208,8 @@ impl UserStore for SqliteStore {
             one(
                 c,
                 &format!(
-                    "INSERT INTO users (id, email, hashed_password, full_name, is_active, is_verified, role, token_version, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8) RETURNING {USER_COLS}"
+                    "INSERT INTO users (id, email, email_key, hashed_password, full_name, is_active, is_verified, role, token_version, created_at)
+                     VALUES (?1, ?2, ?9, ?3, ?4, ?5, ?6, ?7, 0, ?8) RETURNING {USER_COLS}"
                 ),
                 params![
                     Uuid::now_v7().to_string(),
@@ -178,6 +220,7 @@ impl UserStore for SqliteStore {
                     new.is_verified,
                     new.role.as_str(),
                     ts(now),
+                    EmailKey::of(&new.email).as_str(),
                 ],
                 rows::user,
             )?
@@ -196,6 +239,10 @@ impl UserStore for SqliteStore {
             return self.get_user(id).await;
         }
         let p = patch.clone();
+        let key = p
+            .email
+            .as_deref()
+            .map(|e| EmailKey::of(e).as_str().to_owned());
         self.write(move |c| {
             // Each field is `CASE WHEN <flag> THEN <value> ELSE column END`, so one
             // statement serves every combination of fields.
@@ -204,6 +251,7 @@ impl UserStore for SqliteStore {
                 &format!(
                     "UPDATE users SET
                         email = CASE WHEN ?2 THEN ?3 ELSE email END,
+                        email_key = CASE WHEN ?2 THEN ?15 ELSE email_key END,
                         full_name = CASE WHEN ?4 THEN ?5 ELSE full_name END,
                         role = CASE WHEN ?6 THEN ?7 ELSE role END,
                         is_active = CASE WHEN ?8 THEN ?9 ELSE is_active END,
@@ -228,6 +276,7 @@ impl UserStore for SqliteStore {
                     p.hashed_password.is_some(),
                     p.hashed_password,
                     ts(now),
+                    key,
                 ],
                 rows::user,
             )
@@ -958,8 +1007,11 @@ impl Store for SqliteStore {
     }
 
     async fn migrate(&self) -> StoreResult<()> {
+        // Two jobs, as on PostgreSQL: the schema commits even when the keys cannot be
+        // filled because accounts collide (so `rotor users set-email` can fix them).
         self.write(|c| migrations::apply_sqlite(c, migrations::SQLITE))
-            .await
+            .await?;
+        self.write(key_emails).await
     }
 
     async fn ping(&self) -> StoreResult<()> {
