@@ -49,8 +49,14 @@ pub enum Command {
     /// Run the HTTP server on HOST:PORT (default 127.0.0.1:8000). With no DATABASE_URL
     /// it uses a SQLite file in ROTOR_DATA_DIR and generates a secret on first start.
     Serve,
-    /// Apply pending database migrations and exit (serve also does this at start).
-    Migrate,
+    /// Apply pending database migrations and exit (serve also does this at start). On
+    /// a PostgreSQL database of the original backend, adopt it in place first.
+    Migrate {
+        /// Print what would be done (users, sessions, forked families, duplicate
+        /// emails, tables to add) and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Delete expired refresh tokens, sessions past their absolute lifetime and audit
     /// events older than AUDIT_RETENTION_DAYS, in batches of CLEANUP_BATCH_SIZE.
     Cleanup {
@@ -150,7 +156,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     init_tracing(&settings);
     match cli.command {
         Command::Serve => serve(settings).await,
-        Command::Migrate => {
+        Command::Migrate { dry_run: true } => {
+            let store = crate::storage::open(&settings)
+                .await
+                .context("opening the database")?;
+            let preview = store.migrate_preview().await;
+            store.close().await;
+            let preview = preview.context("inspecting the database")?;
+            println!("dry run ({}); nothing was changed", store.backend());
+            println!("{}", preview.summary);
+            if preview.blocked {
+                bail!("migration would be refused: resolve the duplicate emails listed above");
+            }
+            Ok(())
+        }
+        Command::Migrate { dry_run: false } => {
             let store = crate::storage::connect(&settings)
                 .await
                 .context("migrating the database")?;

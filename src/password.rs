@@ -109,6 +109,21 @@ fn hash_with(buf: &mut Vec<Block>, password: &str) -> Result<String, PasswordErr
     Ok(phc.to_string())
 }
 
+/// The algorithm and cost parameters of a PHC string (`argon2id v=19 m=65536,t=3,p=4`),
+/// for the audit log when a hash is upgraded; never the salt or the hash.
+pub fn parameters(phc: &str) -> Option<String> {
+    let parsed = PasswordHash::new(phc).ok()?;
+    let params = Params::try_from(&parsed).ok()?;
+    Some(format!(
+        "{} v={} m={},t={},p={}",
+        parsed.algorithm,
+        parsed.version.unwrap_or(0x13),
+        params.m_cost(),
+        params.t_cost(),
+        params.p_cost()
+    ))
+}
+
 /// Verifies against a PHC string of any Argon2 variant and parameters (the original
 /// used m=65536,t=3,p=4); a malformed stored hash verifies as false.
 fn verify_with(buf: &mut Vec<Block>, password: &str, phc: &str) -> Verified {

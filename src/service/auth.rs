@@ -62,7 +62,10 @@ impl Rotor {
         password: &str,
         ctx: &ClientContext,
     ) -> Result<LoginOutcome> {
-        let user = self.store.get_user_by_email(&EmailKey::of(email)).await?;
+        let user = match self.store.get_user_by_email(&EmailKey::of(email)).await? {
+            Some(user) => Some(user),
+            None => self.store.get_user_by_unkeyed_email(email).await?,
+        };
         let verified = self
             .hasher
             .verify(password, user.as_ref().map(|u| u.hashed_password.as_str()))
@@ -88,6 +91,10 @@ impl Rotor {
             let rehashed = self.hasher.hash(password).await?;
             self.store
                 .rehash_password(user.id, &rehashed, self.now())
+                .await?;
+            let detail = crate::password::parameters(&user.hashed_password)
+                .map(|from| format!("rehashed from {from}"));
+            self.audit(events::PASSWORD_REHASHED, Some(user.id), None, ctx, detail)
                 .await?;
         }
         let outcome = self.open_session(&user, ctx).await?;

@@ -53,6 +53,12 @@ pub mod events {
     pub const USER_CREATED: &str = "user_created";
     pub const USER_DELETED: &str = "user_deleted";
     pub const TOKEN_REVOKED: &str = "token_revoked";
+    /// A password hash with other parameters than rotor's was replaced at login.
+    pub const PASSWORD_REHASHED: &str = "password_rehashed";
+    /// Adoption of the original's database revoked a forked family's extra tokens.
+    pub const FAMILY_REPAIRED: &str = "family_repaired";
+    /// The original backend's database was adopted.
+    pub const DATABASE_ADOPTED: &str = "database_adopted";
     pub const ALL: &[&str] = &[
         LOGIN_SUCCEEDED,
         LOGIN_FAILED,
@@ -67,6 +73,9 @@ pub mod events {
         USER_CREATED,
         USER_DELETED,
         TOKEN_REVOKED,
+        PASSWORD_REHASHED,
+        FAMILY_REPAIRED,
+        DATABASE_ADOPTED,
     ];
 }
 

@@ -84,6 +84,10 @@ pub trait UserStore: Send + Sync {
     async fn get_user(&self, id: Uuid) -> StoreResult<Option<User>>;
     /// The account whose email has this identity key.
     async fn get_user_by_email(&self, key: &EmailKey) -> StoreResult<Option<User>>;
+    /// The account with exactly this email among those not yet given an identity key:
+    /// accounts the original backend registered while sharing an adopted database,
+    /// until rotor's next start keys them.
+    async fn get_user_by_unkeyed_email(&self, email: &str) -> StoreResult<Option<User>>;
     /// Whether an account's email has this identity key.
     async fn email_exists(&self, key: &EmailKey) -> StoreResult<bool>;
     /// Stores the email with its identity key ([`EmailKey::of`]). Fails with
@@ -269,6 +273,8 @@ pub trait Store:
     /// then gives every account its email identity key. Fails with `EmailCollisions`,
     /// having changed no account, when two accounts' emails share a key.
     async fn migrate(&self) -> StoreResult<()>;
+    /// What [`Store::migrate`] would do, changing nothing (`rotor migrate --dry-run`).
+    async fn migrate_preview(&self) -> StoreResult<MigrationPreview>;
     /// A cheap round trip, for health checks.
     async fn ping(&self) -> StoreResult<()>;
     /// Takes the cluster-wide cleanup lock if free. With PostgreSQL this is an advisory
@@ -279,6 +285,49 @@ pub trait Store:
     fn pool_stats(&self) -> (u32, u32);
     /// Closes the pool.
     async fn close(&self);
+}
+
+/// What `migrate` would do, for `rotor migrate --dry-run`.
+#[derive(Debug, Clone)]
+pub struct MigrationPreview {
+    /// A human-readable account.
+    pub summary: String,
+    /// Whether `migrate` would refuse (accounts whose emails collide).
+    pub blocked: bool,
+}
+
+impl MigrationPreview {
+    /// The preview for a database already on rotor's schema.
+    pub(crate) fn for_rotor(
+        set: &[(i64, &str, &str)],
+        applied: &[i64],
+        users: Vec<email_keys::Row>,
+    ) -> Self {
+        let pending: Vec<String> = set
+            .iter()
+            .filter(|(v, _, _)| !applied.contains(v))
+            .map(|(v, d, _)| format!("{v} ({d})"))
+            .collect();
+        let plan = email_keys::plan(users);
+        let mut summary = format!(
+            "rotor schema: {} pending migration(s){}\naccounts to key: {}",
+            pending.len(),
+            if pending.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", pending.join(", "))
+            },
+            plan.updates.len()
+        );
+        if !plan.collisions.is_empty() {
+            summary.push('\n');
+            summary.push_str(&email_keys::EmailCollisions(plan.collisions.clone()).to_string());
+        }
+        Self {
+            summary,
+            blocked: !plan.collisions.is_empty(),
+        }
+    }
 }
 
 /// Held while a cleanup round runs; released by [`CleanupLock::release`] (or on drop,
@@ -329,9 +378,13 @@ pub async fn open(settings: &Settings) -> StoreResult<Arc<dyn Store>> {
         DatabaseTarget::Sqlite(path) => {
             Arc::new(sqlite::SqliteStore::open(path, settings.db_max_connections).await?)
         }
-        DatabaseTarget::Postgres(url) => {
-            Arc::new(postgres::PgStore::connect(url, settings.db_max_connections).await?)
-        }
+        DatabaseTarget::Postgres(url) => Arc::new(
+            postgres::PgStore::connect(url, settings.db_max_connections)
+                .await?
+                .with_session_max_lifetime(chrono::Duration::days(
+                    settings.session_max_lifetime_days,
+                )),
+        ),
     };
     Ok(store)
 }

@@ -4,6 +4,8 @@
 mod process;
 mod support;
 
+/// Adopting the original backend's PostgreSQL database in place; rollback.
+mod adoption;
 /// The original `/v1` API, row by row of SPEC §4, and the SPEC §6 defect fixes.
 mod api;
 /// Email identity: look-alike addresses, the admin address, the key migration.
@@ -16,6 +18,8 @@ mod model;
 mod oauth;
 /// Operations: CLI, cleanup at scale, metrics, limits, proxies, shutdown.
 mod ops;
+/// A fixture builder for the original backend's database, and its statements.
+mod original;
 /// Several server processes on one PostgreSQL; SIGKILL at random points.
 mod resilience;
 /// Forged tokens, brute force, oversized and slow requests, login floods.

@@ -5,6 +5,7 @@
 //! the row lock on the presented token decides, across processes, which caller wins.
 //! The cleanup job is serialised cluster-wide by a session-level advisory lock.
 
+pub mod adopt;
 mod rotations;
 
 use std::{collections::HashSet, time::Duration};
@@ -30,9 +31,14 @@ use super::{
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// rotor's absolute session lifetime, which sessions adopted from the original
+    /// backend's families get (see [`adopt`]).
+    session_max_lifetime: chrono::Duration,
 }
 
-const USER_COLS: &str = "id, email, hashed_password, full_name, is_active, is_verified, role, token_version, created_at, updated_at";
+/// `role` is read as text: on a database adopted from the original backend the column
+/// is its `userrole` enum (see `adopt`), on rotor's own schema a varchar.
+const USER_COLS: &str = "id, email, hashed_password, full_name, is_active, is_verified, role::text AS role, token_version, created_at, updated_at";
 const TOKEN_COLS: &str = "id, token_hash, user_id, family_id, device_id, device_name, ip_address, expires_at, is_revoked, revoked_at, created_at, updated_at";
 const EVENT_COLS: &str =
     "id, created_at, kind, user_id, session_id, ip_address, user_agent, detail";
@@ -139,7 +145,59 @@ impl PgStore {
 
     /// Uses a pool the embedding application already has.
     pub fn from_pool(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            session_max_lifetime: chrono::Duration::days(30),
+        }
+    }
+
+    /// Sets the absolute lifetime given to sessions when adopting the original
+    /// backend's database (`SESSION_MAX_LIFETIME_DAYS`; 30 days by default).
+    #[must_use]
+    pub fn with_session_max_lifetime(mut self, lifetime: chrono::Duration) -> Self {
+        self.session_max_lifetime = lifetime;
+        self
+    }
+
+    /// What `migrate` would do, changing nothing.
+    async fn preview(&self) -> StoreResult<super::MigrationPreview> {
+        let mut tx = self.pool.begin().await?;
+        let preview = match adopt::detect(&mut tx).await? {
+            adopt::SchemaState::Empty => super::MigrationPreview {
+                summary: "empty database: rotor's schema would be created".into(),
+                blocked: false,
+            },
+            adopt::SchemaState::Original { revision } => {
+                adopt::check_revision(&revision)?;
+                let plan = adopt::plan(&mut tx, revision).await?;
+                super::MigrationPreview {
+                    blocked: !plan.collisions.is_empty(),
+                    summary: format!("would adopt the {plan}"),
+                }
+            }
+            adopt::SchemaState::Rotor => {
+                let applied: Vec<i64> =
+                    sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                        .fetch_all(&mut *tx)
+                        .await?;
+                let rows = sqlx::query("SELECT id, email, email_key, created_at FROM users")
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .iter()
+                    .map(|r| {
+                        Ok(email_keys::Row {
+                            id: r.try_get("id")?,
+                            email: r.try_get("email")?,
+                            email_key: r.try_get("email_key").unwrap_or(None),
+                            created_at: r.try_get("created_at")?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, sqlx::Error>>()?;
+                super::MigrationPreview::for_rotor(migrations::POSTGRES, &applied, rows)
+            }
+        };
+        tx.rollback().await?;
+        Ok(preview)
     }
 
     /// The pool, for tests that inspect the database directly.
@@ -239,7 +297,13 @@ fn user_from_row(row: &PgRow) -> StoreResult<User> {
         full_name: row.try_get("full_name")?,
         is_active: row.try_get("is_active")?,
         is_verified: row.try_get("is_verified")?,
-        role: Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("role {role:?}")))?,
+        // The original's enum also has 'unknown'; such an account gets no privilege.
+        role: match role.as_str() {
+            "unknown" => Role::User,
+            other => {
+                Role::parse(other).ok_or_else(|| StoreError::Corrupt(format!("role {role:?}")))?
+            }
+        },
         token_version: token_version(row)?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
@@ -358,6 +422,18 @@ impl UserStore for PgStore {
         .transpose()
     }
 
+    async fn get_user_by_unkeyed_email(&self, email: &str) -> StoreResult<Option<User>> {
+        sqlx::query(&format!(
+            "SELECT {USER_COLS} FROM users WHERE email_key IS NULL AND email = $1"
+        ))
+        .bind(email)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(user_from_row)
+        .transpose()
+    }
+
     async fn email_exists(&self, key: &EmailKey) -> StoreResult<bool> {
         let n: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE email_key = $1")
             .bind(key.as_str())
@@ -402,7 +478,7 @@ impl UserStore for PgStore {
                 email = CASE WHEN $2 THEN $3 ELSE email END,
                 email_key = CASE WHEN $2 THEN $15 ELSE email_key END,
                 full_name = CASE WHEN $4 THEN $5 ELSE full_name END,
-                role = CASE WHEN $6 THEN $7 ELSE role END,
+                role = CASE WHEN $6 THEN $7 ELSE role::text END,
                 is_active = CASE WHEN $8 THEN $9 ELSE is_active END,
                 is_verified = CASE WHEN $10 THEN $11 ELSE is_verified END,
                 hashed_password = CASE WHEN $12 THEN $13 ELSE hashed_password END,
@@ -991,11 +1067,30 @@ impl Store for PgStore {
     }
 
     async fn migrate(&self) -> StoreResult<()> {
+        let state = adopt::detect_on(&self.pool).await?;
+        if let adopt::SchemaState::Original { .. } = state {
+            let options = adopt::AdoptOptions {
+                session_max_lifetime: self.session_max_lifetime,
+                now: Utc::now(),
+            };
+            if let Some(plan) = adopt::adopt(&self.pool, options).await? {
+                tracing::info!(
+                    users = plan.users,
+                    live_sessions = plan.live_sessions,
+                    forked_families = plan.forked.len(),
+                    "adopted the original backend's database"
+                );
+            }
+        }
         migrations::migrator(migrations::POSTGRES)
             .await?
             .run(&self.pool)
             .await?;
         self.key_emails().await
+    }
+
+    async fn migrate_preview(&self) -> StoreResult<super::MigrationPreview> {
+        self.preview().await
     }
 
     async fn ping(&self) -> StoreResult<()> {

@@ -195,6 +195,19 @@ impl UserStore for SqliteStore {
         .await
     }
 
+    async fn get_user_by_unkeyed_email(&self, email: &str) -> StoreResult<Option<User>> {
+        let email = email.to_owned();
+        self.read(move |c| {
+            one(
+                c,
+                &format!("SELECT {USER_COLS} FROM users WHERE email_key IS NULL AND email = ?1"),
+                [email],
+                rows::user,
+            )
+        })
+        .await
+    }
+
     async fn email_exists(&self, key: &EmailKey) -> StoreResult<bool> {
         let key = key.as_str().to_owned();
         self.read(move |c| count(c, "SELECT count(*) FROM users WHERE email_key = ?1", [key]))
@@ -1012,6 +1025,52 @@ impl Store for SqliteStore {
         self.write(|c| migrations::apply_sqlite(c, migrations::SQLITE))
             .await?;
         self.write(key_emails).await
+    }
+
+    async fn migrate_preview(&self) -> StoreResult<super::MigrationPreview> {
+        self.read(|c| {
+            let has_table = count(
+                c,
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+                [],
+            )? > 0;
+            if !has_table {
+                return Ok(super::MigrationPreview {
+                    summary: "empty database: rotor's schema would be created".into(),
+                    blocked: false,
+                });
+            }
+            let applied = all(
+                c,
+                "SELECT version FROM _sqlx_migrations WHERE success",
+                [],
+                |r| Ok(r.get::<_, i64>(0)?),
+            )?;
+            let has_key = count(
+                c,
+                "SELECT count(*) FROM pragma_table_info('users') WHERE name = 'email_key'",
+                [],
+            )? > 0;
+            let sql = if has_key {
+                "SELECT id, email, email_key, created_at FROM users"
+            } else {
+                "SELECT id, email, NULL AS email_key, created_at FROM users"
+            };
+            let rows = all(c, sql, [], |r| {
+                Ok(email_keys::Row {
+                    id: col_uuid(r, "id")?,
+                    email: r.get("email")?,
+                    email_key: r.get("email_key")?,
+                    created_at: rows::col_ts(r, "created_at")?,
+                })
+            })?;
+            Ok(super::MigrationPreview::for_rotor(
+                migrations::SQLITE,
+                &applied,
+                rows,
+            ))
+        })
+        .await
     }
 
     async fn ping(&self) -> StoreResult<()> {
