@@ -6,6 +6,8 @@ mod support;
 
 /// The original `/v1` API, row by row of SPEC §4, and the SPEC §6 defect fixes.
 mod api;
+/// The security review's findings, attacked as the reviewer did.
+mod hardening;
 /// Signing keys: EdDSA/ES256 key ring, JWKS, rotation.
 mod keys;
 /// Property test of the rotation rules against a model.

@@ -1,0 +1,287 @@
+//! Findings of the black-box security review, each attacked as the reviewer did: NUL
+//! bytes in text inputs, raw identifiers in the audit log, registration floods, split
+//! password-guessing buckets, world-readable database files, Host-header poisoning of
+//! the OAuth metadata, and access tokens naming sessions that never existed.
+
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+use reqwest::{Response, StatusCode};
+use serde_json::{json, Value};
+
+use crate::{
+    both,
+    support::{count, Backend, TestApp},
+};
+
+const SECRET: &str = "integration-test-secret-key-0123456789abcdef";
+
+async fn body(r: Response) -> Value {
+    r.json().await.expect("json body")
+}
+
+fn claims(jwt: &str) -> Value {
+    let part = jwt.split('.').nth(1).expect("jwt payload");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).expect("base64")).expect("json")
+}
+
+/// A pydantic-shaped 422 naming `loc`.
+async fn assert_422_at(r: Response, loc: &[&str], what: &str) {
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "{what}");
+    let b = body(r).await;
+    let errors = b["detail"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{what}: {b}"));
+    let want: Vec<Value> = loc.iter().map(|p| json!(p)).collect();
+    assert!(
+        errors.iter().any(|e| e["loc"].as_array() == Some(&want)
+            && e["msg"].is_string()
+            && e["type"].is_string()),
+        "{what}: {b}"
+    );
+}
+
+/// An RFC 6749 `invalid_request`.
+async fn assert_invalid_request(r: Response, what: &str) {
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{what}");
+    let b = body(r).await;
+    assert_eq!(b["error"], "invalid_request", "{what}: {b}");
+    assert!(b["error_description"].is_string(), "{what}: {b}");
+}
+
+async fn raw_exchange(app: &TestApp, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let _ = s.write_all(request).await;
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+// ---------------------------------------------------------------------------------
+// F3: NUL bytes
+// ---------------------------------------------------------------------------------
+
+both!(
+    nul_bytes_in_any_text_input_are_rejected_never_500,
+    |b| async move {
+        let app = TestApp::spawn(b).await;
+        let (email, access, _) = app.user_session().await;
+        let (_, admin) = app.admin_session().await;
+        let c = &app.client;
+        let nul = "a\0b";
+
+        // Login forms, both routes: every field.
+        for route in ["/v1/auth/login", "/v1/auth/login-mobile"] {
+            let r = c
+                .post(app.url(route))
+                .body("username=a%00@x.com&password=TestPass123")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .send()
+                .await
+                .unwrap();
+            assert_422_at(r, &["body", "username"], "login username").await;
+            for (field, value) in [("password", nul), ("device_id", nul), ("device_name", nul)] {
+                let mut form = vec![("username", email.as_str()), ("password", "TestPass123")];
+                form.retain(|(k, _)| *k != field);
+                form.push((field, value));
+                let r = c.post(app.url(route)).form(&form).send().await.unwrap();
+                assert_422_at(r, &["body", field], &format!("{route} {field}")).await;
+            }
+        }
+        assert_eq!(
+            count(
+                &app.db,
+                "SELECT count(*) FROM audit_events WHERE kind = 'login_failed'"
+            )
+            .await,
+            0,
+            "a rejected form is no login attempt"
+        );
+
+        // Registration: every field.
+        let fresh = rotor::testing::UserFactory::next_email();
+        for (field, value) in [
+            ("email", json!("a\u{0}b@example.com")),
+            ("full_name", json!(nul)),
+            ("password", json!("TestPass123\u{0}")),
+        ] {
+            let mut user = json!({"email": fresh, "password": "TestPass123", "full_name": "N"});
+            user[field] = value;
+            let r = c
+                .post(app.url("/v1/users"))
+                .json(&user)
+                .send()
+                .await
+                .unwrap();
+            assert_422_at(r, &["body", field], &format!("register {field}")).await;
+        }
+        let r = app.post_login(&fresh, "TestPass123").await;
+        assert_eq!(
+            r.status(),
+            StatusCode::UNAUTHORIZED,
+            "no account was created"
+        );
+
+        // Profile edit.
+        let r = c
+            .patch(app.url("/v1/users/me"))
+            .bearer_auth(&access)
+            .json(&json!({"full_name": nul}))
+            .send()
+            .await
+            .unwrap();
+        assert_422_at(r, &["body", "full_name"], "PATCH /v1/users/me").await;
+
+        // Admin create and update.
+        for (field, value) in [
+            ("email", json!("x\u{0}@example.com")),
+            ("full_name", json!(nul)),
+            ("password", json!("TestPass123\u{0}")),
+            ("role", json!("user\u{0}")),
+        ] {
+            let mut user = json!({"email": rotor::testing::UserFactory::next_email(),
+                              "password": "TestPass123", "full_name": "N"});
+            user[field] = value;
+            let r = c
+                .post(app.url("/v1/admin/users"))
+                .bearer_auth(&admin)
+                .json(&user)
+                .send()
+                .await
+                .unwrap();
+            assert_422_at(r, &["body", field], &format!("admin create {field}")).await;
+        }
+        let me: Value = body(app.get_auth("/v1/auth/me", &access).await).await;
+        let id = me["id"].as_str().unwrap();
+        for (field, value) in [
+            ("email", json!("y\u{0}@example.com")),
+            ("full_name", json!(nul)),
+            ("password", json!("TestPass123\u{0}")),
+        ] {
+            let r = c
+                .patch(app.url(&format!("/v1/admin/users/{id}")))
+                .bearer_auth(&admin)
+                .json(&json!({ field: value }))
+                .send()
+                .await
+                .unwrap();
+            assert_422_at(r, &["body", field], &format!("admin update {field}")).await;
+        }
+
+        // Query strings.
+        let r = app.get_auth("/v1/admin/events?kind=a%00b", &admin).await;
+        assert_422_at(r, &["query", "kind"], "admin events kind").await;
+        let r = app.get_auth("/v1/auth/events?kind=a%00b", &access).await;
+        assert_422_at(r, &["query", "kind"], "my events kind").await;
+
+        // Change password.
+        let r = c
+            .post(app.url("/v1/auth/change-password"))
+            .bearer_auth(&access)
+            .json(&json!({"current_password": "TestPass123\u{0}", "new_password": "NewPass1234"}))
+            .send()
+            .await
+            .unwrap();
+        assert_422_at(r, &["body", "current_password"], "change-password").await;
+
+        // OAuth: RFC 6749 invalid_request for every parameter, form or Basic.
+        for (field, value) in [
+            ("username", "a\0@x.com"),
+            ("password", "TestPass123\0"),
+            ("client_id", "web\0app"),
+            ("device_id", nul),
+            ("device_name", nul),
+            ("scope", nul),
+        ] {
+            let mut form = vec![
+                ("grant_type", "password"),
+                ("username", email.as_str()),
+                ("password", "TestPass123"),
+            ];
+            form.retain(|(k, _)| *k != field);
+            form.push((field, value));
+            let r = c
+                .post(app.url("/oauth/token"))
+                .form(&form)
+                .send()
+                .await
+                .unwrap();
+            assert_invalid_request(r, &format!("/oauth/token {field}")).await;
+        }
+        let r = c
+            .post(app.url("/oauth/token"))
+            .basic_auth("web\0app", Some(""))
+            .form(&[
+                ("grant_type", "password"),
+                ("username", email.as_str()),
+                ("password", "TestPass123"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_invalid_request(r, "/oauth/token Basic client_id").await;
+        let r = c
+            .post(app.url("/oauth/token"))
+            .form(&[("grant_type", "refresh_token"), ("refresh_token", nul)])
+            .send()
+            .await
+            .unwrap();
+        assert_invalid_request(r, "/oauth/token refresh_token").await;
+        for route in ["/oauth/revoke"] {
+            let r = c
+                .post(app.url(route))
+                .form(&[("token", nul)])
+                .send()
+                .await
+                .unwrap();
+            assert_invalid_request(r, route).await;
+        }
+
+        // Nothing with a NUL reached the database.
+        for (table, column) in [
+            ("users", "email"),
+            ("users", "full_name"),
+            ("sessions", "device_id"),
+            ("sessions", "device_name"),
+            ("sessions", "client_id"),
+            ("sessions", "user_agent"),
+            ("refresh_tokens", "device_id"),
+            ("audit_events", "detail"),
+        ] {
+            let sql = match b {
+                Backend::Sqlite => {
+                    format!("SELECT count(*) FROM {table} WHERE instr({column}, char(0)) > 0")
+                }
+                // PostgreSQL cannot store NUL in text at all; the point there is no 500.
+                Backend::Postgres => format!("SELECT count(*) FROM {table} WHERE false"),
+            };
+            assert_eq!(count(&app.db, &sql).await, 0, "{table}.{column}");
+        }
+        // Headers: hyper refuses a NUL in any header value (400) before a handler runs,
+        // so X-Device-Id, X-Device-Name and User-Agent cannot carry one either.
+        let sessions_before = count(&app.db, "SELECT count(*) FROM sessions").await;
+        for header in ["X-Device-Id", "X-Device-Name", "User-Agent"] {
+            let form = format!(
+                "username={}&password=TestPass123",
+                email.replace('@', "%40")
+            );
+            let request = format!(
+                "POST /v1/auth/login HTTP/1.1\r\nHost: x\r\n{header}: a\0b\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{form}",
+                form.len()
+            );
+            let answer = raw_exchange(&app, request.as_bytes()).await;
+            assert!(answer.starts_with("HTTP/1.1 400"), "{header}: {answer:.80}");
+        }
+        assert_eq!(
+            count(&app.db, "SELECT count(*) FROM sessions").await,
+            sessions_before
+        );
+
+        // And the server is healthy: a normal login still works.
+        assert_eq!(
+            app.post_login(&email, "TestPass123").await.status(),
+            StatusCode::OK
+        );
+    }
+);
