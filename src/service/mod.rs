@@ -19,7 +19,10 @@ pub use cleanup::CleanupProgress;
 use crate::{
     clock::{Clock, SystemClock},
     config::{Secret, Settings},
-    domain::{email, token::SuccessorKey},
+    domain::{
+        email,
+        token::{IdentifierKey, SuccessorKey},
+    },
     error::Result,
     jwt::{AccessTokens, TokenOptions},
     password::PasswordHasher,
@@ -97,6 +100,8 @@ pub struct Rotor {
     pub(crate) hasher: PasswordHasher,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) successor_key: SuccessorKey,
+    /// Fingerprints unknown login names for the audit log.
+    pub(crate) identifier_key: IdentifierKey,
     pub(crate) counters: Counters,
     /// When the key ring was last reloaded because of an unknown `kid`.
     pub(crate) last_key_reload: std::sync::Mutex<Option<std::time::Instant>>,
@@ -145,6 +150,7 @@ impl Rotor {
         let hasher = PasswordHasher::new(settings.argon2_max_concurrency)?;
         let rotor = Self {
             successor_key: SuccessorKey::from_secret(secret.expose().as_bytes()),
+            identifier_key: IdentifierKey::from_secret(secret.expose().as_bytes()),
             store,
             settings: Arc::new(settings),
             tokens,

@@ -285,3 +285,68 @@ both!(
         );
     }
 );
+
+// ---------------------------------------------------------------------------------
+// F4: no raw unknown identifier in the audit log
+// ---------------------------------------------------------------------------------
+
+both!(
+    a_password_typed_as_username_leaves_no_trace_in_the_audit_log,
+    |b| async move {
+        let app = TestApp::spawn(b).await;
+        let (_, admin) = app.admin_session().await;
+        let typed = "Tr0ub4dor-and-3-horses";
+        for _ in 0..2 {
+            let r = app.post_login(typed, "whatever").await;
+            assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        }
+        let r = app.post_login("someone-else@example.com", "whatever").await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
+        // Not in any column of any row, on either database.
+        let cols = "coalesce(kind,'') || coalesce(detail,'') || coalesce(ip_address,'') \
+                || coalesce(user_agent,'') || coalesce(cast(user_id as text),'') \
+                || coalesce(cast(session_id as text),'')";
+        assert_eq!(
+            count(
+                &app.db,
+                &format!(
+                    "SELECT count(*) FROM audit_events WHERE lower({cols}) LIKE '%tr0ub4dor%'"
+                )
+            )
+            .await,
+            0
+        );
+        assert_eq!(
+            count(
+                &app.db,
+                "SELECT count(*) FROM audit_events WHERE kind = 'login_failed'"
+            )
+            .await,
+            3
+        );
+        // Nor in the admin API.
+        let events = app
+            .get_auth("/v1/admin/events?kind=login_failed&size=100", &admin)
+            .await;
+        assert_eq!(events.status(), StatusCode::OK);
+        let events = body(events).await;
+        assert!(
+            !events.to_string().to_lowercase().contains("tr0ub4dor"),
+            "{events}"
+        );
+        assert!(!events.to_string().contains("someone-else"), "{events}");
+        // Repeated attempts with one identifier still correlate; another differs.
+        let details: Vec<String> = events["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["detail"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        assert_eq!(details.len(), 3, "{events}");
+        let mut distinct = details.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 2, "{details:?}");
+    }
+);
