@@ -60,6 +60,29 @@ impl AppState {
     }
 }
 
+/// The rate-limit bucket of every password check of a client: login, login-mobile,
+/// the OAuth password grant and change-password.
+const PASSWORD_BUCKET: &str = "password";
+
+impl AppState {
+    /// Charges one password check of `ip` to the shared password bucket (under
+    /// `RATE_LIMIT_AUTH`); a 429 with `Retry-After` when it is spent. For handlers
+    /// whose route is not wholly a password check (`/oauth/token`).
+    pub(crate) fn charge_password_check(&self, ip: Option<&str>) -> Result<(), Response> {
+        let (Some(limiter), Some(rate)) =
+            (&self.auth_limiter, self.rotor.settings().rate_limit_auth)
+        else {
+            return Ok(());
+        };
+        match ip.and_then(|ip| ip.parse().ok()) {
+            Some(ip) => limiter
+                .check(PASSWORD_BUCKET, ip, Instant::now())
+                .map_err(|retry| rate_limited(retry, &rate)),
+            None => Ok(()),
+        }
+    }
+}
+
 impl FromRef<AppState> for Arc<Rotor> {
     fn from_ref(state: &AppState) -> Self {
         state.rotor.clone()
@@ -283,8 +306,12 @@ async fn limit_with(
         .get::<MatchedPath>()
         .map(MatchedPath::as_str)
     {
-        // Both login forms share a bucket, so alternating routes gains a guesser nothing.
-        Some("/v1/auth/login" | "/v1/auth/login-mobile") => "login",
+        // Every password check shares one bucket (the OAuth password grant is charged
+        // by its handler, which alone knows the grant type), so alternating routes
+        // gains a guesser nothing.
+        Some("/v1/auth/login" | "/v1/auth/login-mobile" | "/v1/auth/change-password") => {
+            PASSWORD_BUCKET
+        }
         Some("/v1/auth/refresh" | "/v1/auth/refresh-mobile") => "refresh",
         Some("/oauth/token") => "oauth-token",
         _ => "default",
@@ -312,6 +339,7 @@ async fn default_rate_limit(State(state): State<AppState>, req: Request, next: N
         Some(
             "/v1/auth/login"
                 | "/v1/auth/login-mobile"
+                | "/v1/auth/change-password"
                 | "/v1/auth/refresh"
                 | "/v1/auth/refresh-mobile"
                 | "/oauth/token"

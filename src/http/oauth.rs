@@ -138,11 +138,12 @@ fn token_response(
 }
 
 async fn token(
-    State(rotor): State<Arc<Rotor>>,
+    State(state): State<AppState>,
     Client(mut ctx): Client,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let rotor = &state.rotor;
     let mut input = body.form();
     let basic = basic_credentials(&headers);
     if basic
@@ -186,8 +187,12 @@ async fn token(
             if let Some(d) = device_name {
                 ctx.device_name = Some(d);
             }
+            // A password check: charged to the bucket login and change-password share.
+            if let Err(limited) = state.charge_password_check(ctx.ip.as_deref()) {
+                return limited;
+            }
             match rotor.login(&username, &password, &ctx).await {
-                Ok(out) => token_response(&rotor, out.access_token, &out.refresh, scope),
+                Ok(out) => token_response(rotor, out.access_token, &out.refresh, scope),
                 Err(e) => service_error_to_oauth(e),
             }
         }
@@ -200,7 +205,7 @@ async fn token(
                 );
             };
             match rotor.refresh(&presented, &ctx).await {
-                Ok(out) => token_response(&rotor, out.access_token, &out.refresh, scope),
+                Ok(out) => token_response(rotor, out.access_token, &out.refresh, scope),
                 Err(e) => service_error_to_oauth(e),
             }
         }

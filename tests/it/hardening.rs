@@ -350,3 +350,102 @@ both!(
         assert_eq!(distinct.len(), 2, "{details:?}");
     }
 );
+
+// ---------------------------------------------------------------------------------
+// F6: one bucket for every password check of a client
+// ---------------------------------------------------------------------------------
+
+/// A user and an access token obtained without a password check (so the password
+/// bucket starts empty).
+async fn user_without_login(app: &TestApp) -> (String, String) {
+    let user = rotor::testing::UserFactory::create(app.store().as_ref())
+        .await
+        .expect("user");
+    let out = app
+        .rotor
+        .open_session(&user, &rotor::service::ClientContext::default())
+        .await
+        .expect("session");
+    (user.email, out.access_token)
+}
+
+async fn oauth_password(app: &TestApp, email: &str, password: &str) -> Response {
+    app.client
+        .post(app.url("/oauth/token"))
+        .form(&[
+            ("grant_type", "password"),
+            ("username", email),
+            ("password", password),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn change_password(app: &TestApp, access: &str, current: &str) -> Response {
+    app.client
+        .post(app.url("/v1/auth/change-password"))
+        .bearer_auth(access)
+        .json(&json!({"current_password": current, "new_password": "NewPass1234"}))
+        .send()
+        .await
+        .unwrap()
+}
+
+both!(
+    password_guesses_share_one_bucket_across_routes,
+    |b| async move {
+        let app = TestApp::spawn_with(b, &[("RATE_LIMIT_AUTH", "5/minute")]).await;
+        let (email, access) = user_without_login(&app).await;
+
+        // Five guesses spread over the three ways to check a password...
+        let mut codes = vec![
+            app.post_login(&email, "Guess1").await.status().as_u16(),
+            oauth_password(&app, &email, "Guess2")
+                .await
+                .status()
+                .as_u16(),
+            change_password(&app, &access, "Guess3")
+                .await
+                .status()
+                .as_u16(),
+            app.post_login_mobile(&email, "Guess4", &[])
+                .await
+                .status()
+                .as_u16(),
+            oauth_password(&app, &email, "Guess5")
+                .await
+                .status()
+                .as_u16(),
+        ];
+        assert_eq!(codes, vec![401, 400, 401, 401, 400]);
+
+        // ...and the sixth is refused on each of them, as the sixth on login alone is.
+        codes.clear();
+        let limited = app.post_login(&email, "Guess6").await;
+        assert!(limited.headers().contains_key("retry-after"));
+        codes.push(limited.status().as_u16());
+        codes.push(
+            oauth_password(&app, &email, "Guess7")
+                .await
+                .status()
+                .as_u16(),
+        );
+        let limited = change_password(&app, &access, "Guess8").await;
+        assert!(limited.headers().contains_key("retry-after"));
+        codes.push(limited.status().as_u16());
+        codes.push(
+            app.post_login_mobile(&email, "TestPass123", &[])
+                .await
+                .status()
+                .as_u16(),
+        );
+        assert_eq!(codes, vec![429, 429, 429, 429], "the right password too");
+
+        // Routes that check no password are not charged: the session still works.
+        assert_eq!(
+            app.get_auth("/v1/auth/me", &access).await.status(),
+            StatusCode::OK
+        );
+    }
+);
