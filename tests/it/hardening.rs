@@ -449,3 +449,112 @@ both!(
         );
     }
 );
+
+// ---------------------------------------------------------------------------------
+// F5: registration floods
+// ---------------------------------------------------------------------------------
+
+both!(registration_is_rate_limited_per_client, |b| async move {
+    let app = TestApp::spawn_with(b, &[("RATE_LIMIT_AUTH", "3/minute")]).await;
+    let register = |email: String| {
+        let c = app.client.clone();
+        let url = app.url("/v1/users");
+        async move {
+            c.post(url)
+                .json(&json!({"email": email, "password": "TestPass123"}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    for _ in 0..3 {
+        let r = register(rotor::testing::UserFactory::next_email()).await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+    let r = register(rotor::testing::UserFactory::next_email()).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert_eq!(body(r).await["type"], "RateLimitExceeded");
+
+    // The admin route that creates accounts is limited too (its own bucket).
+    let (_, admin) = app.admin_session().await;
+    let create = || {
+        let c = app.client.clone();
+        let url = app.url("/v1/admin/users");
+        let admin = admin.clone();
+        async move {
+            c.post(url)
+                .bearer_auth(admin)
+                .json(&json!({"email": rotor::testing::UserFactory::next_email(),
+                              "password": "TestPass123"}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(create().await.status(), StatusCode::CREATED);
+    }
+    let r = create().await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers().contains_key("retry-after"));
+    // Listing users is not charged.
+    assert_eq!(
+        app.get_auth("/v1/admin/users", &admin).await.status(),
+        StatusCode::OK
+    );
+});
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn logins_are_served_while_many_registrations_queue_for_argon2() {
+    let app = TestApp::spawn_with(Backend::Sqlite, &[("ARGON2_MAX_CONCURRENCY", "1")]).await;
+    let user = rotor::testing::UserFactory::create(app.store().as_ref())
+        .await
+        .expect("user");
+    let hasher = app.rotor.hasher().clone();
+    const FLOOD: usize = 30;
+    let registrations: Vec<_> = (0..FLOOD)
+        .map(|_| {
+            let c = app.client.clone();
+            let url = app.url("/v1/users");
+            tokio::spawn(async move {
+                c.post(url)
+                    .json(&json!({"email": rotor::testing::UserFactory::next_email(),
+                                  "password": "TestPass123"}))
+                    .send()
+                    .await
+                    .map(|r| r.status())
+            })
+        })
+        .collect();
+    // Wait (by progress, not by time) until most registrations are queued.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while hasher.pending() < FLOOD - 5 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "registrations never queued"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let queued = hasher.pending();
+
+    let r = app
+        .post_login(&user.email, rotor::testing::UserFactory::PASSWORD)
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+
+    // The login overtook the queue: almost all registrations are still waiting.
+    let still_queued = hasher.pending();
+    assert!(
+        still_queued + 3 >= queued,
+        "login waited for the registration queue: {queued} queued before, {still_queued} after"
+    );
+    for h in registrations {
+        assert_eq!(h.await.unwrap().unwrap(), StatusCode::CREATED);
+    }
+}
