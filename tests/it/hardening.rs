@@ -558,3 +558,65 @@ async fn logins_are_served_while_many_registrations_queue_for_argon2() {
         assert_eq!(h.await.unwrap().unwrap(), StatusCode::CREATED);
     }
 }
+
+// ---------------------------------------------------------------------------------
+// Access tokens naming a session that does not exist
+// ---------------------------------------------------------------------------------
+
+fn sign(claims: &Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .expect("sign")
+}
+
+both!(
+    a_token_whose_sid_names_no_session_is_rejected,
+    |b| async move {
+        let app = TestApp::spawn(b).await;
+        let (_, access, _) = app.user_session().await;
+        let real = claims(&access);
+
+        // Validly signed, random sid: no such session.
+        let mut forged = real.clone();
+        forged["sid"] = json!(uuid::Uuid::now_v7().to_string());
+        let r = app.get_auth("/v1/auth/me", &sign(&forged)).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
+        // The original's access tokens carry no sid: they keep working.
+        let mut original = real.clone();
+        original.as_object_mut().unwrap().remove("sid");
+        original.as_object_mut().unwrap().remove("jti");
+        original.as_object_mut().unwrap().remove("iss");
+        let r = app.get_auth("/v1/auth/me", &sign(&original)).await;
+        assert_eq!(r.status(), StatusCode::OK);
+
+        // A family created without a session row (rows migrated from the original) still
+        // authenticates its rotated access tokens while it has a live refresh token.
+        let user = rotor::testing::UserFactory::create(app.store().as_ref())
+            .await
+            .unwrap();
+        let (legacy, raw) = rotor::testing::RefreshTokenFactory::create(
+            app.store().as_ref(),
+            &user,
+            false,
+            chrono::Duration::days(7),
+        )
+        .await
+        .unwrap();
+        let r = app.post_refresh_mobile(&raw).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let rotated = body(r).await["access_token"].as_str().unwrap().to_owned();
+        assert_eq!(claims(&rotated)["sid"], legacy.family_id.to_string());
+        let r = app.get_auth("/v1/auth/me", &rotated).await;
+        assert_eq!(r.status(), StatusCode::OK);
+
+        // The genuine token is fine.
+        assert_eq!(
+            app.get_auth("/v1/auth/me", &access).await.status(),
+            StatusCode::OK
+        );
+    }
+);

@@ -766,13 +766,18 @@ impl SessionStore for SqliteStore {
         self.read(move |c| {
             one(
                 c,
-                "SELECT revoked_at IS NOT NULL FROM sessions WHERE id = ?1",
+                // No session row: ended unless the family has a live token (a family
+                // from the seed API or migrated from the original).
+                "SELECT CASE WHEN EXISTS (SELECT 1 FROM sessions WHERE id = ?1)
+                     THEN (SELECT revoked_at IS NOT NULL FROM sessions WHERE id = ?1)
+                     ELSE NOT EXISTS (SELECT 1 FROM refresh_tokens
+                                      WHERE family_id = ?1 AND is_revoked = 0) END",
                 [id.to_string()],
                 |r| Ok(r.get::<_, bool>(0)?),
             )
         })
         .await
-        .map(|revoked| revoked == Some(true))
+        .map(|revoked| revoked != Some(false))
     }
 
     async fn delete_expired_sessions_batch(
