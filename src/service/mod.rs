@@ -141,7 +141,8 @@ impl Rotor {
                 .as_ref()
                 .map(|k| k.expose().as_bytes()),
             lifetime: Duration::minutes(settings.access_token_expire_minutes),
-            issuer: settings.jwt_issuer.clone(),
+            issuer: Some(settings.issuer().to_owned()),
+            require_issuer: settings.jwt_issuer.is_some(),
             audience: settings.jwt_audience.clone(),
         });
         tokens

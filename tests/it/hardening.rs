@@ -620,3 +620,54 @@ both!(
         );
     }
 );
+
+// ---------------------------------------------------------------------------------
+// F9: the OAuth metadata ignores the Host header
+// ---------------------------------------------------------------------------------
+
+async fn metadata_with_host(app: &TestApp, host: &str) -> Value {
+    let request = format!(
+        "GET /.well-known/oauth-authorization-server HTTP/1.1\r\nHost: {host}\r\n\
+         X-Forwarded-Host: {host}\r\nConnection: close\r\n\r\n"
+    );
+    let answer = raw_exchange(app, request.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:.80}");
+    let (_, json) = answer.split_once("\r\n\r\n").expect("body");
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}"))
+}
+
+both!(
+    oauth_metadata_never_echoes_the_host_header,
+    |b| async move {
+        let app = TestApp::spawn_with(b, &[("PUBLIC_URL", "https://auth.example.com/")]).await;
+        let m = metadata_with_host(&app, "evil.example").await;
+        assert!(!m.to_string().contains("evil.example"), "{m}");
+        assert_eq!(m["issuer"], "https://auth.example.com");
+        assert_eq!(m["token_endpoint"], "https://auth.example.com/oauth/token");
+        assert_eq!(
+            m["jwks_uri"],
+            "https://auth.example.com/.well-known/jwks.json"
+        );
+
+        // Access tokens name the same issuer as the metadata.
+        let (_, access, _) = app.user_session().await;
+        assert_eq!(claims(&access)["iss"], m["issuer"]);
+
+        // JWT_ISSUER overrides the issuer (tokens and metadata alike); the endpoints stay
+        // under PUBLIC_URL.
+        let app = TestApp::spawn_with(
+            b,
+            &[
+                ("PUBLIC_URL", "https://auth.example.com"),
+                ("JWT_ISSUER", "urn:example:rotor"),
+            ],
+        )
+        .await;
+        let m = metadata_with_host(&app, "evil.example").await;
+        assert!(!m.to_string().contains("evil.example"), "{m}");
+        assert_eq!(m["issuer"], "urn:example:rotor");
+        assert_eq!(m["token_endpoint"], "https://auth.example.com/oauth/token");
+        let (_, access, _) = app.user_session().await;
+        assert_eq!(claims(&access)["iss"], m["issuer"]);
+    }
+);
