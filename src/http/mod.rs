@@ -66,20 +66,19 @@ const PASSWORD_BUCKET: &str = "password";
 
 impl AppState {
     /// Charges one password check of `ip` to the shared password bucket (under
-    /// `RATE_LIMIT_AUTH`); a 429 with `Retry-After` when it is spent. For handlers
+    /// `RATE_LIMIT_AUTH`): `Some(429 with Retry-After)` when it is spent. For handlers
     /// whose route is not wholly a password check (`/oauth/token`).
-    pub(crate) fn charge_password_check(&self, ip: Option<&str>) -> Result<(), Response> {
+    pub(crate) fn refuse_password_check(&self, ip: Option<&str>) -> Option<Response> {
         let (Some(limiter), Some(rate)) =
             (&self.auth_limiter, self.rotor.settings().rate_limit_auth)
         else {
-            return Ok(());
+            return None;
         };
-        match ip.and_then(|ip| ip.parse().ok()) {
-            Some(ip) => limiter
-                .check(PASSWORD_BUCKET, ip, Instant::now())
-                .map_err(|retry| rate_limited(retry, &rate)),
-            None => Ok(()),
-        }
+        let ip = ip.and_then(|ip| ip.parse().ok())?;
+        limiter
+            .check(PASSWORD_BUCKET, ip, Instant::now())
+            .err()
+            .map(|retry| rate_limited(retry, &rate))
     }
 }
 

@@ -188,7 +188,7 @@ async fn token(
                 ctx.device_name = Some(d);
             }
             // A password check: charged to the bucket login and change-password share.
-            if let Err(limited) = state.charge_password_check(ctx.ip.as_deref()) {
+            if let Some(limited) = state.refuse_password_check(ctx.ip.as_deref()) {
                 return limited;
             }
             match rotor.login(&username, &password, &ctx).await {
