@@ -279,7 +279,7 @@ pub fn load_or_create_secret(data_dir: &Path) -> std::io::Result<Secret> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    std::fs::create_dir_all(data_dir)?;
+    crate::storage::sqlite::create_private_dir(data_dir)?;
     let mut bytes = [0u8; 48];
     ring::rand::SystemRandom::new()
         .fill(&mut bytes)

@@ -671,3 +671,107 @@ both!(
         assert_eq!(claims(&access)["iss"], m["issuer"]);
     }
 );
+
+// ---------------------------------------------------------------------------------
+// F8: the data directory and database files are private
+// ---------------------------------------------------------------------------------
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_dir_and_database_files_are_private_under_umask_022() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let db = crate::support::TestDb::new(Backend::Sqlite).await;
+    let data = db.dir.join("fresh-data-dir");
+    let port = crate::process::free_port();
+    // The real binary, zero-config (SQLite in ROTOR_DATA_DIR), under umask 022.
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("umask 022; exec \"$0\" serve")
+        .arg(env!("CARGO_BIN_EXE_rotor"))
+        .current_dir(&db.dir)
+        .env_remove("DATABASE_URL")
+        .env_remove("SECRET_KEY")
+        .env_remove("RUST_LOG")
+        .env("ROTOR_DATA_DIR", &data)
+        .env("RATE_LIMIT_AUTH", "off")
+        .env("CLEANUP_INTERVAL_SECONDS", "0")
+        .env("HOST", "127.0.0.1")
+        .env("PORT", port.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn rotor serve");
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut ready = false;
+    for _ in 0..200 {
+        if let Ok(r) = client.get(format!("{base}/ready")).send().await {
+            if r.status() == StatusCode::OK {
+                ready = true;
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Writes, so the WAL and shared-memory files exist.
+    let r = client
+        .post(format!("{base}/v1/users"))
+        .json(
+            &json!({"email": rotor::testing::UserFactory::next_email(), "password": "TestPass123"}),
+        )
+        .send()
+        .await;
+    let modes: Vec<(String, Option<u32>)> =
+        ["", "rotor.db", "rotor.db-wal", "rotor.db-shm", "secret_key"]
+            .iter()
+            .map(|name| {
+                let path = if name.is_empty() {
+                    data.clone()
+                } else {
+                    data.join(name)
+                };
+                (
+                    (*name).to_owned(),
+                    std::fs::metadata(&path)
+                        .ok()
+                        .map(|m| m.permissions().mode() & 0o777),
+                )
+            })
+            .collect();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(ready, "rotor serve did not become ready");
+    assert_eq!(r.unwrap().status(), StatusCode::CREATED);
+    assert_eq!(
+        modes,
+        vec![
+            (String::new(), Some(0o700)),
+            ("rotor.db".to_owned(), Some(0o600)),
+            ("rotor.db-wal".to_owned(), Some(0o600)),
+            ("rotor.db-shm".to_owned(), Some(0o600)),
+            ("secret_key".to_owned(), Some(0o600)),
+        ]
+    );
+}
+
+/// An existing directory the operator chose keeps its mode; the files rotor creates
+/// in it are still private.
+#[cfg(unix)]
+#[tokio::test]
+async fn an_existing_data_dir_keeps_its_mode_but_new_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let db = crate::support::TestDb::new(Backend::Sqlite).await;
+    let dir = db.dir.join("operator-chosen");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o750)).unwrap();
+    let path = dir.join("rotor.db");
+    let store = rotor::storage::sqlite::SqliteStore::open(&path, Some(1))
+        .await
+        .expect("open");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o750);
+    assert_eq!(mode(&path), 0o600);
+    drop(store);
+}
