@@ -78,6 +78,7 @@ fn access_tokens(alg: JwtAlgorithm, dir: &TempDir, now: DateTime<Utc>) -> Access
         key_encryption_key: None,
         lifetime: Duration::minutes(15),
         issuer: None,
+        require_issuer: false,
         audience: None,
     });
     if !alg.is_symmetric() {

@@ -33,7 +33,14 @@ pub const VARIABLES: &[(&str, &str)] = &[
         "JWT_ALGORITHM",
         "HS256 | HS384 | HS512 | EdDSA | ES256 (HS256)",
     ),
-    ("JWT_ISSUER", "iss claim set and required when given"),
+    (
+        "PUBLIC_URL",
+        "base URL clients reach rotor at; OAuth metadata and the default iss (http://HOST:PORT; required in production)",
+    ),
+    (
+        "JWT_ISSUER",
+        "iss claim and metadata issuer, overriding PUBLIC_URL; required in tokens when given",
+    ),
     ("JWT_AUDIENCE", "aud claim set and required when given"),
     (
         "KEY_ENCRYPTION_KEY",
@@ -302,6 +309,9 @@ pub struct Settings {
     pub secret_key: Option<Secret>,
     pub jwt_algorithm: JwtAlgorithm,
     pub jwt_issuer: Option<String>,
+    /// Where clients reach rotor (scheme, host, optional port and path; no trailing
+    /// slash): the OAuth metadata's endpoints and, without `JWT_ISSUER`, the issuer.
+    pub public_url: String,
     pub jwt_audience: Option<String>,
     pub key_encryption_key: Option<Secret>,
     pub access_token_expire_minutes: i64,
@@ -408,6 +418,7 @@ impl Settings {
                 |s| s.parse().ok(),
             )?,
             jwt_issuer: r.string("JWT_ISSUER"),
+            public_url: public_url(&r, environment)?,
             jwt_audience: r.string("JWT_AUDIENCE"),
             key_encryption_key: r.string("KEY_ENCRYPTION_KEY").map(Secret::new),
             access_token_expire_minutes: r.int("ACCESS_TOKEN_EXPIRE_MINUTES", 15, 1, 24 * 60)?,
@@ -536,6 +547,7 @@ impl Settings {
                 },
             ),
             ("JWT_ALGORITHM", self.jwt_algorithm.as_str().into()),
+            ("PUBLIC_URL", self.public_url.clone()),
             ("JWT_ISSUER", opt(&self.jwt_issuer)),
             ("JWT_AUDIENCE", opt(&self.jwt_audience)),
             ("KEY_ENCRYPTION_KEY", secret(&self.key_encryption_key)),
@@ -637,6 +649,53 @@ impl Settings {
     pub fn is_development(&self) -> bool {
         self.environment == Environment::Development
     }
+
+    /// The issuer of access tokens and of the OAuth metadata: `JWT_ISSUER` when set
+    /// (verbatim), else `PUBLIC_URL`.
+    pub fn issuer(&self) -> &str {
+        self.jwt_issuer.as_deref().unwrap_or(&self.public_url)
+    }
+}
+
+/// `PUBLIC_URL`: an absolute http(s) URL without query or fragment, trailing slash
+/// removed. Unset: `http://HOST:PORT` — except in production, where guessing (or
+/// believing a request's Host header) could publish a wrong or hostile address, so it
+/// is required.
+fn public_url(r: &Reader<'_>, environment: Environment) -> Result<String, ConfigError> {
+    let Some(url) = r.string("PUBLIC_URL") else {
+        if environment == Environment::Production {
+            return Err(ConfigError::Refused(
+                "PUBLIC_URL must be set when ENVIRONMENT=production (e.g. https://auth.example.com)"
+                    .into(),
+            ));
+        }
+        let host = r.string("HOST").unwrap_or_else(|| "127.0.0.1".into());
+        let host = match host.parse::<IpAddr>() {
+            Ok(IpAddr::V6(v6)) => format!("[{v6}]"),
+            _ => host,
+        };
+        let port = r.int("PORT", 8000, 0, 65535)?;
+        return Ok(format!("http://{host}:{port}"));
+    };
+    let invalid = |reason: &str| ConfigError::Invalid {
+        name: "PUBLIC_URL",
+        value: url.clone(),
+        reason: reason.into(),
+    };
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| invalid("must start with https:// or http://"))?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.is_empty() || authority.contains('@') {
+        return Err(invalid("needs a host (and no user information)"));
+    }
+    if url.contains(['?', '#']) || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid(
+            "must not contain a query, fragment, spaces or control characters",
+        ));
+    }
+    Ok(url.trim_end_matches('/').to_owned())
 }
 
 fn parse_database_url(url: &str) -> Result<DatabaseTarget, ConfigError> {
@@ -862,7 +921,43 @@ mod tests {
             ("CORS_ORIGINS", "*")
         ]))
         .is_err());
-        assert!(Settings::from_vars(&vars(&[("ENVIRONMENT", "production")])).is_ok());
+        assert!(Settings::from_vars(&vars(&[
+            ("ENVIRONMENT", "production"),
+            ("PUBLIC_URL", "https://auth.example.com")
+        ]))
+        .is_ok());
+    }
+
+    #[test]
+    fn public_url_defaults_to_the_bind_address_and_is_required_in_production() {
+        let s = Settings::from_vars(&BTreeMap::new()).unwrap();
+        assert_eq!(s.public_url, "http://127.0.0.1:8000");
+        assert_eq!(s.issuer(), "http://127.0.0.1:8000");
+        let s = Settings::from_vars(&vars(&[("HOST", "::1"), ("PORT", "9000")])).unwrap();
+        assert_eq!(s.public_url, "http://[::1]:9000");
+        let err = Settings::from_vars(&vars(&[("ENVIRONMENT", "production")])).unwrap_err();
+        assert!(err.to_string().contains("PUBLIC_URL"), "{err}");
+        let s = Settings::from_vars(&vars(&[
+            ("PUBLIC_URL", "https://auth.example.com/rotor/"),
+            ("JWT_ISSUER", "https://issuer.example.com/"),
+        ]))
+        .unwrap();
+        assert_eq!(s.public_url, "https://auth.example.com/rotor");
+        assert_eq!(
+            s.issuer(),
+            "https://issuer.example.com/",
+            "JWT_ISSUER verbatim"
+        );
+        for bad in [
+            "auth.example.com",
+            "ftp://x",
+            "https://",
+            "https://a.example/?x=1",
+            "https://u:p@a.example",
+        ] {
+            let err = Settings::from_vars(&vars(&[("PUBLIC_URL", bad)])).unwrap_err();
+            assert!(err.to_string().starts_with("PUBLIC_URL:"), "{bad}: {err}");
+        }
     }
 
     #[test]

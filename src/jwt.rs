@@ -85,6 +85,7 @@ pub struct AccessTokens {
     jwt_alg: Algorithm,
     lifetime: Duration,
     issuer: Option<String>,
+    require_issuer: bool,
     audience: Option<String>,
     sealing_key: aead::LessSafeKey,
     ring: RwLock<Ring>,
@@ -119,6 +120,10 @@ pub struct TokenOptions<'a> {
     pub key_encryption_key: Option<&'a [u8]>,
     pub lifetime: Duration,
     pub issuer: Option<String>,
+    /// Refuse tokens whose `iss` is not `issuer` (rotor: only when `JWT_ISSUER` is
+    /// set; an issuer derived from `PUBLIC_URL` is stamped but not required, so the
+    /// original's tokens, which have none, keep working).
+    pub require_issuer: bool,
     pub audience: Option<String>,
 }
 
@@ -169,6 +174,7 @@ impl AccessTokens {
             jwt_alg,
             lifetime: opts.lifetime,
             issuer: opts.issuer,
+            require_issuer: opts.require_issuer,
             audience: opts.audience,
             sealing_key,
             ring: RwLock::new(ring),
@@ -263,7 +269,7 @@ impl AccessTokens {
         if claims.iat > now.timestamp() + 60 {
             return Err(TokenRejected::NotYetValid);
         }
-        if self.issuer.is_some() && claims.iss != self.issuer {
+        if self.require_issuer && claims.iss != self.issuer {
             return Err(TokenRejected::Issuer);
         }
         if self.audience.is_some() && claims.aud != self.audience {
@@ -511,6 +517,7 @@ mod tests {
             key_encryption_key: None,
             lifetime: Duration::minutes(15),
             issuer: None,
+            require_issuer: false,
             audience: None,
         })
     }

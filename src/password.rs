@@ -8,9 +8,10 @@
 //! hundreds of MiB).
 
 use std::{
+    collections::VecDeque,
     sync::{
         atomic::{AtomicUsize, Ordering},
-        mpsc, Arc, Mutex,
+        Arc, Condvar, Mutex,
     },
     thread,
 };
@@ -46,10 +47,85 @@ pub struct Verified {
 
 type Job = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
 
+/// The two kinds of Argon2 work, queued apart so a flood of one cannot starve the
+/// other: verifications (login, change-password's check) and hashes of new passwords
+/// (registration, account creation, password changes, rehashes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Verify,
+    Hash,
+}
+
+/// Queued jobs of both kinds. A free worker takes the kind it did not take last time
+/// when both are waiting (round robin), else whatever is waiting: with both queues
+/// full the kinds alternate, so a job that arrives behind a flood of the other kind
+/// waits for at most the jobs already running plus one more.
+struct Queues {
+    verify: VecDeque<Job>,
+    hash: VecDeque<Job>,
+    last: Kind,
+    closed: bool,
+}
+
+impl Queues {
+    fn next(&mut self) -> Option<Job> {
+        let (first, second) = match self.last {
+            Kind::Verify => (Kind::Hash, Kind::Verify),
+            Kind::Hash => (Kind::Verify, Kind::Hash),
+        };
+        for kind in [first, second] {
+            let queue = match kind {
+                Kind::Verify => &mut self.verify,
+                Kind::Hash => &mut self.hash,
+            };
+            if let Some(job) = queue.pop_front() {
+                self.last = kind;
+                return Some(job);
+            }
+        }
+        None
+    }
+}
+
+struct Shared {
+    queues: Mutex<Queues>,
+    ready: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queues> {
+        self.queues.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The next job for a worker; `None` once closed and drained.
+    fn take(&self) -> Option<Job> {
+        let mut q = self.lock();
+        loop {
+            if let Some(job) = q.next() {
+                return Some(job);
+            }
+            if q.closed {
+                return None;
+            }
+            q = self.ready.wait(q).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+/// Held by every clone of the hasher; the last one dropped stops the workers.
+struct Handle(Arc<Shared>);
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.0.lock().closed = true;
+        self.0.ready.notify_all();
+    }
+}
+
 /// Hashes and verifies passwords on its own threads. Cheap to clone.
 #[derive(Clone)]
 pub struct PasswordHasher {
-    jobs: mpsc::Sender<Job>,
+    handle: Arc<Handle>,
     workers: usize,
     /// Jobs submitted and not yet finished.
     pending: Arc<AtomicUsize>,
@@ -185,20 +261,24 @@ impl PasswordHasher {
     /// Starts `workers` hashing threads and computes the dummy hash; call once at start.
     pub fn new(workers: usize) -> Result<Self, PasswordError> {
         let workers = workers.max(1);
-        let (jobs, queue) = mpsc::channel::<Job>();
-        let queue = Arc::new(Mutex::new(queue));
+        let shared = Arc::new(Shared {
+            queues: Mutex::new(Queues {
+                verify: VecDeque::new(),
+                hash: VecDeque::new(),
+                last: Kind::Hash,
+                closed: false,
+            }),
+            ready: Condvar::new(),
+        });
+        let handle = Arc::new(Handle(shared.clone()));
         for i in 0..workers {
-            let queue = queue.clone();
+            let shared = shared.clone();
             thread::Builder::new()
                 .name(format!("rotor-argon2-{i}"))
                 .spawn(move || {
                     let mut buf: Vec<Block> = Vec::new();
-                    loop {
-                        // The lock is held only while waiting for the next job.
-                        let job = match queue.lock().unwrap_or_else(|e| e.into_inner()).recv() {
-                            Ok(job) => job,
-                            Err(_) => return, // every sender dropped
-                        };
+                    // The lock is held only while picking the next job.
+                    while let Some(job) = shared.take() {
                         job(&mut buf);
                     }
                 })
@@ -208,7 +288,7 @@ impl PasswordHasher {
         let random = crate::domain::token::RawToken::generate();
         let dummy_hash = hash_with(&mut buf, random.as_str())?;
         Ok(Self {
-            jobs,
+            handle,
             workers,
             pending: Arc::new(AtomicUsize::new(0)),
             dummy_hash: dummy_hash.into(),
@@ -217,6 +297,7 @@ impl PasswordHasher {
 
     async fn run<T: Send + 'static>(
         &self,
+        kind: Kind,
         f: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
     ) -> Result<T, PasswordError> {
         let (tx, rx) = oneshot::channel();
@@ -226,9 +307,20 @@ impl PasswordHasher {
             let _ = tx.send(f(buf));
             pending.fetch_sub(1, Ordering::Relaxed);
         });
-        if self.jobs.send(job).is_err() {
-            self.pending.fetch_sub(1, Ordering::Relaxed);
-            return Err(PasswordError::Stopped);
+        {
+            let shared = &self.handle.0;
+            let mut q = shared.lock();
+            if q.closed {
+                drop(q);
+                self.pending.fetch_sub(1, Ordering::Relaxed);
+                return Err(PasswordError::Stopped);
+            }
+            match kind {
+                Kind::Verify => q.verify.push_back(job),
+                Kind::Hash => q.hash.push_back(job),
+            }
+            drop(q);
+            shared.ready.notify_one();
         }
         rx.await.map_err(|_| PasswordError::Stopped)
     }
@@ -236,7 +328,8 @@ impl PasswordHasher {
     /// Hashes a new password with rotor's current parameters.
     pub async fn hash(&self, password: &str) -> Result<String, PasswordError> {
         let password = password.to_owned();
-        self.run(move |buf| hash_with(buf, &password)).await?
+        self.run(Kind::Hash, move |buf| hash_with(buf, &password))
+            .await?
     }
 
     /// Verifies `password` against `stored`; with `None` (no such user) it verifies
@@ -252,7 +345,7 @@ impl PasswordHasher {
             None => (self.dummy_hash.to_string(), false),
         };
         let v = self
-            .run(move |buf| verify_with(buf, &password, &phc))
+            .run(Kind::Verify, move |buf| verify_with(buf, &password, &phc))
             .await?;
         Ok(if real {
             v
@@ -322,6 +415,58 @@ mod tests {
                 ok: false,
                 needs_rehash: false
             }
+        );
+    }
+
+    /// Submits `n` jobs of one kind, waits until they are queued behind a running
+    /// one, then one job of the other kind; returns how many of the flood had finished
+    /// when that job finished.
+    async fn finished_before_the_other_kind(flood: Kind, n: usize) -> usize {
+        let h = PasswordHasher::new(1).unwrap();
+        let phc: Arc<str> = h.hash("Flood123").await.unwrap().into();
+        let done = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..n {
+            let (h, phc, done) = (h.clone(), phc.clone(), done.clone());
+            tasks.push(tokio::spawn(async move {
+                match flood {
+                    Kind::Hash => drop(h.hash("Flood123").await.unwrap()),
+                    Kind::Verify => drop(h.verify("Flood123", Some(&phc)).await.unwrap()),
+                }
+                done.fetch_add(1, Ordering::SeqCst);
+            }));
+        }
+        while h.pending() < n {
+            tokio::task::yield_now().await;
+        }
+        match flood {
+            Kind::Hash => assert!(h.verify("Flood123", Some(&phc)).await.unwrap().ok),
+            Kind::Verify => drop(h.hash("Other123").await.unwrap()),
+        }
+        let finished = done.load(Ordering::SeqCst);
+        for t in tasks {
+            t.await.unwrap();
+        }
+        finished
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_flood_of_hashes_cannot_starve_a_verification() {
+        // One worker, 12 registrations queued: the login runs after at most the one
+        // running and one more.
+        let finished = finished_before_the_other_kind(Kind::Hash, 12).await;
+        assert!(
+            finished <= 2,
+            "the verification waited for {finished} hashes"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_flood_of_verifications_cannot_starve_a_hash() {
+        let finished = finished_before_the_other_kind(Kind::Verify, 12).await;
+        assert!(
+            finished <= 2,
+            "the hash waited for {finished} verifications"
         );
     }
 

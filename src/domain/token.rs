@@ -97,6 +97,32 @@ impl fmt::Debug for SuccessorKey {
     }
 }
 
+/// Fingerprints identifiers that must not be stored as typed (an unknown login name
+/// may be a password typed into the wrong field): a truncated HMAC under a key derived
+/// from the server secret, so repeated attempts correlate without revealing the input.
+#[derive(Clone)]
+pub struct IdentifierKey(hmac::Key);
+
+impl IdentifierKey {
+    pub fn from_secret(secret: &[u8]) -> Self {
+        let root = hmac::Key::new(hmac::HMAC_SHA256, secret);
+        let derived = hmac::sign(&root, b"rotor audit identifier v1");
+        Self(hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref()))
+    }
+
+    /// 16 hex characters (64 bits) of `HMAC(key, lowercase(trimmed input))`.
+    pub fn fingerprint(&self, input: &str) -> String {
+        let tag = hmac::sign(&self.0, input.trim().to_lowercase().as_bytes());
+        hex(&tag.as_ref()[..8])
+    }
+}
+
+impl fmt::Debug for IdentifierKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("IdentifierKey(<redacted>)")
+    }
+}
+
 /// Compares two secrets in time that depends only on their lengths.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     use subtle::ConstantTimeEq;
@@ -116,6 +142,17 @@ fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn identifier_fingerprints_correlate_without_revealing() {
+        let k = IdentifierKey::from_secret(b"secret-secret-secret-secret-secret");
+        let a = k.fingerprint("Hunter2-Password");
+        assert_eq!(a.len(), 16);
+        assert_eq!(a, k.fingerprint(" hunter2-password "));
+        assert_ne!(a, k.fingerprint("someone@example.com"));
+        let other = IdentifierKey::from_secret(b"another-secret-another-secret-xx");
+        assert_ne!(a, other.fingerprint("Hunter2-Password"));
+    }
 
     #[test]
     fn generated_tokens_are_43_base64url_chars_and_distinct() {

@@ -32,6 +32,8 @@ pub fn limited_router() -> Router<AppState> {
         .route("/v1/auth/refresh", post(refresh))
         .route("/v1/auth/login-mobile", post(login_mobile))
         .route("/v1/auth/refresh-mobile", post(refresh_mobile))
+        // It checks a password: charged to the same bucket as login.
+        .route("/v1/auth/change-password", post(change_password))
 }
 
 pub fn router() -> Router<AppState> {
@@ -40,7 +42,6 @@ pub fn router() -> Router<AppState> {
         .route("/v1/auth/logout-all", post(logout_all))
         .route("/v1/auth/logout-others", post(logout_others))
         .route("/v1/auth/me", get(me))
-        .route("/v1/auth/change-password", post(change_password))
         .route("/v1/auth/sessions", get(list_sessions))
         .route("/v1/auth/sessions/{id}", delete(revoke_session))
         .route("/v1/auth/events", get(my_events))

@@ -122,12 +122,15 @@ fn parse_forwarded_addr(s: &str) -> Option<IpAddr> {
         .map(canonical)
 }
 
+/// A client-supplied header as text: absent, empty, non-ASCII or NUL-holding values are
+/// dropped (treated as absent). hyper already refuses NUL in a header value (400
+/// before any handler runs); the check here keeps the rule local for embedders.
 fn header_string(headers: &HeaderMap, name: &str, max: usize) -> Option<String> {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
-        .filter(|s| !s.is_empty())
+        .filter(|s| !s.is_empty() && !s.contains('\0'))
         .map(|s| crate::service::truncate_public(s, max))
 }
 

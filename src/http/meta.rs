@@ -5,7 +5,7 @@ use std::{sync::atomic::Ordering, sync::Arc};
 
 use axum::{
     extract::State,
-    http::{header, HeaderMap, HeaderValue, StatusCode},
+    http::{header, HeaderValue, StatusCode},
     response::{Html, IntoResponse, Response},
     routing::get,
     Json, Router,
@@ -125,42 +125,14 @@ async fn jwks(State(rotor): State<Arc<Rotor>>) -> Response {
     r
 }
 
-/// The issuer URL: `JWT_ISSUER` when set, else this server as the client reached it.
-fn issuer(rotor: &Rotor, headers: &HeaderMap) -> String {
-    if let Some(iss) = &rotor.settings().jwt_issuer {
-        return iss.trim_end_matches('/').to_owned();
-    }
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .filter(|h| h.bytes().all(|b| b.is_ascii_graphic()))
-        .unwrap_or("localhost");
-    let scheme = if rotor.settings().is_development() {
-        "http"
-    } else {
-        "https"
-    };
-    format!("{scheme}://{host}")
-}
-
-async fn oauth_metadata(State(rotor): State<Arc<Rotor>>, headers: HeaderMap) -> Json<Value> {
-    let base = match &rotor.settings().jwt_issuer {
-        Some(_) => {
-            let host = headers
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or("localhost");
-            let scheme = if rotor.settings().is_development() {
-                "http"
-            } else {
-                "https"
-            };
-            format!("{scheme}://{host}")
-        }
-        None => issuer(&rotor, &headers),
-    };
+/// RFC 8414 metadata. Every URL comes from configuration (`PUBLIC_URL`, and
+/// `JWT_ISSUER` for the issuer), never from the request: a Host header is the
+/// client's to choose, and echoing it would let anyone poison a shared cache.
+async fn oauth_metadata(State(rotor): State<Arc<Rotor>>) -> Json<Value> {
+    let s = rotor.settings();
+    let base = s.public_url.as_str();
     Json(json!({
-        "issuer": issuer(&rotor, &headers),
+        "issuer": s.issuer(),
         "token_endpoint": format!("{base}/oauth/token"),
         "revocation_endpoint": format!("{base}/oauth/revoke"),
         "introspection_endpoint": format!("{base}/oauth/introspect"),

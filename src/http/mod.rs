@@ -60,6 +60,28 @@ impl AppState {
     }
 }
 
+/// The rate-limit bucket of every password check of a client: login, login-mobile,
+/// the OAuth password grant and change-password.
+const PASSWORD_BUCKET: &str = "password";
+
+impl AppState {
+    /// Charges one password check of `ip` to the shared password bucket (under
+    /// `RATE_LIMIT_AUTH`): `Some(429 with Retry-After)` when it is spent. For handlers
+    /// whose route is not wholly a password check (`/oauth/token`).
+    pub(crate) fn refuse_password_check(&self, ip: Option<&str>) -> Option<Response> {
+        let (Some(limiter), Some(rate)) =
+            (&self.auth_limiter, self.rotor.settings().rate_limit_auth)
+        else {
+            return None;
+        };
+        let ip = ip.and_then(|ip| ip.parse().ok())?;
+        limiter
+            .check(PASSWORD_BUCKET, ip, Instant::now())
+            .err()
+            .map(|retry| rate_limited(retry, &rate))
+    }
+}
+
 impl FromRef<AppState> for Arc<Rotor> {
     fn from_ref(state: &AppState) -> Self {
         state.rotor.clone()
@@ -73,18 +95,18 @@ pub fn routes(state: AppState) -> Router {
 }
 
 fn api_routes(state: &AppState) -> Router<AppState> {
-    let limited = auth::limited_router()
-        .merge(oauth::limited_router())
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth_rate_limit,
-        ));
+    // `auth_bucket` picks the routes (and methods) `RATE_LIMIT_AUTH` applies to.
     Router::new()
-        .merge(limited)
+        .merge(auth::limited_router())
+        .merge(oauth::limited_router())
         .merge(auth::router())
         .merge(users::router())
         .merge(admin::router())
         .merge(oauth::router())
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth_rate_limit,
+        ))
         .merge(meta::well_known_router())
 }
 
@@ -269,60 +291,71 @@ fn rate_limited(retry_after: std::time::Duration, limit: &crate::ratelimit::Rate
     r
 }
 
+/// The `RATE_LIMIT_AUTH` bucket of a request, or `None` when the route is not
+/// limited under it (those fall under `RATE_LIMIT_DEFAULT`, if set).
+fn auth_bucket(route: Option<&str>, method: &Method) -> Option<&'static str> {
+    match route? {
+        // Every password check shares one bucket (the OAuth password grant is charged
+        // by its handler, which alone knows the grant type), so alternating routes
+        // gains a guesser nothing.
+        "/v1/auth/login" | "/v1/auth/login-mobile" | "/v1/auth/change-password" => {
+            Some(PASSWORD_BUCKET)
+        }
+        "/v1/auth/refresh" | "/v1/auth/refresh-mobile" => Some("refresh"),
+        "/oauth/token" => Some("oauth-token"),
+        // Each account creation runs Argon2: limited so a flood cannot starve logins.
+        "/v1/users" if method == Method::POST => Some("register"),
+        "/v1/admin/users" if method == Method::POST => Some("admin-create"),
+        _ => None,
+    }
+}
+
 async fn limit_with(
     limiter: &RateLimiter,
     rate: crate::ratelimit::Rate,
+    bucket: &'static str,
     state: &AppState,
     req: Request,
     next: Next,
 ) -> Response {
     let (parts, body) = req.into_parts();
     let ctx = extract::client_context(&parts, &state.rotor.settings().trusted_proxies);
-    let route: &'static str = match parts
-        .extensions
-        .get::<MatchedPath>()
-        .map(MatchedPath::as_str)
-    {
-        // Both login forms share a bucket, so alternating routes gains a guesser nothing.
-        Some("/v1/auth/login" | "/v1/auth/login-mobile") => "login",
-        Some("/v1/auth/refresh" | "/v1/auth/refresh-mobile") => "refresh",
-        Some("/oauth/token") => "oauth-token",
-        _ => "default",
-    };
     if let Some(ip) = ctx.ip.as_deref().and_then(|ip| ip.parse().ok()) {
-        if let Err(retry) = limiter.check(route, ip, Instant::now()) {
+        if let Err(retry) = limiter.check(bucket, ip, Instant::now()) {
             return rate_limited(retry, &rate);
         }
     }
     next.run(Request::from_parts(parts, body)).await
 }
 
+fn route_of(req: &Request) -> Option<&str> {
+    req.extensions()
+        .get::<MatchedPath>()
+        .map(MatchedPath::as_str)
+}
+
 async fn auth_rate_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    match (&state.auth_limiter, state.rotor.settings().rate_limit_auth) {
-        (Some(limiter), Some(rate)) => limit_with(&limiter.clone(), rate, &state, req, next).await,
+    let bucket = auth_bucket(route_of(&req), req.method());
+    match (
+        &state.auth_limiter,
+        state.rotor.settings().rate_limit_auth,
+        bucket,
+    ) {
+        (Some(limiter), Some(rate), Some(bucket)) => {
+            limit_with(&limiter.clone(), rate, bucket, &state, req, next).await
+        }
         _ => next.run(req).await,
     }
 }
 
 async fn default_rate_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let is_auth = matches!(
-        req.extensions()
-            .get::<MatchedPath>()
-            .map(MatchedPath::as_str),
-        Some(
-            "/v1/auth/login"
-                | "/v1/auth/login-mobile"
-                | "/v1/auth/refresh"
-                | "/v1/auth/refresh-mobile"
-                | "/oauth/token"
-        )
-    );
+    let is_auth = auth_bucket(route_of(&req), req.method()).is_some();
     match (
         &state.default_limiter,
         state.rotor.settings().rate_limit_default,
     ) {
         (Some(limiter), Some(rate)) if !is_auth => {
-            limit_with(&limiter.clone(), rate, &state, req, next).await
+            limit_with(&limiter.clone(), rate, "default", &state, req, next).await
         }
         _ => next.run(req).await,
     }

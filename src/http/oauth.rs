@@ -19,7 +19,7 @@ use serde_json::{json, Map, Value};
 
 use super::{
     extract::{bearer, Body, Client},
-    validate::Input,
+    validate::{Input, NUL_MESSAGE},
     AppState,
 };
 use crate::{domain::token::constant_time_eq, error::Error, service::Issued, storage::Role, Rotor};
@@ -39,6 +39,21 @@ pub fn router() -> Router<AppState> {
 /// treated as if they were omitted from the request."
 fn param(input: &mut Input, name: &str, max: usize) -> Option<String> {
     input.optional_string(name, max).filter(|v| !v.is_empty())
+}
+
+/// Whether a parameter read so far held a NUL character (other problems, such as an
+/// over-long value, keep their historical treatment: the parameter is ignored).
+fn has_nul(input: &Input) -> bool {
+    input.has_error_message(NUL_MESSAGE)
+}
+
+/// RFC 6749 §5.2 `invalid_request` for a parameter holding a NUL character.
+fn malformed() -> Response {
+    oauth_error(
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        "Parameters must not contain NUL characters",
+    )
 }
 
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
@@ -123,18 +138,35 @@ fn token_response(
 }
 
 async fn token(
-    State(rotor): State<Arc<Rotor>>,
+    State(state): State<AppState>,
     Client(mut ctx): Client,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let rotor = &state.rotor;
     let mut input = body.form();
-    let client_id = basic_credentials(&headers)
-        .map(|(id, _)| id)
-        .or_else(|| param(&mut input, "client_id", 255));
+    let basic = basic_credentials(&headers);
+    if basic
+        .as_ref()
+        .is_some_and(|(id, secret)| id.contains('\0') || secret.contains('\0'))
+    {
+        return malformed();
+    }
+    let form_client_id = param(&mut input, "client_id", 255);
+    let client_id = basic.map(|(id, _)| id).or(form_client_id);
     ctx.client_id = client_id.filter(|c| !c.is_empty());
     let grant_type = param(&mut input, "grant_type", 64);
     let scope = param(&mut input, "scope", 1024);
+    // Read every parameter before acting, so a NUL in any of them (which PostgreSQL
+    // cannot store) is an invalid_request rather than a 500 or a silent omission.
+    let username = param(&mut input, "username", 320);
+    let password = param(&mut input, "password", 1024);
+    let device_id = param(&mut input, "device_id", 255);
+    let device_name = param(&mut input, "device_name", 100);
+    let refresh_token = param(&mut input, "refresh_token", 4096);
+    if has_nul(&input) {
+        return malformed();
+    }
     match grant_type.as_deref() {
         None => oauth_error(
             StatusCode::BAD_REQUEST,
@@ -142,29 +174,30 @@ async fn token(
             "Missing grant_type",
         ),
         Some("password") => {
-            let (Some(username), Some(password)) = (
-                param(&mut input, "username", 320),
-                param(&mut input, "password", 1024),
-            ) else {
+            let (Some(username), Some(password)) = (username, password) else {
                 return oauth_error(
                     StatusCode::BAD_REQUEST,
                     "invalid_request",
                     "username and password are required",
                 );
             };
-            if let Some(d) = param(&mut input, "device_id", 255) {
+            if let Some(d) = device_id {
                 ctx.device_id = Some(d);
             }
-            if let Some(d) = param(&mut input, "device_name", 100) {
+            if let Some(d) = device_name {
                 ctx.device_name = Some(d);
             }
+            // A password check: charged to the bucket login and change-password share.
+            if let Some(limited) = state.refuse_password_check(ctx.ip.as_deref()) {
+                return limited;
+            }
             match rotor.login(&username, &password, &ctx).await {
-                Ok(out) => token_response(&rotor, out.access_token, &out.refresh, scope),
+                Ok(out) => token_response(rotor, out.access_token, &out.refresh, scope),
                 Err(e) => service_error_to_oauth(e),
             }
         }
         Some("refresh_token") => {
-            let Some(presented) = param(&mut input, "refresh_token", 4096) else {
+            let Some(presented) = refresh_token else {
                 return oauth_error(
                     StatusCode::BAD_REQUEST,
                     "invalid_request",
@@ -172,7 +205,7 @@ async fn token(
                 );
             };
             match rotor.refresh(&presented, &ctx).await {
-                Ok(out) => token_response(&rotor, out.access_token, &out.refresh, scope),
+                Ok(out) => token_response(rotor, out.access_token, &out.refresh, scope),
                 Err(e) => service_error_to_oauth(e),
             }
         }
@@ -186,7 +219,11 @@ async fn token(
 
 async fn revoke(State(rotor): State<Arc<Rotor>>, Client(ctx): Client, body: Body) -> Response {
     let mut input = body.form();
-    let Some(token) = param(&mut input, "token", 8192) else {
+    let token = param(&mut input, "token", 8192);
+    if has_nul(&input) {
+        return malformed();
+    }
+    let Some(token) = token else {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "Missing token");
     };
     match rotor.revoke_any(&token, &ctx).await {
@@ -233,7 +270,11 @@ async fn introspect(State(rotor): State<Arc<Rotor>>, headers: HeaderMap, body: B
         return r;
     }
     let mut input = body.form();
-    let Some(token) = param(&mut input, "token", 8192) else {
+    let token = param(&mut input, "token", 8192);
+    if has_nul(&input) {
+        return malformed();
+    }
+    let Some(token) = token else {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "Missing token");
     };
     match rotor.introspect(&token).await {

@@ -6,6 +6,9 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, FieldError};
 
+/// The 422 message for a string holding a NUL character.
+pub const NUL_MESSAGE: &str = "Value error, String must not contain NUL (\\u0000) characters";
+
 /// Fields of one input (`body` or `query`), with the errors found so far.
 #[derive(Debug)]
 pub struct Input {
@@ -104,6 +107,12 @@ impl Input {
     }
 
     fn check_len(&mut self, name: &str, s: String, min: usize, max: usize) -> Option<String> {
+        // Every string field passes here, so this is the one place NUL is refused:
+        // PostgreSQL cannot store it in text (a 500), SQLite would store it.
+        if s.contains('\0') {
+            self.error(name, NUL_MESSAGE, "value_error");
+            return None;
+        }
         let n = s.chars().count();
         if n < min {
             let unit = if min == 1 { "character" } else { "characters" };
@@ -259,6 +268,12 @@ impl Input {
         }
     }
 
+    /// Whether a check failed with this message (for callers that answer in another
+    /// shape than the 422, such as the OAuth endpoints).
+    pub fn has_error_message(&self, msg: &str) -> bool {
+        self.errors.iter().any(|e| e.msg == msg)
+    }
+
     /// The raw value of a field, if present.
     pub fn raw(&self, name: &str) -> Option<&Value> {
         self.fields.get(name)
@@ -330,6 +345,22 @@ mod tests {
         let mut input = Input::json(br#"{"full_name": null}"#).unwrap();
         assert_eq!(input.nullable_string("full_name", 255), Some(None));
         assert_eq!(input.nullable_string("other", 255), None);
+    }
+
+    #[test]
+    fn nul_is_refused_in_every_string_read() {
+        let mut input = Input::form(b"username=a%00@x.com&device_id=d%00&kind=k%00");
+        assert_eq!(input.string("username", 1, 320), None);
+        assert_eq!(input.optional_string("device_id", 255), None);
+        assert_eq!(input.choice("kind", &["k\0"]), None);
+        let Err(Error::Validation(errors)) = input.finish() else {
+            panic!("expected validation errors");
+        };
+        assert_eq!(errors.len(), 3);
+        assert!(errors.iter().all(|e| e.msg == NUL_MESSAGE));
+        let mut input = Input::json(br#"{"full_name": "a\u0000"}"#).unwrap();
+        assert_eq!(input.nullable_string("full_name", 255), None);
+        assert!(input.has_error_message(NUL_MESSAGE));
     }
 
     #[test]

@@ -77,8 +77,16 @@ impl Rotor {
                 let (user_id, detail) = match &other {
                     Some(u) if !u.is_active => (Some(u.id), "inactive account".to_owned()),
                     Some(u) => (Some(u.id), "wrong password".to_owned()),
-                    // Not linked to any user: visible to admins only.
-                    None => (None, format!("unknown email: {}", truncate(email, 320))),
+                    // Not linked to any user: visible to admins only. Never the raw
+                    // input (it may be a password typed into the wrong field): a keyed
+                    // fingerprint that correlates repeated attempts.
+                    None => (
+                        None,
+                        format!(
+                            "unknown email (fingerprint {})",
+                            self.identifier_key.fingerprint(email)
+                        ),
+                    ),
                 };
                 self.audit(events::LOGIN_FAILED, user_id, None, ctx, Some(detail))
                     .await?;

@@ -19,7 +19,10 @@ pub use cleanup::CleanupProgress;
 use crate::{
     clock::{Clock, SystemClock},
     config::{Secret, Settings},
-    domain::{email, token::SuccessorKey},
+    domain::{
+        email,
+        token::{IdentifierKey, SuccessorKey},
+    },
     error::Result,
     jwt::{AccessTokens, TokenOptions},
     password::PasswordHasher,
@@ -106,6 +109,8 @@ pub struct Rotor {
     pub(crate) hasher: PasswordHasher,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) successor_key: SuccessorKey,
+    /// Fingerprints unknown login names for the audit log.
+    pub(crate) identifier_key: IdentifierKey,
     pub(crate) counters: Counters,
     /// When the key ring was last reloaded because of an unknown `kid`.
     pub(crate) last_key_reload: std::sync::Mutex<Option<std::time::Instant>>,
@@ -145,7 +150,8 @@ impl Rotor {
                 .as_ref()
                 .map(|k| k.expose().as_bytes()),
             lifetime: Duration::minutes(settings.access_token_expire_minutes),
-            issuer: settings.jwt_issuer.clone(),
+            issuer: Some(settings.issuer().to_owned()),
+            require_issuer: settings.jwt_issuer.is_some(),
             audience: settings.jwt_audience.clone(),
         });
         tokens
@@ -154,6 +160,7 @@ impl Rotor {
         let hasher = PasswordHasher::new(settings.argon2_max_concurrency)?;
         let rotor = Self {
             successor_key: SuccessorKey::from_secret(secret.expose().as_bytes()),
+            identifier_key: IdentifierKey::from_secret(secret.expose().as_bytes()),
             store,
             settings: Arc::new(settings),
             tokens,
@@ -294,7 +301,7 @@ pub fn load_or_create_secret(data_dir: &Path) -> std::io::Result<Secret> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    std::fs::create_dir_all(data_dir)?;
+    crate::storage::sqlite::create_private_dir(data_dir)?;
     let mut bytes = [0u8; 48];
     ring::rand::SystemRandom::new()
         .fill(&mut bytes)

@@ -113,7 +113,7 @@ impl Rotor {
             issued_at: t.created_at.timestamp(),
             expires_at: t.expires_at.timestamp(),
             jti: None,
-            iss: self.settings.jwt_issuer.clone(),
+            iss: Some(self.settings.issuer().to_owned()),
             aud: None,
         }))
     }

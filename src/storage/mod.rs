@@ -218,8 +218,11 @@ pub trait SessionStore: Send + Sync {
         user_id: Uuid,
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<SessionView>>;
-    /// Whether the family has been ended (revoked); `false` for families without a
-    /// session row (tokens created through the seed API).
+    /// Whether the family can no longer authenticate: its session row is revoked, or
+    /// it has no session row and no live refresh token (an id rotor never issued, or
+    /// a family created through the seed API or migrated from the original that has
+    /// since been ended). Such families without a session row and with a live token
+    /// count as not revoked.
     async fn session_revoked(&self, id: Uuid) -> StoreResult<bool>;
     /// Deletes at most `batch` sessions whose absolute end has passed.
     async fn delete_expired_sessions_batch(

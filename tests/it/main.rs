@@ -8,6 +8,8 @@ mod support;
 mod adoption;
 /// The original `/v1` API, row by row of SPEC §4, and the SPEC §6 defect fixes.
 mod api;
+/// The security review's findings, attacked as the reviewer did.
+mod hardening;
 /// Email identity: look-alike addresses, the admin address, the key migration.
 mod identity;
 /// Signing keys: EdDSA/ES256 key ring, JWKS, rotation.

@@ -784,10 +784,12 @@ both!(
             assert_ne!(r.status(), StatusCode::NOT_FOUND, "{key}");
         }
 
-        // With JWT_ISSUER configured, the issuer is that value.
+        // With JWT_ISSUER configured, the issuer is that value, verbatim (as in the
+        // tokens' iss claim), and the endpoints stay under PUBLIC_URL.
         let app = TestApp::spawn_with(b, &[("JWT_ISSUER", "https://auth.example.test/")]).await;
         let m: Value = app.json_of("/.well-known/oauth-authorization-server").await;
-        assert_eq!(m["issuer"], "https://auth.example.test");
+        assert_eq!(m["issuer"], "https://auth.example.test/");
+        assert_eq!(m["token_endpoint"], app.url("/oauth/token"));
     }
 );
 

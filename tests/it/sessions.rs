@@ -479,13 +479,14 @@ both!(
 );
 
 both!(
-    tokens_without_configured_issuer_or_audience_carry_neither,
+    tokens_without_configured_issuer_carry_the_public_url_and_no_audience,
     |b| async move {
         let app = TestApp::spawn(b).await;
         let (_, email) = new_user(&app).await;
         let (access, _) = login_device(&app, &email, &[]).await;
         let c = claims(&access);
-        assert!(c.get("iss").is_none() && c.get("aud").is_none(), "{c}");
+        assert_eq!(c["iss"], app.base.as_str(), "{c}");
+        assert!(c.get("aud").is_none(), "{c}");
         assert!(c.get("sid").is_some() && c.get("jti").is_some(), "{c}");
     }
 );

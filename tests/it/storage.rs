@@ -895,6 +895,10 @@ both!(
         assert_eq!(listed[0].ip_address.as_deref(), Some("198.51.100.1"));
         assert_eq!(listed[0].user_agent.as_deref(), Some("test-agent"));
         assert!(listed.iter().any(|s| s.id == legacy.family_id));
+        assert!(
+            !store.session_revoked(legacy.family_id).await.unwrap(),
+            "a family without a session row but with a live token is not ended"
+        );
 
         let ended = store
             .revoke_user_families_except(user.id, Some(ids[1]), now)
@@ -908,7 +912,11 @@ both!(
         );
         assert!(store.session_revoked(ids[0]).await.unwrap());
         assert!(!store.session_revoked(ids[1]).await.unwrap());
-        assert!(!store.session_revoked(Uuid::now_v7()).await.unwrap());
+        assert!(store.session_revoked(legacy.family_id).await.unwrap());
+        assert!(
+            store.session_revoked(Uuid::now_v7()).await.unwrap(),
+            "a family that never existed cannot authenticate"
+        );
 
         // Sessions past their absolute end are deleted in batches.
         let later = now + Duration::days(31);

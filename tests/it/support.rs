@@ -183,7 +183,17 @@ impl TestApp {
     }
 
     pub async fn spawn_on(db: TestDb, extra: &[(&str, &str)]) -> Self {
-        let settings = db.settings(extra);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        // PUBLIC_URL defaults to where this app listens, unless the test sets it.
+        let public_url = format!("http://{addr}");
+        let mut extra = extra.to_vec();
+        if !extra.iter().any(|(k, _)| *k == "PUBLIC_URL") {
+            extra.push(("PUBLIC_URL", public_url.as_str()));
+        }
+        let settings = db.settings(&extra);
         let store = storage::connect(&settings)
             .await
             .expect("connect and migrate");
@@ -194,10 +204,6 @@ impl TestApp {
                 .expect("build rotor"),
         );
         let app = http::app(AppState::new(rotor.clone()));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("local addr");
         let server = tokio::spawn(async move {
             let _ = http::serve(listener, app, std::future::pending()).await;
         });

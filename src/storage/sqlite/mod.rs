@@ -70,6 +70,53 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
+/// Creates `dir` and any missing parents with mode 0700 (on Unix); directories that
+/// already exist keep the mode their owner chose.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
+/// Creates the database file, empty, with mode 0600 (on Unix) if it does not exist, so
+/// SQLite opens a private file — and its `-wal` and `-shm` files, which SQLite creates
+/// with the database file's permissions, are private too. An existing file is left
+/// as it is (with a warning when others can read it).
+fn create_private_file(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                if let Ok(meta) = std::fs::metadata(path) {
+                    if meta.permissions().mode() & 0o077 != 0 {
+                        tracing::warn!(
+                            path = %path.display(),
+                            mode = format!("{:o}", meta.permissions().mode() & 0o777),
+                            "the database file is accessible to other users; consider chmod 600"
+                        );
+                    }
+                }
+            }
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database file and its parent directory, with
     /// `readers` read-only connections (default 4). `:memory:` opens a private
@@ -79,10 +126,13 @@ impl SqliteStore {
             return Self::in_memory().await;
         }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
+            create_private_dir(dir).map_err(|e| {
                 StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
             })?;
         }
+        create_private_file(path).map_err(|e| {
+            StoreError::Unavailable(format!("cannot create {}: {e}", path.display()))
+        })?;
         let readers = readers.map_or(DEFAULT_READERS, |n| (n as usize).max(1));
         let path = path.to_owned();
         // Opening touches the disk (and may wait on another process's lock).
@@ -828,13 +878,18 @@ impl SessionStore for SqliteStore {
         self.read(move |c| {
             one(
                 c,
-                "SELECT revoked_at IS NOT NULL FROM sessions WHERE id = ?1",
+                // No session row: ended unless the family has a live token (a family
+                // from the seed API or migrated from the original).
+                "SELECT CASE WHEN EXISTS (SELECT 1 FROM sessions WHERE id = ?1)
+                     THEN (SELECT revoked_at IS NOT NULL FROM sessions WHERE id = ?1)
+                     ELSE NOT EXISTS (SELECT 1 FROM refresh_tokens
+                                      WHERE family_id = ?1 AND is_revoked = 0) END",
                 [id.to_string()],
                 |r| Ok(r.get::<_, bool>(0)?),
             )
         })
         .await
-        .map(|revoked| revoked == Some(true))
+        .map(|revoked| revoked != Some(false))
     }
 
     async fn delete_expired_sessions_batch(
