@@ -323,6 +323,84 @@ mod tests {
         assert_eq!(client_ip(Some(peer), &h, &trusted), Some(peer));
     }
 
+    /// A body that yields `chunks`, then stalls forever (or ends, if `end`).
+    struct Trickle {
+        chunks: std::collections::VecDeque<&'static [u8]>,
+        end: bool,
+    }
+
+    impl hyper::body::Body for Trickle {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+            match self.chunks.pop_front() {
+                Some(c) => std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(
+                    Bytes::from_static(c),
+                )))),
+                None if self.end => std::task::Poll::Ready(None),
+                None => std::task::Poll::Pending,
+            }
+        }
+    }
+
+    fn trickle(chunks: &[&'static [u8]], end: bool) -> axum::body::Body {
+        axum::body::Body::new(Trickle {
+            chunks: chunks.iter().copied().collect(),
+            end,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_body_is_read_into_one_buffer_sized_from_its_content_length() {
+        let secs = Duration::from_secs(1);
+        let body = trickle(&[b"ab", b"c", b"de"], true);
+        let buf = read_body(body, Some(5), 64, secs).await.unwrap();
+        assert_eq!(buf, b"abcde");
+        assert_eq!(buf.capacity(), 5, "sized once from Content-Length");
+        // Without a Content-Length (chunked), still one buffer.
+        let buf = read_body(trickle(&[b"ab", b"c"], true), None, 64, secs)
+            .await
+            .unwrap();
+        assert_eq!(buf, b"abc");
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_is_refused_declared_or_not() {
+        let secs = Duration::from_secs(1);
+        // Declared too large: refused before anything is read or allocated.
+        let err = read_body(trickle(&[], false), Some(65), 64, secs)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, BodyError::TooLarge { limit: 64 }), "{err}");
+        // Undeclared (chunked) and too large: refused at the chunk that crosses it.
+        let err = read_body(trickle(&[&[b'x'; 40], &[b'x'; 40]], true), None, 64, secs)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, BodyError::TooLarge { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_stalled_body_times_out() {
+        let timeout = Duration::from_millis(100);
+        let started = std::time::Instant::now();
+        let err = read_body(trickle(&[b"{\"a\":"], false), Some(50), 64, timeout)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, BodyError::TimedOut(t) if t == timeout),
+            "{err}"
+        );
+        assert!(started.elapsed() >= timeout);
+        assert_eq!(
+            error::body_read_timeout().status(),
+            axum::http::StatusCode::REQUEST_TIMEOUT
+        );
+    }
+
     #[test]
     fn bearer_parsing() {
         assert_eq!(

@@ -245,3 +245,65 @@ pub async fn serve_with_limits(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn limits(total: usize, per_ip: usize, exempt: &[&str]) -> ConnectionLimits {
+        ConnectionLimits {
+            max_connections: total,
+            max_per_ip: per_ip,
+            exempt: exempt.iter().map(|c| c.parse().unwrap()).collect(),
+        }
+    }
+
+    #[test]
+    fn the_per_ip_cap_counts_each_peer_address_and_frees_on_drop() {
+        let t = ConnectionTracker::new(limits(10, 2, &[]));
+        let a1 = t.admit(ip("192.0.2.1")).unwrap();
+        let _a2 = t.admit(ip("192.0.2.1")).unwrap();
+        // The IPv4-mapped form is the same client.
+        assert_eq!(t.admit(ip("::ffff:192.0.2.1")).unwrap_err(), Refused::PerIp);
+        let _b = t.admit(ip("192.0.2.2")).unwrap();
+        assert_eq!(t.open(), 3);
+        drop(a1);
+        assert_eq!(t.open(), 2);
+        let _a3 = t.admit(ip("192.0.2.1")).unwrap();
+    }
+
+    #[test]
+    fn the_total_cap_applies_to_everyone_and_entries_do_not_pile_up() {
+        let t = ConnectionTracker::new(limits(2, 2, &["10.0.0.0/8"]));
+        let p1 = t.admit(ip("10.0.0.1")).unwrap();
+        let p2 = t.admit(ip("192.0.2.1")).unwrap();
+        assert_eq!(t.admit(ip("192.0.2.9")).unwrap_err(), Refused::Total);
+        assert_eq!(t.admit(ip("10.0.0.1")).unwrap_err(), Refused::Total);
+        drop((p1, p2));
+        assert_eq!(t.open(), 0);
+        assert!(t.counts().per_ip.is_empty());
+    }
+
+    #[test]
+    fn trusted_proxies_are_exempt_from_the_per_ip_cap_only() {
+        let t = ConnectionTracker::new(limits(3, 1, &["10.0.0.0/8"]));
+        let held: Vec<_> = (0..3).map(|_| t.admit(ip("10.0.0.1")).unwrap()).collect();
+        assert_eq!(t.admit(ip("10.0.0.1")).unwrap_err(), Refused::Total);
+        drop(held);
+        let _one = t.admit(ip("192.0.2.1")).unwrap();
+        assert_eq!(t.admit(ip("192.0.2.1")).unwrap_err(), Refused::PerIp);
+    }
+
+    #[test]
+    fn refusals_are_logged_at_warn_at_most_once_a_minute() {
+        let t = ConnectionTracker::new(ConnectionLimits::unlimited());
+        let now = Instant::now();
+        assert!(t.should_warn(now));
+        assert!(!t.should_warn(now + Duration::from_secs(59)));
+        assert!(t.should_warn(now + Duration::from_secs(60)));
+    }
+}

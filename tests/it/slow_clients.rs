@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::{
     both,
     process::Server,
-    support::{Backend, TestDb},
+    support::{count, Backend, TestDb},
 };
 
 /// Attacking connections, as in the review's finding.
@@ -189,3 +189,180 @@ both!(
         );
     }
 );
+
+/// Sends `GET /health` on `s` and reads the answer; `None` when the server closed the
+/// connection instead of answering (or said nothing within 5 s).
+async fn health_on(s: &mut tokio::net::TcpStream) -> Option<u16> {
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: rotor\r\n\r\n")
+        .await
+        .ok()?;
+    let answer = tokio::time::timeout(Duration::from_secs(5), read_response(s))
+        .await
+        .ok()??;
+    answer.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
+}
+
+/// Reads one HTTP/1.1 response (head and `Content-Length` body); `None` on a close
+/// or error before it is complete.
+async fn read_response(s: &mut tokio::net::TcpStream) -> Option<String> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            if body.len() >= len {
+                return Some(text);
+            }
+        }
+        match s.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// A connection to `addr` from the loopback address `from` (any 127.0.0.0/8 address
+/// is local on Linux), so one test can be several clients.
+async fn connect_from(from: [u8; 4], addr: SocketAddr) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(SocketAddr::from((from, 0)))
+        .expect("bind a loopback source address");
+    socket.connect(addr).await.expect("connect")
+}
+
+/// Polls (every 50 ms, up to 5 s) until a new connection from `from` is served.
+async fn served_soon(from: [u8; 4], addr: SocketAddr) -> tokio::net::TcpStream {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut s = connect_from(from, addr).await;
+        if health_on(&mut s).await == Some(200) {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a connection from {from:?} was not served within 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_stalled_or_trickled_body_gets_a_408_within_the_body_read_timeout() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    // Two connections per IP: the two slow ones below fill the allowance.
+    let server = Server::start(
+        &db,
+        &[
+            ("BODY_READ_TIMEOUT_SECONDS", "1"),
+            ("MAX_CONNECTIONS_PER_IP", "2"),
+        ],
+    )
+    .await;
+    let addr = server_addr(&server);
+    let head = "POST /v1/users HTTP/1.1\r\nHost: rotor\r\nContent-Type: application/json\r\n\
+                Content-Length: 100\r\n\r\n";
+    let started = Instant::now();
+    // One sends 10 of its 100 bytes and stalls.
+    let mut stalled = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stalled
+        .write_all(format!("{head}{{\"email\":").as_bytes())
+        .await
+        .unwrap();
+    // The other keeps sending, a byte every 200 ms: steady, but 20 s for the body.
+    let trickled = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut trickled_rx, mut trickled_tx) = trickled.into_split();
+    trickled_tx.write_all(head.as_bytes()).await.unwrap();
+    let writer = tokio::spawn(async move {
+        for _ in 0..100 {
+            if trickled_tx.write_all(b" ").await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    // Both are answered 408 (JSON) after the one-second deadline, and closed.
+    let mut stalled_answer = Vec::new();
+    let mut trickled_answer = Vec::new();
+    let (a, b) = tokio::join!(
+        tokio::time::timeout(
+            Duration::from_secs(6),
+            stalled.read_to_end(&mut stalled_answer)
+        ),
+        tokio::time::timeout(
+            Duration::from_secs(6),
+            trickled_rx.read_to_end(&mut trickled_answer)
+        ),
+    );
+    let elapsed = started.elapsed();
+    writer.abort();
+    for (closed, answer) in [(a, &stalled_answer), (b, &trickled_answer)] {
+        let answer = String::from_utf8_lossy(answer);
+        assert!(
+            closed.is_ok(),
+            "the connection was not closed after the 408: {answer:?}"
+        );
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+        assert!(
+            answer.contains(r#""type":"RequestTimeout""#),
+            "408 without its JSON body: {answer:?}"
+        );
+    }
+    assert!(
+        elapsed >= Duration::from_millis(900),
+        "answered before the deadline: {elapsed:?}"
+    );
+    // Their places are given back: two new connections from the same IP are served.
+    let _first = served_soon([127, 0, 0, 1], addr).await;
+    let _second = served_soon([127, 0, 0, 1], addr).await;
+    // Nothing was created.
+    assert_eq!(count(&db, "SELECT count(*) FROM users").await, 0);
+}
+
+#[tokio::test]
+async fn connections_over_the_per_ip_or_total_cap_are_closed_while_others_are_served() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let server = Server::start(
+        &db,
+        &[("MAX_CONNECTIONS", "5"), ("MAX_CONNECTIONS_PER_IP", "3")],
+    )
+    .await;
+    let addr = server_addr(&server);
+    // The readiness poll's connection may still be open: wait until it is gone.
+    let mut own = Vec::new();
+    for _ in 0..3 {
+        own.push(served_soon([127, 0, 0, 1], addr).await);
+    }
+    // A fourth connection from 127.0.0.1 is closed without an answer…
+    let mut fourth = connect_from([127, 0, 0, 1], addr).await;
+    assert_eq!(
+        health_on(&mut fourth).await,
+        None,
+        "over MAX_CONNECTIONS_PER_IP"
+    );
+    // …while the three open ones keep working,
+    for s in &mut own {
+        assert_eq!(health_on(s).await, Some(200));
+    }
+    // and other addresses are served, up to MAX_CONNECTIONS in all.
+    let mut b = connect_from([127, 0, 0, 2], addr).await;
+    assert_eq!(health_on(&mut b).await, Some(200));
+    let mut c = connect_from([127, 0, 0, 3], addr).await;
+    assert_eq!(health_on(&mut c).await, Some(200));
+    let mut d = connect_from([127, 0, 0, 4], addr).await;
+    assert_eq!(health_on(&mut d).await, None, "over MAX_CONNECTIONS");
+    // A closed connection gives its place back.
+    drop(own.pop());
+    let _again = served_soon([127, 0, 0, 1], addr).await;
+    for s in &mut own {
+        assert_eq!(health_on(s).await, Some(200));
+    }
+}
