@@ -29,8 +29,9 @@ const WRITES: usize = 6_000;
 const WRITE_PAUSE: Duration = Duration::from_millis(1);
 /// Largest acceptable growth of the server's peak resident set under the attack.
 const MAX_RSS_GROWTH_KIB: u64 = 32 * 1024;
-/// Slowest acceptable refresh while the attack runs.
-const PROMPT: Duration = Duration::from_secs(2);
+/// Slowest acceptable refresh while the attack runs (they take milliseconds; the
+/// margin is for a loaded 2-core CI machine running the rest of the suite).
+const PROMPT: Duration = Duration::from_secs(5);
 
 /// A `VmRSS`/`VmHWM`-style field of `/proc/<pid>/status`, in KiB.
 fn proc_status_kib(pid: u32, field: &str) -> u64 {
@@ -258,12 +259,13 @@ async fn served_soon(from: [u8; 4], addr: SocketAddr) -> tokio::net::TcpStream {
 #[tokio::test]
 async fn a_stalled_or_trickled_body_gets_a_408_within_the_body_read_timeout() {
     let db = TestDb::new(Backend::Sqlite).await;
-    // Two connections per IP: the two slow ones below fill the allowance.
+    // One connection per IP: each slow client below fills its address's allowance
+    // (they connect from 127.0.0.2 and .3, apart from the readiness poll's 127.0.0.1).
     let server = Server::start(
         &db,
         &[
             ("BODY_READ_TIMEOUT_SECONDS", "1"),
-            ("MAX_CONNECTIONS_PER_IP", "2"),
+            ("MAX_CONNECTIONS_PER_IP", "1"),
         ],
     )
     .await;
@@ -272,13 +274,13 @@ async fn a_stalled_or_trickled_body_gets_a_408_within_the_body_read_timeout() {
                 Content-Length: 100\r\n\r\n";
     let started = Instant::now();
     // One sends 10 of its 100 bytes and stalls.
-    let mut stalled = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut stalled = connect_from([127, 0, 0, 2], addr).await;
     stalled
         .write_all(format!("{head}{{\"email\":").as_bytes())
         .await
         .unwrap();
     // The other keeps sending, a byte every 200 ms: steady, but 20 s for the body.
-    let trickled = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let trickled = connect_from([127, 0, 0, 3], addr).await;
     let (mut trickled_rx, mut trickled_tx) = trickled.into_split();
     trickled_tx.write_all(head.as_bytes()).await.unwrap();
     let writer = tokio::spawn(async move {
@@ -320,9 +322,9 @@ async fn a_stalled_or_trickled_body_gets_a_408_within_the_body_read_timeout() {
         elapsed >= Duration::from_millis(900),
         "answered before the deadline: {elapsed:?}"
     );
-    // Their places are given back: two new connections from the same IP are served.
-    let _first = served_soon([127, 0, 0, 1], addr).await;
-    let _second = served_soon([127, 0, 0, 1], addr).await;
+    // Their places are given back: new connections from the same addresses are served.
+    let _first = served_soon([127, 0, 0, 2], addr).await;
+    let _second = served_soon([127, 0, 0, 3], addr).await;
     // Nothing was created.
     assert_eq!(count(&db, "SELECT count(*) FROM users").await, 0);
 }
