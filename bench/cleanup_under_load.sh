@@ -23,7 +23,7 @@ fi
 tmp=$(mktemp -d)
 trap 'kill $server 2>/dev/null || true; rm -rf "$tmp"' EXIT
 psql -q "$PG_URL/postgres" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
-export DATABASE_URL="$PG_URL/$DB" SECRET_KEY=$SECRET RATE_LIMIT_AUTH=off CLEANUP_INTERVAL_SECONDS=0 ROTOR_DATA_DIR=$tmp
+export DATABASE_URL="$PG_URL/$DB" SECRET_KEY=$SECRET RATE_LIMIT_AUTH=off CLEANUP_INTERVAL_SECONDS=0 ROTOR_DATA_DIR=$tmp MAX_CONNECTIONS_PER_IP=100000
 HOST=127.0.0.1 PORT=$PORT target/release/rotor serve > "$tmp/server.log" 2>&1 &
 server=$!
 until curl -sf "http://127.0.0.1:$PORT/ready" >/dev/null; do sleep 0.2; done

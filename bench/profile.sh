@@ -33,7 +33,7 @@ fi
 mkdir -p "$OUT"
 
 env_vars=(ROTOR_DATA_DIR="$WORK/data" HOST=127.0.0.1 PORT="$PORT" RATE_LIMIT_AUTH=off CLEANUP_INTERVAL_SECONDS=0
-          SECRET_KEY=bench-secret-key-that-is-long-enough-0123456789)
+          SECRET_KEY=bench-secret-key-that-is-long-enough-0123456789 MAX_CONNECTIONS_PER_IP=100000)
 if [ "$BACKEND" = postgres ]; then
   psql -q "$PG_URL/postgres" -c "DROP DATABASE IF EXISTS rotor_profile WITH (FORCE)"
   psql -q "$PG_URL/postgres" -c "CREATE DATABASE rotor_profile"

@@ -121,7 +121,8 @@ start_rotor() {
   local data="$WORK/data-$backend"
   rm -rf "$data"; mkdir -p "$data"
   local -a env=(ROTOR_DATA_DIR="$data" HOST=127.0.0.1 PORT="$PORT" RATE_LIMIT_AUTH=off
-                CLEANUP_INTERVAL_SECONDS=0 SECRET_KEY=bench-secret-key-that-is-long-enough-0123456789)
+                CLEANUP_INTERVAL_SECONDS=0 SECRET_KEY=bench-secret-key-that-is-long-enough-0123456789
+                MAX_CONNECTIONS_PER_IP=100000)
   if [ "$backend" = postgres ]; then
     fresh_pg_db rotor_bench
     env+=(DATABASE_URL="$PG_URL/rotor_bench")

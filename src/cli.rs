@@ -226,9 +226,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let ready: Arc<std::sync::OnceLock<Arc<std::sync::atomic::AtomicBool>>> =
         Arc::new(std::sync::OnceLock::new());
     let ready_on_shutdown = ready.clone();
-    let server = tokio::spawn(http::serve(
+    let server = tokio::spawn(http::server::serve_with_limits(
         listener,
         http::starting_gate(slot.clone()),
+        http::server::ConnectionLimits::from_settings(&settings),
         async move {
             http::shutdown_signal().await;
             if let Some(r) = ready_on_shutdown.get() {

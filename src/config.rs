@@ -127,6 +127,18 @@ pub const VARIABLES: &[(&str, &str)] = &[
         "requests taking longer are answered 408 (30)",
     ),
     (
+        "BODY_READ_TIMEOUT_SECONDS",
+        "a request body must arrive within this, or 408 (10)",
+    ),
+    (
+        "MAX_CONNECTIONS",
+        "open connections; more are closed at once (1024)",
+    ),
+    (
+        "MAX_CONNECTIONS_PER_IP",
+        "open connections per client IP, TRUSTED_PROXIES exempt (64)",
+    ),
+    (
         "INTROSPECTION_SECRET",
         "shared secret (HTTP Basic password) for /oauth/introspect",
     ),
@@ -343,6 +355,9 @@ pub struct Settings {
     pub db_max_connections: Option<u32>,
     pub max_body_bytes: usize,
     pub request_timeout_seconds: u64,
+    pub body_read_timeout_seconds: u64,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
     pub introspection_secret: Option<Secret>,
     pub metrics_enabled: bool,
     pub metrics_bind: Option<String>,
@@ -474,6 +489,9 @@ impl Settings {
             },
             max_body_bytes: r.int("MAX_BODY_BYTES", 64 * 1024, 1024, 64 * 1024 * 1024)? as usize,
             request_timeout_seconds: r.int("REQUEST_TIMEOUT_SECONDS", 30, 1, 3600)? as u64,
+            body_read_timeout_seconds: r.int("BODY_READ_TIMEOUT_SECONDS", 10, 1, 3600)? as u64,
+            max_connections: r.int("MAX_CONNECTIONS", 1024, 1, 1_000_000)? as usize,
+            max_connections_per_ip: r.int("MAX_CONNECTIONS_PER_IP", 64, 1, 1_000_000)? as usize,
             introspection_secret: r.string("INTROSPECTION_SECRET").map(Secret::new),
             metrics_enabled: r.boolean("METRICS_ENABLED", true)?,
             metrics_bind: r.string("METRICS_BIND"),
@@ -623,6 +641,15 @@ impl Settings {
             (
                 "REQUEST_TIMEOUT_SECONDS",
                 self.request_timeout_seconds.to_string(),
+            ),
+            (
+                "BODY_READ_TIMEOUT_SECONDS",
+                self.body_read_timeout_seconds.to_string(),
+            ),
+            ("MAX_CONNECTIONS", self.max_connections.to_string()),
+            (
+                "MAX_CONNECTIONS_PER_IP",
+                self.max_connections_per_ip.to_string(),
             ),
             ("INTROSPECTION_SECRET", secret(&self.introspection_secret)),
             ("METRICS_ENABLED", self.metrics_enabled.to_string()),

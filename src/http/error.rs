@@ -132,3 +132,16 @@ pub fn payload_too_large() -> Response {
         "PayloadTooLarge",
     )
 }
+
+/// 408 for a request body that did not arrive within `BODY_READ_TIMEOUT_SECONDS`. The
+/// rest of the body is not read, so the connection is closed after the answer.
+pub fn body_read_timeout() -> Response {
+    let mut r = detail(
+        StatusCode::REQUEST_TIMEOUT,
+        "Request body not received in time",
+        "RequestTimeout",
+    );
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}

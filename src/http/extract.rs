@@ -1,9 +1,11 @@
-//! Extractors: the request body (size-limited), the client's context (IP through
+//! Extractors: the request body (size- and time-limited), the client's context (IP through
 //! trusted proxies only, user agent, device), and the authenticated caller.
 
 use std::{
     net::{IpAddr, SocketAddr},
+    pin::Pin,
     sync::Arc,
+    time::Duration,
 };
 
 use axum::{
@@ -12,6 +14,7 @@ use axum::{
     http::{header, request::Parts, HeaderMap},
     response::{IntoResponse, Response},
 };
+use hyper::body::Body as _;
 
 use super::{error, validate::Input};
 use crate::{
@@ -22,7 +25,8 @@ use crate::{
     Rotor,
 };
 
-/// The request body as bytes, refused with 413 beyond `MAX_BODY_BYTES`.
+/// The request body as bytes, refused with 413 beyond `MAX_BODY_BYTES` and with 408
+/// when it has not fully arrived `BODY_READ_TIMEOUT_SECONDS` after reading began.
 pub struct Body(pub Bytes);
 
 impl<S> FromRequest<S> for Body
@@ -33,21 +37,82 @@ where
     type Rejection = Response;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
-        let limit = Arc::<Rotor>::from_ref(state).settings().max_body_bytes;
-        if let Some(len) = req
+        let rotor = Arc::<Rotor>::from_ref(state);
+        let settings = rotor.settings();
+        let declared = req
             .headers()
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-        {
-            if len > limit as u64 {
-                return Err(error::payload_too_large());
+            .and_then(|v| v.parse::<u64>().ok());
+        let read = read_body(
+            req.into_body(),
+            declared,
+            settings.max_body_bytes,
+            Duration::from_secs(settings.body_read_timeout_seconds),
+        );
+        match read.await {
+            Ok(bytes) => Ok(Self(Bytes::from(bytes))),
+            Err(BodyError::TooLarge { .. }) => Err(error::payload_too_large()),
+            Err(BodyError::TimedOut(_)) => Err(error::body_read_timeout()),
+            Err(e @ BodyError::Read(_)) => {
+                tracing::debug!(error = %e, "request body not read");
+                Err(error::payload_too_large())
             }
         }
-        match axum::body::to_bytes(req.into_body(), limit).await {
-            Ok(bytes) => Ok(Self(bytes)),
-            Err(_) => Err(error::payload_too_large()),
+    }
+}
+
+/// Why a request body could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("request body larger than {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("request body not received within {0:?}")]
+    TimedOut(Duration),
+    #[error("reading the request body: {0}")]
+    Read(#[source] axum::Error),
+}
+
+/// Reads a whole request body into one buffer of at most `limit` bytes, within
+/// `timeout`.
+///
+/// The buffer is sized from the declared `Content-Length` (capped by `limit`), and
+/// every chunk is copied into it and dropped at once. Collecting the chunks instead
+/// (axum's `to_bytes`) lets a client pin memory: each chunk hyper hands over is a
+/// slice of its connection read buffer, which keeps the whole buffer (8 KiB or more)
+/// alive, so a body sent one byte per packet held thousands of times its size until
+/// the request ended. The deadline bounds how long a connection may hold even that
+/// one buffer: the body must average at least `limit / timeout` bytes a second.
+pub async fn read_body(
+    body: axum::body::Body,
+    declared: Option<u64>,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Vec<u8>, BodyError> {
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(BodyError::TooLarge { limit });
+    }
+    let capacity = declared.map_or(0, |len| usize::try_from(len).unwrap_or(limit).min(limit));
+    let mut buf = Vec::with_capacity(capacity);
+    let mut body = body;
+    let collect = async {
+        while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
+        {
+            let Ok(chunk) = frame.map_err(BodyError::Read)?.into_data() else {
+                continue; // trailers
+            };
+            if chunk.len() > limit - buf.len() {
+                return Err(BodyError::TooLarge { limit });
+            }
+            buf.extend_from_slice(&chunk);
+            // `chunk` is dropped here, releasing hyper's read buffer for reuse.
         }
+        Ok(())
+    };
+    match tokio::time::timeout(timeout, collect).await {
+        Ok(Ok(())) => Ok(buf),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(BodyError::TimedOut(timeout)),
     }
 }
 
@@ -259,6 +324,84 @@ mod tests {
         );
         let h = headers(&[("x-forwarded-for", "not-an-ip")]);
         assert_eq!(client_ip(Some(peer), &h, &trusted), Some(peer));
+    }
+
+    /// A body that yields `chunks`, then stalls forever (or ends, if `end`).
+    struct Trickle {
+        chunks: std::collections::VecDeque<&'static [u8]>,
+        end: bool,
+    }
+
+    impl hyper::body::Body for Trickle {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+            match self.chunks.pop_front() {
+                Some(c) => std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(
+                    Bytes::from_static(c),
+                )))),
+                None if self.end => std::task::Poll::Ready(None),
+                None => std::task::Poll::Pending,
+            }
+        }
+    }
+
+    fn trickle(chunks: &[&'static [u8]], end: bool) -> axum::body::Body {
+        axum::body::Body::new(Trickle {
+            chunks: chunks.iter().copied().collect(),
+            end,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_body_is_read_into_one_buffer_sized_from_its_content_length() {
+        let secs = Duration::from_secs(1);
+        let body = trickle(&[b"ab", b"c", b"de"], true);
+        let buf = read_body(body, Some(5), 64, secs).await.unwrap();
+        assert_eq!(buf, b"abcde");
+        assert_eq!(buf.capacity(), 5, "sized once from Content-Length");
+        // Without a Content-Length (chunked), still one buffer.
+        let buf = read_body(trickle(&[b"ab", b"c"], true), None, 64, secs)
+            .await
+            .unwrap();
+        assert_eq!(buf, b"abc");
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_is_refused_declared_or_not() {
+        let secs = Duration::from_secs(1);
+        // Declared too large: refused before anything is read or allocated.
+        let err = read_body(trickle(&[], false), Some(65), 64, secs)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, BodyError::TooLarge { limit: 64 }), "{err}");
+        // Undeclared (chunked) and too large: refused at the chunk that crosses it.
+        let err = read_body(trickle(&[&[b'x'; 40], &[b'x'; 40]], true), None, 64, secs)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, BodyError::TooLarge { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_stalled_body_times_out() {
+        let timeout = Duration::from_millis(100);
+        let started = std::time::Instant::now();
+        let err = read_body(trickle(&[b"{\"a\":"], false), Some(50), 64, timeout)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, BodyError::TimedOut(t) if t == timeout),
+            "{err}"
+        );
+        assert!(started.elapsed() >= timeout);
+        assert_eq!(
+            error::body_read_timeout().status(),
+            axum::http::StatusCode::REQUEST_TIMEOUT
+        );
     }
 
     #[test]

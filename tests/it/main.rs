@@ -28,5 +28,7 @@ mod resilience;
 mod security;
 /// Device sessions, the grace window, absolute lifetime, the security log.
 mod sessions;
+/// Slow request bodies and connection caps, against the real binary.
+mod slow_clients;
 /// The storage conformance suite.
 mod storage;

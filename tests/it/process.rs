@@ -21,6 +21,9 @@ pub fn rotor_cmd(db: &TestDb, extra: &[(&str, &str)]) -> Command {
         .env("SECRET_KEY", "integration-test-secret-key-0123456789abcdef")
         .env("RATE_LIMIT_AUTH", "off")
         .env("CLEANUP_INTERVAL_SECONDS", "0")
+        // Every test client connects from 127.0.0.1, many at once: the per-IP cap
+        // (default 64) has its own tests (`slow_clients`), which set it.
+        .env("MAX_CONNECTIONS_PER_IP", "100000")
         .env_remove("RUST_LOG");
     for (k, v) in extra {
         cmd.env(k, v);
