@@ -57,9 +57,11 @@ impl fmt::Display for EmailCollisions {
         }
         write!(
             f,
-            "rotor changed nothing. Give all but one account of each group a different \
-             address with `rotor users set-email --id ID NEW_EMAIL` (or delete the \
-             unwanted account), then run `rotor migrate` again."
+            "rotor changed nothing. Decide which account keeps each address and give the \
+             others a different one (on a rotor database: `rotor users set-email --id ID \
+             NEW_EMAIL`; on the original backend's, before adoption: its admin API or \
+             `UPDATE users SET email = 'new@example.com' WHERE id = 'ID'`), or delete \
+             the unwanted account; then run `rotor migrate` again."
         )
     }
 }

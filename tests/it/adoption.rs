@@ -331,7 +331,10 @@ async fn adoption_in_place_logs_no_one_out() {
     assert_eq!(
         count(
             db,
-            &format!("SELECT token_version::bigint FROM users WHERE id = '{}'", f.bob.id)
+            &format!(
+                "SELECT token_version::bigint FROM users WHERE id = '{}'",
+                f.bob.id
+            )
         )
         .await,
         3
@@ -413,7 +416,26 @@ async fn the_original_still_runs_on_an_adopted_database_and_both_serve_one_sessi
     let mut conn = original::connect(&f.db).await;
 
     // A session started on rotor…
-    let (_, rotor_refresh) = app.login_mobile(&f.ada.email, &f.ada.password).await;
+    let (rotor_access, rotor_refresh) = app.login_mobile(&f.ada.email, &f.ada.password).await;
+    // …whose access token the original's decoder (PyJWT, HS256 under SECRET_KEY,
+    // then its own `type` and `token_version` checks) accepts.
+    let script = "import jwt, sys\n\
+c = jwt.decode(sys.argv[1], sys.argv[2], algorithms=['HS256'])\n\
+assert c['type'] == 'access' and c['token_version'] == 0, c\n\
+print(c['sub'])";
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, &rotor_access, SECRET])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "the original's decoder refused rotor's token: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        f.ada.id.to_string()
+    );
     // …refreshes on the original: its own statements find it, revoke it, insert a
     // successor in the same family.
     let hash = rotor::domain::token::hash_token(&rotor_refresh);
