@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{events, parse_uuid, truncate, ClientContext, Counters, Rotor};
+use super::{event, events, parse_uuid, truncate, ClientContext, Counters, Rotor};
 use crate::{
     domain::{
         email::EmailKey,
@@ -12,7 +12,10 @@ use crate::{
     },
     error::{Error, Result},
     jwt::TokenRejected,
-    storage::{NewRefreshToken, NewSession, Rotation, User},
+    storage::{
+        change::{Change, When, Write},
+        NewAuditEvent, NewRefreshToken, NewSession, Rotation, User, UserPatch,
+    },
 };
 
 /// A refresh token handed to a client.
@@ -93,28 +96,31 @@ impl Rotor {
                 return Err(Error::InvalidCredentials);
             }
         };
+        // One transaction: the hash upgrade, the session and the audit rows.
+        let mut change = Change::new(self.now());
         if verified.needs_rehash {
             // Upgrade hashes from the original's parameters without bumping
             // token_version: a rehash must not log the user out elsewhere.
             let rehashed = self.hasher.hash(password).await?;
-            self.store
-                .rehash_password(user.id, &rehashed, self.now())
-                .await?;
             let detail = crate::password::parameters(&user.hashed_password)
                 .map(|from| format!("rehashed from {from}"));
-            self.audit(events::PASSWORD_REHASHED, Some(user.id), None, ctx, detail)
-                .await?;
+            change = change
+                .then(Write::RehashPassword {
+                    id: user.id,
+                    hashed_password: rehashed,
+                })
+                .audit(event(events::PASSWORD_REHASHED, Some(user.id), None, ctx, detail));
         }
-        let outcome = self.open_session(&user, ctx).await?;
-        Counters::add(&self.counters.logins_ok, 1);
-        self.audit(
+        let (opened, outcome) = self.new_session(&user, ctx)?;
+        let change = change.then(opened).audit(event(
             events::LOGIN_SUCCEEDED,
             Some(user.id),
             Some(outcome.session_id),
             ctx,
             None,
-        )
-        .await?;
+        ));
+        self.commit(change).await?;
+        Counters::add(&self.counters.logins_ok, 1);
         Ok(outcome)
     }
 
@@ -122,6 +128,14 @@ impl Rotor {
     /// other means (an embedding application's own login, SSO). `login` uses it after
     /// checking the password. Does not check `is_active`.
     pub async fn open_session(&self, user: &User, ctx: &ClientContext) -> Result<LoginOutcome> {
+        let (opened, outcome) = self.new_session(user, ctx)?;
+        self.commit(Change::new(self.now()).then(opened)).await?;
+        Ok(outcome)
+    }
+
+    /// The write that opens a session for `user`, and what the client gets once it is
+    /// committed.
+    fn new_session(&self, user: &User, ctx: &ClientContext) -> Result<(Write, LoginOutcome)> {
         let now = self.now();
         let session_id = Uuid::now_v7();
         let absolute_end = now + chrono::Duration::days(self.settings.session_max_lifetime_days);
@@ -140,7 +154,7 @@ impl Rotor {
             client_id: ctx.client_id.as_deref().map(|s| truncate(s, 255)),
             absolute_expires_at: absolute_end,
         };
-        let first = NewRefreshToken {
+        let first_token = NewRefreshToken {
             id: Uuid::now_v7(),
             user_id: user.id,
             token_hash: raw.hash(),
@@ -151,11 +165,10 @@ impl Rotor {
             ip_address: ctx.ip.clone(),
             is_revoked: false,
         };
-        self.store.create_session(&session, &first, now).await?;
         let access_token = self
             .tokens
             .issue(user.id, user.token_version, Some(session_id), now)?;
-        Ok(LoginOutcome {
+        let outcome = LoginOutcome {
             user: user.clone(),
             access_token,
             refresh: Issued {
@@ -164,7 +177,14 @@ impl Rotor {
                 max_age: (expires_at - now).num_seconds(),
             },
             session_id,
-        })
+        };
+        Ok((
+            Write::CreateSession {
+                session,
+                first_token,
+            },
+            outcome,
+        ))
     }
 
     /// Rotates a refresh token.
@@ -277,8 +297,19 @@ impl Rotor {
         token: &crate::storage::RefreshToken,
         ctx: &ClientContext,
     ) -> Result<RefreshOutcome> {
-        let now = self.now();
-        let revoked = self.store.revoke_family(token.family_id, now).await?;
+        // The revocation and its audit row commit before the 401 leaves.
+        let change = Change::new(self.now())
+            .then(Write::RevokeFamily {
+                family_id: token.family_id,
+            })
+            .audit(event(
+                events::REPLAY_DETECTED,
+                Some(token.user_id),
+                Some(token.family_id),
+                ctx,
+                Some("family revoked ({revoked} live tokens)".into()),
+            ));
+        let revoked = self.commit(change).await?.revoked;
         Counters::add(&self.counters.replays, 1);
         tracing::warn!(
             user_id = %token.user_id,
@@ -287,14 +318,6 @@ impl Rotor {
             revoked,
             "refresh token replay detected; family revoked"
         );
-        self.audit(
-            events::REPLAY_DETECTED,
-            Some(token.user_id),
-            Some(token.family_id),
-            ctx,
-            Some(format!("family revoked ({revoked} live tokens)")),
-        )
-        .await?;
         Err(Error::TokenRevoked)
     }
 
@@ -305,58 +328,73 @@ impl Rotor {
             return Ok(());
         };
         if let Some(token) = self.store.get_by_hash(&raw.hash()).await? {
-            let n = self
-                .store
-                .revoke_family(token.family_id, self.now())
-                .await?;
-            if n > 0 {
-                Counters::add(&self.counters.sessions_revoked, 1);
-                self.audit(
+            self.end_family(
+                token.family_id,
+                event(
                     events::LOGOUT,
                     Some(token.user_id),
                     Some(token.family_id),
                     ctx,
                     None,
-                )
-                .await?;
-            }
+                ),
+            )
+            .await?;
         }
         Ok(())
+    }
+
+    /// Revokes a family and, if that ended anything, records `audit`: one transaction.
+    /// Returns whether the session was live.
+    pub(crate) async fn end_family(&self, family_id: Uuid, audit: NewAuditEvent) -> Result<bool> {
+        let change = Change::new(self.now())
+            .then(Write::RevokeFamily { family_id })
+            .then(Write::Audit {
+                event: audit,
+                when: When::IfRevoked,
+            });
+        let ended = self.commit(change).await?.revoked > 0;
+        if ended {
+            Counters::add(&self.counters.sessions_revoked, 1);
+        }
+        Ok(ended)
     }
 
     /// Ends every session of the caller and kills every access token (bumps
     /// `token_version`). Returns the number of sessions ended.
     pub async fn logout_all(&self, principal: &Principal, ctx: &ClientContext) -> Result<u64> {
-        let n = self
-            .end_sessions(principal, None, events::LOGOUT_ALL, ctx)
-            .await?;
-        self.store
-            .increment_token_version(principal.user.id, self.now())
-            .await?;
-        Ok(n)
+        let bump = Write::BumpTokenVersion {
+            id: principal.user.id,
+        };
+        self.end_sessions(principal, None, events::LOGOUT_ALL, Some(bump), ctx)
+            .await
     }
 
-    /// Ends every session of the caller except `keep`, records `kind`, returns how many.
+    /// Ends every session of the caller except `keep` and records `kind` (with `also`,
+    /// a further write, in the same transaction); returns how many sessions ended.
     pub(crate) async fn end_sessions(
         &self,
         principal: &Principal,
         keep: Option<Uuid>,
         kind: &'static str,
+        also: Option<Write>,
         ctx: &ClientContext,
     ) -> Result<u64> {
-        let n = self
-            .store
-            .revoke_user_families_except(principal.user.id, keep, self.now())
-            .await?;
-        Counters::add(&self.counters.sessions_revoked, n);
-        self.audit(
+        let mut change = Change::new(self.now()).then(Write::EndUserSessions {
+            user_id: principal.user.id,
+            keep,
+        });
+        if let Some(write) = also {
+            change = change.then(write);
+        }
+        let change = change.audit(event(
             kind,
             Some(principal.user.id),
             principal.session_id,
             ctx,
-            Some(format!("{n} sessions")),
-        )
-        .await?;
+            Some("{ended} sessions".into()),
+        ));
+        let n = self.commit(change).await?.ended;
+        Counters::add(&self.counters.sessions_revoked, n);
         Ok(n)
     }
 
@@ -441,21 +479,29 @@ impl Rotor {
             return Err(Error::InvalidCredentials);
         }
         let hashed = self.hasher.hash(new).await?;
-        let now = self.now();
-        self.store.update_password(user.id, &hashed, now).await?;
-        let ended = self
-            .store
-            .revoke_user_families_except(user.id, principal.session_id, now)
-            .await?;
+        // One transaction: the new hash (which bumps token_version), every other
+        // session ended, the audit row. A failure leaves the old password and sessions.
+        let change = Change::new(self.now())
+            .then(Write::UpdateUser {
+                id: user.id,
+                patch: UserPatch {
+                    hashed_password: Some(hashed),
+                    ..UserPatch::default()
+                },
+            })
+            .then(Write::EndUserSessions {
+                user_id: user.id,
+                keep: principal.session_id,
+            })
+            .audit(event(
+                events::PASSWORD_CHANGED,
+                Some(user.id),
+                principal.session_id,
+                ctx,
+                Some("{ended} other sessions ended".into()),
+            ));
+        let ended = self.commit(change).await?.ended;
         Counters::add(&self.counters.sessions_revoked, ended);
-        self.audit(
-            events::PASSWORD_CHANGED,
-            Some(user.id),
-            principal.session_id,
-            ctx,
-            Some(format!("{ended} other sessions ended")),
-        )
-        .await?;
         Ok(())
     }
 }

@@ -26,7 +26,10 @@ use crate::{
     error::Result,
     jwt::{AccessTokens, TokenOptions},
     password::PasswordHasher,
-    storage::{NewAuditEvent, Role, Store, StoreError, UserPatch},
+    storage::{
+        change::{Applied, Change},
+        NewAuditEvent, Role, Store, StoreError, UserPatch,
+    },
 };
 
 /// What rotor knows about the client making a request.
@@ -114,6 +117,8 @@ pub struct Rotor {
     pub(crate) counters: Counters,
     /// When the key ring was last reloaded because of an unknown `kid`.
     pub(crate) last_key_reload: std::sync::Mutex<Option<std::time::Instant>>,
+    /// Sees every change before it is applied (tests inject failures with it).
+    change_hook: std::sync::RwLock<Option<ChangeHook>>,
 }
 
 impl std::fmt::Debug for Rotor {
@@ -168,6 +173,7 @@ impl Rotor {
             clock,
             counters: Counters::default(),
             last_key_reload: std::sync::Mutex::new(None),
+            change_hook: std::sync::RwLock::new(None),
         };
         rotor.promote_admin_email().await?;
         Ok(rotor)
@@ -249,7 +255,8 @@ impl Rotor {
         Ok(())
     }
 
-    /// Appends to the security log.
+    /// Appends to the security log (a use case's only write; use cases that write more
+    /// put the event in their [`Change`]).
     pub(crate) async fn audit(
         &self,
         kind: &'static str,
@@ -258,16 +265,53 @@ impl Rotor {
         ctx: &ClientContext,
         detail: Option<String>,
     ) -> Result<()> {
-        let event = NewAuditEvent {
-            kind,
-            user_id,
-            session_id,
-            ip_address: ctx.ip.clone(),
-            user_agent: ctx.user_agent.as_deref().map(|ua| truncate(ua, 512)),
-            detail,
-        };
+        let event = event(kind, user_id, session_id, ctx, detail);
         self.store.record_event(&event, self.now()).await?;
         Ok(())
+    }
+
+    /// Commits a use case's writes in one transaction.
+    pub(crate) async fn commit(&self, mut change: Change) -> Result<Applied> {
+        let hook = self
+            .change_hook
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(hook) = hook {
+            hook(&mut change);
+        }
+        Ok(self.store.apply(&change).await?)
+    }
+
+    /// Installs a function that sees (and may alter) every change before it is
+    /// applied. For tests that inject a failure between two writes of a use case.
+    #[doc(hidden)]
+    pub fn set_change_hook(&self, hook: Option<ChangeHook>) {
+        *self
+            .change_hook
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = hook;
+    }
+}
+
+/// See [`Rotor::set_change_hook`].
+pub type ChangeHook = Arc<dyn Fn(&mut Change) + Send + Sync>;
+
+/// An audit event for the client in `ctx`.
+pub(crate) fn event(
+    kind: &'static str,
+    user_id: Option<Uuid>,
+    session_id: Option<Uuid>,
+    ctx: &ClientContext,
+    detail: Option<String>,
+) -> NewAuditEvent {
+    NewAuditEvent {
+        kind,
+        user_id,
+        session_id,
+        ip_address: ctx.ip.clone(),
+        user_agent: ctx.user_agent.as_deref().map(|ua| truncate(ua, 512)),
+        detail,
     }
 }
 

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{events, parse_uuid, ClientContext, Counters, Rotor};
+use super::{event, events, parse_uuid, ClientContext, Rotor};
 use crate::{domain::token::RawToken, error::Result};
 
 /// What introspection reveals about an active token.
@@ -42,18 +42,17 @@ impl Rotor {
             None
         };
         if let Some((family_id, user_id)) = family {
-            let n = self.store.revoke_family(family_id, now).await?;
-            if n > 0 {
-                Counters::add(&self.counters.sessions_revoked, 1);
-                self.audit(
+            self.end_family(
+                family_id,
+                event(
                     events::TOKEN_REVOKED,
                     Some(user_id),
                     Some(family_id),
                     ctx,
                     Some("oauth revoke".into()),
-                )
-                .await?;
-            }
+                ),
+            )
+            .await?;
         }
         Ok(())
     }

@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use super::{events, ClientContext, Counters, Principal, Rotor};
+use super::{event, events, ClientContext, Principal, Rotor};
 use crate::{
     error::{Error, Result},
     storage::{AuditEvent, EventFilter, SessionView},
@@ -35,14 +35,15 @@ impl Rotor {
         if !owned {
             return Err(Error::SessionNotFound);
         }
-        self.store.revoke_family(id, now).await?;
-        Counters::add(&self.counters.sessions_revoked, 1);
-        self.audit(
-            events::SESSION_REVOKED,
-            Some(principal.user.id),
-            Some(id),
-            ctx,
-            None,
+        self.end_family(
+            id,
+            event(
+                events::SESSION_REVOKED,
+                Some(principal.user.id),
+                Some(id),
+                ctx,
+                None,
+            ),
         )
         .await?;
         Ok(())
@@ -50,8 +51,14 @@ impl Rotor {
 
     /// Ends every session of the caller but the current one; returns how many.
     pub async fn logout_others(&self, principal: &Principal, ctx: &ClientContext) -> Result<u64> {
-        self.end_sessions(principal, principal.session_id, events::LOGOUT_OTHERS, ctx)
-            .await
+        self.end_sessions(
+            principal,
+            principal.session_id,
+            events::LOGOUT_OTHERS,
+            None,
+            ctx,
+        )
+        .await
     }
 
     /// One page of audit events (newest first) and the total.

@@ -2,11 +2,14 @@
 
 use uuid::Uuid;
 
-use super::{events, ClientContext, Counters, Principal, Rotor};
+use super::{event, events, ClientContext, Counters, Principal, Rotor};
 use crate::{
     domain::email::{self, EmailKey},
     error::{Error, Result},
-    storage::{NewUser, Role, StoreError, User, UserPatch},
+    storage::{
+        change::{Change, Write},
+        NewUser, Role, StoreError, User, UserPatch,
+    },
 };
 
 /// A new account as an admin (or registration) describes it; the password is plain.
@@ -31,10 +34,12 @@ pub struct AccountChanges {
     pub password: Option<String>,
 }
 
-fn conflict_to_email_taken(e: StoreError) -> Error {
+/// A taken email is `EmailAlreadyExists`; a user gone meanwhile `UserNotFound`.
+fn account_error(e: Error) -> Error {
     match e {
-        StoreError::Conflict(_) => Error::EmailAlreadyExists,
-        other => other.into(),
+        Error::Store(StoreError::Conflict(_)) => Error::EmailAlreadyExists,
+        Error::Store(StoreError::NotFound) => Error::UserNotFound,
+        other => other,
     }
 }
 
@@ -84,15 +89,15 @@ impl Rotor {
             is_active: spec.is_active,
             is_verified: spec.is_verified,
         };
-        let user = self
-            .store
-            .create_user(&new, self.now())
-            .await
-            .map_err(conflict_to_email_taken)?;
         let detail = by.map(|p| format!("by admin {}", p.user.id));
-        self.audit(events::USER_CREATED, Some(user.id), None, ctx, detail)
-            .await?;
-        Ok(user)
+        let change = Change::new(self.now())
+            .then(Write::CreateUser(new))
+            .audit(event(events::USER_CREATED, None, None, ctx, detail));
+        self.commit(change)
+            .await
+            .map_err(account_error)?
+            .user
+            .ok_or(Error::UserNotFound)
     }
 
     pub async fn get_user(&self, id: Uuid) -> Result<User> {
@@ -132,48 +137,44 @@ impl Rotor {
             is_verified: changes.is_verified,
             hashed_password,
         };
-        let now = self.now();
-        let user = self
-            .store
-            .update_user(id, &patch, now)
-            .await
-            .map_err(conflict_to_email_taken)?
-            .ok_or(Error::UserNotFound)?;
-        let deactivated = existing.is_active && !user.is_active;
-        if deactivated || patch.hashed_password.is_some() {
-            let ended = self
-                .store
-                .revoke_user_families_except(id, None, now)
-                .await?;
-            Counters::add(&self.counters.sessions_revoked, ended);
-            if deactivated {
-                self.store.increment_token_version(id, now).await?;
-            }
-            let by = by
-                .map(|p| format!(" by admin {}", p.user.id))
-                .unwrap_or_default();
-            if deactivated {
-                self.audit(
-                    events::USER_DEACTIVATED,
-                    Some(id),
-                    None,
-                    ctx,
-                    Some(format!("{ended} sessions ended{by}")),
-                )
-                .await?;
-            }
-            if patch.hashed_password.is_some() {
-                self.audit(
-                    events::PASSWORD_CHANGED,
-                    Some(id),
-                    None,
-                    ctx,
-                    Some(format!("password set{by}; {ended} sessions ended")),
-                )
-                .await?;
-            }
+        if patch.is_empty() {
+            return Ok(existing);
         }
-        Ok(self.store.get_user(id).await?.unwrap_or(user))
+        // One transaction: the new fields, the sessions they end, the token_version
+        // bump and the audit rows land together or not at all.
+        let deactivated = existing.is_active && patch.is_active == Some(false);
+        let password_set = patch.hashed_password.is_some();
+        let by = by
+            .map(|p| format!(" by admin {}", p.user.id))
+            .unwrap_or_default();
+        let mut change = Change::new(self.now()).then(Write::UpdateUser { id, patch });
+        if deactivated || password_set {
+            change = change.then(Write::EndUserSessions {
+                user_id: id,
+                keep: None,
+            });
+        }
+        if deactivated {
+            change = change.then(Write::BumpTokenVersion { id }).audit(event(
+                events::USER_DEACTIVATED,
+                Some(id),
+                None,
+                ctx,
+                Some(format!("{{ended}} sessions ended{by}")),
+            ));
+        }
+        if password_set {
+            change = change.audit(event(
+                events::PASSWORD_CHANGED,
+                Some(id),
+                None,
+                ctx,
+                Some(format!("password set{by}; {{ended}} sessions ended")),
+            ));
+        }
+        let applied = self.commit(change).await.map_err(account_error)?;
+        Counters::add(&self.counters.sessions_revoked, applied.ended);
+        applied.user.ok_or(Error::UserNotFound)
     }
 
     pub async fn delete_account(
@@ -182,12 +183,11 @@ impl Rotor {
         by: Option<&Principal>,
         ctx: &ClientContext,
     ) -> Result<()> {
-        if !self.store.delete_user(id).await? {
-            return Err(Error::UserNotFound);
-        }
         let detail = by.map(|p| format!("by admin {}", p.user.id));
-        self.audit(events::USER_DELETED, Some(id), None, ctx, detail)
-            .await?;
+        let change = Change::new(self.now())
+            .then(Write::DeleteUser { id })
+            .audit(event(events::USER_DELETED, Some(id), None, ctx, detail));
+        self.commit(change).await.map_err(account_error)?;
         Ok(())
     }
 

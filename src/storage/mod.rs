@@ -7,6 +7,7 @@
 //!
 //! [`Clock`]: crate::clock::Clock
 
+pub mod change;
 pub mod email_keys;
 mod migrations;
 mod models;
@@ -45,6 +46,12 @@ pub enum StoreError {
     /// Accounts share an email identity key; nothing was changed (see [`email_keys`]).
     #[error("{0}")]
     EmailCollisions(email_keys::EmailCollisions),
+    /// A write of a [`change::Change`] found no row to act on; nothing was committed.
+    #[error("not found")]
+    NotFound,
+    /// A [`change::Write::Abort`] rolled the change back.
+    #[error("change aborted")]
+    Aborted,
     /// The store cannot take work: closed, or a write batch failed to commit.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
@@ -272,6 +279,9 @@ pub trait Store:
 {
     /// `"sqlite"` or `"postgresql"`.
     fn backend(&self) -> &'static str;
+    /// Commits every write of the change, in order, in one transaction, or none of
+    /// them (see [`change`]).
+    async fn apply(&self, change: &change::Change) -> StoreResult<change::Applied>;
     /// Applies pending migrations (idempotent; safe to run from several processes),
     /// then gives every account its email identity key. Fails with `EmailCollisions`,
     /// having changed no account, when two accounts' emails share a key.

@@ -7,6 +7,7 @@
 
 pub mod adopt;
 mod rotations;
+mod writes;
 
 use std::{collections::HashSet, time::Duration};
 
@@ -21,6 +22,7 @@ use uuid::Uuid;
 use crate::domain::email::EmailKey;
 
 use super::{
+    change::{Applied, Change},
     email_keys, map_unique, migrations, AuditEvent, AuditStore, CleanupLock, EventFilter, KeyStore,
     NewAuditEvent, NewRefreshToken, NewSession, NewUser, RefreshToken, RefreshTokenStore, Role,
     Rotated, Rotation, Session, SessionStore, SessionView, Store, StoreError, StoreResult,
@@ -219,61 +221,42 @@ impl PgStore {
     /// the order `rotate` locks them in, so the two never deadlock.
     async fn revoke_scope(
         &self,
-        scope: &str,
-        session_scope: &str,
+        scope: writes::Scope,
         id: Uuid,
         keep: Option<Uuid>,
         now: DateTime<Utc>,
     ) -> StoreResult<(u64, HashSet<Uuid>)> {
-        let round = format!(
-            "WITH seen AS (
-                SELECT count(*) AS n FROM refresh_tokens WHERE {scope} AND NOT is_revoked
-             ), t AS (
-                UPDATE refresh_tokens SET is_revoked = TRUE, revoked_at = $2, updated_at = $2
-                WHERE {scope} AND NOT is_revoked
-                RETURNING family_id, expires_at
-             )
-             SELECT (SELECT n FROM seen) AS seen,
-                    (SELECT count(*) FROM t) AS revoked,
-                    ARRAY(SELECT DISTINCT family_id FROM t WHERE expires_at > $2) AS live_families"
-        );
-        let end_sessions = format!(
-            "UPDATE sessions SET revoked_at = $2 WHERE {session_scope} AND revoked_at IS NULL"
-        );
         let mut attempt = 1;
         loop {
             let result = async {
                 let mut tx = self.pool.begin().await?;
-                let mut revoked = 0;
-                let mut families = HashSet::new();
-                loop {
-                    let row = sqlx::query(&round)
-                        .bind(id)
-                        .bind(now)
-                        .bind(keep)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                    let seen: i64 = row.try_get("seen")?;
-                    let n: i64 = row.try_get("revoked")?;
-                    revoked += count(n);
-                    families.extend(row.try_get::<Vec<Uuid>, _>("live_families")?);
-                    if n >= seen {
-                        break;
-                    }
-                }
-                sqlx::query(&end_sessions)
-                    .bind(id)
-                    .bind(now)
-                    .bind(keep)
-                    .execute(&mut *tx)
-                    .await?;
+                let out = writes::revoke_scope(&mut tx, scope, id, keep, now).await?;
                 tx.commit().await?;
-                Ok::<_, sqlx::Error>((revoked, families))
+                Ok::<_, sqlx::Error>(out)
             }
             .await;
             match result {
                 Err(e) if attempt < DEADLOCK_ATTEMPTS && is_deadlock(&e) => attempt += 1,
                 result => return Ok(result?),
+            }
+        }
+    }
+
+    /// Runs the change in one transaction; a deadlock (two revocations over one user
+    /// locking in opposite orders) runs the whole change again.
+    async fn apply_change(&self, change: &Change) -> StoreResult<Applied> {
+        let mut attempt = 1;
+        loop {
+            let mut tx = self.pool.begin().await?;
+            match writes::apply(&mut tx, change).await {
+                Ok(applied) => {
+                    tx.commit().await?;
+                    return Ok(applied);
+                }
+                Err(StoreError::Database(e)) if attempt < DEADLOCK_ATTEMPTS && is_deadlock(&e) => {
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
             }
         }
     }
@@ -443,23 +426,7 @@ impl UserStore for PgStore {
     }
 
     async fn create_user(&self, new: &NewUser, now: DateTime<Utc>) -> StoreResult<User> {
-        let row = sqlx::query(&format!(
-            "INSERT INTO users (id, email, email_key, hashed_password, full_name, is_active, is_verified, role, token_version, created_at)
-             VALUES ($1, $2, $9, $3, $4, $5, $6, $7, 0, $8) RETURNING {USER_COLS}"
-        ))
-        .bind(Uuid::now_v7())
-        .bind(&new.email)
-        .bind(&new.hashed_password)
-        .bind(&new.full_name)
-        .bind(new.is_active)
-        .bind(new.is_verified)
-        .bind(new.role.as_str())
-        .bind(now)
-        .bind(EmailKey::of(&new.email).as_str())
-        .fetch_one(&self.pool)
-        .await
-        .map_err(map_unique)?;
-        user_from_row(&row)
+        writes::create_user(&self.pool, new, now).await
     }
 
     async fn update_user(
@@ -471,45 +438,7 @@ impl UserStore for PgStore {
         if patch.is_empty() {
             return self.get_user(id).await;
         }
-        // Each field is `CASE WHEN <flag> THEN <value> ELSE column END`, so one
-        // statement serves every combination of fields.
-        let row = sqlx::query(&format!(
-            "UPDATE users SET
-                email = CASE WHEN $2 THEN $3 ELSE email END,
-                email_key = CASE WHEN $2 THEN $15 ELSE email_key END,
-                full_name = CASE WHEN $4 THEN $5 ELSE full_name END,
-                role = CASE WHEN $6 THEN $7 ELSE role::text END,
-                is_active = CASE WHEN $8 THEN $9 ELSE is_active END,
-                is_verified = CASE WHEN $10 THEN $11 ELSE is_verified END,
-                hashed_password = CASE WHEN $12 THEN $13 ELSE hashed_password END,
-                token_version = token_version + CASE WHEN $12 THEN 1 ELSE 0 END,
-                updated_at = $14
-             WHERE id = $1 RETURNING {USER_COLS}"
-        ))
-        .bind(id)
-        .bind(patch.email.is_some())
-        .bind(patch.email.as_deref())
-        .bind(patch.full_name.is_some())
-        .bind(patch.full_name.clone().flatten())
-        .bind(patch.role.is_some())
-        .bind(patch.role.map(Role::as_str))
-        .bind(patch.is_active.is_some())
-        .bind(patch.is_active)
-        .bind(patch.is_verified.is_some())
-        .bind(patch.is_verified)
-        .bind(patch.hashed_password.is_some())
-        .bind(patch.hashed_password.as_deref())
-        .bind(now)
-        .bind(
-            patch
-                .email
-                .as_deref()
-                .map(|e| EmailKey::of(e).as_str().to_owned()),
-        )
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(map_unique)?;
-        row.as_ref().map(user_from_row).transpose()
+        writes::update_user(&self.pool, id, patch, now).await
     }
 
     async fn update_password(
@@ -535,13 +464,7 @@ impl UserStore for PgStore {
         hashed_password: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<bool> {
-        let r = sqlx::query("UPDATE users SET hashed_password = $2, updated_at = $3 WHERE id = $1")
-            .bind(id)
-            .bind(hashed_password)
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
-        Ok(r.rows_affected() == 1)
+        writes::rehash_password(&self.pool, id, hashed_password, now).await
     }
 
     async fn increment_token_version(
@@ -549,22 +472,11 @@ impl UserStore for PgStore {
         id: Uuid,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<i64>> {
-        let version: Option<i32> = sqlx::query_scalar(
-            "UPDATE users SET token_version = token_version + 1, updated_at = $2 WHERE id = $1 RETURNING token_version",
-        )
-        .bind(id)
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(version.map(i64::from))
+        writes::bump_token_version(&self.pool, id, now).await
     }
 
     async fn delete_user(&self, id: Uuid) -> StoreResult<bool> {
-        let r = sqlx::query("DELETE FROM users WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(r.rows_affected() == 1)
+        writes::delete_user(&self.pool, id).await
     }
 
     async fn list_users(&self, skip: u64, limit: u64) -> StoreResult<Vec<User>> {
@@ -663,14 +575,14 @@ impl RefreshTokenStore for PgStore {
 
     async fn revoke_family(&self, family_id: Uuid, now: DateTime<Utc>) -> StoreResult<u64> {
         let (revoked, _) = self
-            .revoke_scope("family_id = $1", "id = $1", family_id, None, now)
+            .revoke_scope(writes::Scope::Family, family_id, None, now)
             .await?;
         Ok(revoked)
     }
 
     async fn revoke_all_user_tokens(&self, user_id: Uuid, now: DateTime<Utc>) -> StoreResult<u64> {
         let (revoked, _) = self
-            .revoke_scope("user_id = $1", "user_id = $1", user_id, None, now)
+            .revoke_scope(writes::Scope::User, user_id, None, now)
             .await?;
         Ok(revoked)
     }
@@ -684,13 +596,7 @@ impl RefreshTokenStore for PgStore {
         // Expired-but-unrevoked tokens are revoked too, but only families that were still
         // live count as ended.
         let (_, families) = self
-            .revoke_scope(
-                "user_id = $1 AND family_id IS DISTINCT FROM $3",
-                "user_id = $1 AND id IS DISTINCT FROM $3",
-                user_id,
-                keep,
-                now,
-            )
+            .revoke_scope(writes::Scope::UserExcept, user_id, keep, now)
             .await?;
         Ok(families.len() as u64)
     }
@@ -817,28 +723,9 @@ impl SessionStore for PgStore {
         now: DateTime<Utc>,
     ) -> StoreResult<RefreshToken> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO sessions (id, user_id, device_id, device_name, user_agent, ip_address, client_id,
-                                   created_at, last_used_at, absolute_expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9)",
-        )
-        .bind(s.id)
-        .bind(s.user_id)
-        .bind(&s.device_id)
-        .bind(&s.device_name)
-        .bind(&s.user_agent)
-        .bind(&s.ip_address)
-        .bind(&s.client_id)
-        .bind(now)
-        .bind(s.absolute_expires_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(map_unique)?;
-        let row = insert_token(&mut *tx, first, now)
-            .await
-            .map_err(map_unique)?;
+        let token = writes::create_session(&mut tx, s, first, now).await?;
         tx.commit().await?;
-        token_from_row(&row)
+        Ok(token)
     }
 
     async fn get_session(&self, id: Uuid) -> StoreResult<Option<Session>> {
@@ -938,21 +825,7 @@ impl SessionStore for PgStore {
 #[async_trait]
 impl AuditStore for PgStore {
     async fn record_event(&self, e: &NewAuditEvent, now: DateTime<Utc>) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO audit_events (id, created_at, kind, user_id, session_id, ip_address, user_agent, detail)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(Uuid::now_v7())
-        .bind(now)
-        .bind(e.kind)
-        .bind(e.user_id)
-        .bind(e.session_id)
-        .bind(&e.ip_address)
-        .bind(&e.user_agent)
-        .bind(&e.detail)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        writes::record_event(&self.pool, e, now).await
     }
 
     async fn list_events(
@@ -1093,6 +966,10 @@ impl Store for PgStore {
             .run(&self.pool)
             .await?;
         self.key_emails().await
+    }
+
+    async fn apply(&self, change: &Change) -> StoreResult<Applied> {
+        self.apply_change(change).await
     }
 
     async fn migrate_preview(&self) -> StoreResult<super::MigrationPreview> {

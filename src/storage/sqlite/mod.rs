@@ -10,6 +10,7 @@
 //! text comparison is time order ([`rows`]).
 
 mod engine;
+mod writes;
 mod rows;
 
 use std::{
@@ -267,29 +268,7 @@ impl UserStore for SqliteStore {
 
     async fn create_user(&self, new: &NewUser, now: DateTime<Utc>) -> StoreResult<User> {
         let new = new.clone();
-        self.write(move |c| {
-            one(
-                c,
-                &format!(
-                    "INSERT INTO users (id, email, email_key, hashed_password, full_name, is_active, is_verified, role, token_version, created_at)
-                     VALUES (?1, ?2, ?9, ?3, ?4, ?5, ?6, ?7, 0, ?8) RETURNING {USER_COLS}"
-                ),
-                params![
-                    Uuid::now_v7().to_string(),
-                    new.email,
-                    new.hashed_password,
-                    new.full_name,
-                    new.is_active,
-                    new.is_verified,
-                    new.role.as_str(),
-                    ts(now),
-                    EmailKey::of(&new.email).as_str(),
-                ],
-                rows::user,
-            )?
-            .ok_or_else(|| StoreError::Corrupt("INSERT … RETURNING returned no row".into()))
-        })
-        .await
+        self.write(move |c| writes::create_user(c, &new, now)).await
     }
 
     async fn update_user(
@@ -302,49 +281,7 @@ impl UserStore for SqliteStore {
             return self.get_user(id).await;
         }
         let p = patch.clone();
-        let key = p
-            .email
-            .as_deref()
-            .map(|e| EmailKey::of(e).as_str().to_owned());
-        self.write(move |c| {
-            // Each field is `CASE WHEN <flag> THEN <value> ELSE column END`, so one
-            // statement serves every combination of fields.
-            one(
-                c,
-                &format!(
-                    "UPDATE users SET
-                        email = CASE WHEN ?2 THEN ?3 ELSE email END,
-                        email_key = CASE WHEN ?2 THEN ?15 ELSE email_key END,
-                        full_name = CASE WHEN ?4 THEN ?5 ELSE full_name END,
-                        role = CASE WHEN ?6 THEN ?7 ELSE role END,
-                        is_active = CASE WHEN ?8 THEN ?9 ELSE is_active END,
-                        is_verified = CASE WHEN ?10 THEN ?11 ELSE is_verified END,
-                        hashed_password = CASE WHEN ?12 THEN ?13 ELSE hashed_password END,
-                        token_version = token_version + CASE WHEN ?12 THEN 1 ELSE 0 END,
-                        updated_at = ?14
-                     WHERE id = ?1 RETURNING {USER_COLS}"
-                ),
-                params![
-                    id.to_string(),
-                    p.email.is_some(),
-                    p.email,
-                    p.full_name.is_some(),
-                    p.full_name.flatten(),
-                    p.role.is_some(),
-                    p.role.map(|r| r.as_str()),
-                    p.is_active.is_some(),
-                    p.is_active,
-                    p.is_verified.is_some(),
-                    p.is_verified,
-                    p.hashed_password.is_some(),
-                    p.hashed_password,
-                    ts(now),
-                    key,
-                ],
-                rows::user,
-            )
-        })
-        .await
+        self.write(move |c| writes::update_user(c, id, &p, now)).await
     }
 
     async fn update_password(
@@ -372,15 +309,8 @@ impl UserStore for SqliteStore {
         now: DateTime<Utc>,
     ) -> StoreResult<bool> {
         let hashed = hashed_password.to_owned();
-        self.write(move |c| {
-            exec(
-                c,
-                "UPDATE users SET hashed_password = ?2, updated_at = ?3 WHERE id = ?1",
-                params![id.to_string(), hashed, ts(now)],
-            )
-        })
-        .await
-        .map(|n| n == 1)
+        self.write(move |c| writes::rehash_password(c, id, &hashed, now))
+            .await
     }
 
     async fn increment_token_version(
@@ -388,21 +318,12 @@ impl UserStore for SqliteStore {
         id: Uuid,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<i64>> {
-        self.write(move |c| {
-            one(
-                c,
-                "UPDATE users SET token_version = token_version + 1, updated_at = ?2 WHERE id = ?1 RETURNING token_version",
-                params![id.to_string(), ts(now)],
-                |r| Ok(r.get(0)?),
-            )
-        })
-        .await
+        self.write(move |c| writes::bump_token_version(c, id, now))
+            .await
     }
 
     async fn delete_user(&self, id: Uuid) -> StoreResult<bool> {
-        self.write(move |c| exec(c, "DELETE FROM users WHERE id = ?1", [id.to_string()]))
-            .await
-            .map(|n| n == 1)
+        self.write(move |c| writes::delete_user(c, id)).await
     }
 
     async fn list_users(&self, skip: u64, limit: u64) -> StoreResult<Vec<User>> {
@@ -502,41 +423,13 @@ impl RefreshTokenStore for SqliteStore {
     }
 
     async fn revoke_family(&self, family_id: Uuid, now: DateTime<Utc>) -> StoreResult<u64> {
-        self.write(move |c| {
-            let (family, now) = (family_id.to_string(), ts(now));
-            let revoked = exec(
-                c,
-                "UPDATE refresh_tokens SET is_revoked = 1, revoked_at = ?2, updated_at = ?2
-                 WHERE family_id = ?1 AND is_revoked = 0",
-                [&family, &now],
-            )?;
-            exec(
-                c,
-                "UPDATE sessions SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
-                [&family, &now],
-            )?;
-            Ok(revoked)
-        })
-        .await
+        self.write(move |c| writes::revoke_family(c, family_id, now))
+            .await
     }
 
     async fn revoke_all_user_tokens(&self, user_id: Uuid, now: DateTime<Utc>) -> StoreResult<u64> {
-        self.write(move |c| {
-            let (user, now) = (user_id.to_string(), ts(now));
-            let revoked = exec(
-                c,
-                "UPDATE refresh_tokens SET is_revoked = 1, revoked_at = ?2, updated_at = ?2
-                 WHERE user_id = ?1 AND is_revoked = 0",
-                [&user, &now],
-            )?;
-            exec(
-                c,
-                "UPDATE sessions SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL",
-                [&user, &now],
-            )?;
-            Ok(revoked)
-        })
-        .await
+        self.write(move |c| writes::end_user_sessions(c, user_id, None, now).map(|(t, _)| t))
+            .await
     }
 
     async fn revoke_user_families_except(
@@ -545,30 +438,8 @@ impl RefreshTokenStore for SqliteStore {
         keep: Option<Uuid>,
         now: DateTime<Utc>,
     ) -> StoreResult<u64> {
-        self.write(move |c| {
-            let keep = keep.map(|k| k.to_string()).unwrap_or_default();
-            let (user, now) = (user_id.to_string(), ts(now));
-            let families = count(
-                c,
-                "SELECT count(DISTINCT family_id) FROM refresh_tokens
-                 WHERE user_id = ?1 AND is_revoked = 0 AND expires_at > ?2 AND family_id <> ?3",
-                [&user, &now, &keep],
-            )?;
-            exec(
-                c,
-                "UPDATE refresh_tokens SET is_revoked = 1, revoked_at = ?2, updated_at = ?2
-                 WHERE user_id = ?1 AND is_revoked = 0 AND family_id <> ?3",
-                [&user, &now, &keep],
-            )?;
-            exec(
-                c,
-                "UPDATE sessions SET revoked_at = ?2
-                 WHERE user_id = ?1 AND revoked_at IS NULL AND id <> ?3",
-                [&user, &now, &keep],
-            )?;
-            Ok(families)
-        })
-        .await
+        self.write(move |c| writes::end_user_sessions(c, user_id, keep, now).map(|(_, f)| f))
+            .await
     }
 
     async fn get_user_active_sessions(
@@ -801,27 +672,8 @@ impl SessionStore for SqliteStore {
         now: DateTime<Utc>,
     ) -> StoreResult<RefreshToken> {
         let (s, first) = (s.clone(), first.clone());
-        self.write(move |c| {
-            exec(
-                c,
-                "INSERT INTO sessions (id, user_id, device_id, device_name, user_agent, ip_address,
-                                       client_id, created_at, last_used_at, absolute_expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9)",
-                params![
-                    s.id.to_string(),
-                    s.user_id.to_string(),
-                    s.device_id,
-                    s.device_name,
-                    s.user_agent,
-                    s.ip_address,
-                    s.client_id,
-                    ts(now),
-                    ts(s.absolute_expires_at),
-                ],
-            )?;
-            insert_token(c, &first, now)
-        })
-        .await
+        self.write(move |c| writes::create_session(c, &s, &first, now))
+            .await
     }
 
     async fn get_session(&self, id: Uuid) -> StoreResult<Option<Session>> {
@@ -924,25 +776,7 @@ impl SessionStore for SqliteStore {
 impl AuditStore for SqliteStore {
     async fn record_event(&self, e: &NewAuditEvent, now: DateTime<Utc>) -> StoreResult<()> {
         let e = e.clone();
-        self.write(move |c| {
-            exec(
-                c,
-                "INSERT INTO audit_events (id, created_at, kind, user_id, session_id, ip_address, user_agent, detail)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![
-                    Uuid::now_v7().to_string(),
-                    ts(now),
-                    e.kind,
-                    e.user_id.map(|u| u.to_string()),
-                    e.session_id.map(|u| u.to_string()),
-                    e.ip_address,
-                    e.user_agent,
-                    e.detail,
-                ],
-            )
-            .map(drop)
-        })
-        .await
+        self.write(move |c| writes::record_event(c, &e, now)).await
     }
 
     async fn list_events(
@@ -1080,6 +914,14 @@ impl Store for SqliteStore {
         self.write(|c| migrations::apply_sqlite(c, migrations::SQLITE))
             .await?;
         self.write(key_emails).await
+    }
+
+    async fn apply(
+        &self,
+        change: &super::change::Change,
+    ) -> StoreResult<super::change::Applied> {
+        let change = change.clone();
+        self.write(move |c| writes::apply(c, &change)).await
     }
 
     async fn migrate_preview(&self) -> StoreResult<super::MigrationPreview> {
