@@ -109,7 +109,13 @@ impl Rotor {
                     id: user.id,
                     hashed_password: rehashed,
                 })
-                .audit(event(events::PASSWORD_REHASHED, Some(user.id), None, ctx, detail));
+                .audit(event(
+                    events::PASSWORD_REHASHED,
+                    Some(user.id),
+                    None,
+                    ctx,
+                    detail,
+                ));
         }
         let (opened, outcome) = self.new_session(&user, ctx)?;
         let change = change.then(opened).audit(event(

@@ -287,10 +287,7 @@ impl Rotor {
     /// applied. For tests that inject a failure between two writes of a use case.
     #[doc(hidden)]
     pub fn set_change_hook(&self, hook: Option<ChangeHook>) {
-        *self
-            .change_hook
-            .write()
-            .unwrap_or_else(|e| e.into_inner()) = hook;
+        *self.change_hook.write().unwrap_or_else(|e| e.into_inner()) = hook;
     }
 }
 

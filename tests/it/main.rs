@@ -8,6 +8,8 @@ mod support;
 mod adoption;
 /// The original `/v1` API, row by row of SPEC §4, and the SPEC §6 defect fixes.
 mod api;
+/// Each use case commits all of its writes or none (failures injected between them).
+mod atomicity;
 /// The security review's findings, attacked as the reviewer did.
 mod hardening;
 /// Email identity: look-alike addresses, the admin address, the key migration.

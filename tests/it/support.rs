@@ -407,6 +407,24 @@ pub async fn count(db: &TestDb, sql: &str) -> i64 {
     }
 }
 
+/// The text a SQL statement returns (one row, one column), on either backend.
+pub async fn text(db: &TestDb, sql: &str) -> String {
+    match db.backend {
+        Backend::Sqlite => db.sqlite().query_row(sql, [], |r| r.get(0)).expect("text"),
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(&db.url)
+                .await
+                .expect("pg connect");
+            let s: String = sqlx::query_scalar(sql)
+                .fetch_one(&mut conn)
+                .await
+                .expect("text");
+            let _ = conn.close().await;
+            s
+        }
+    }
+}
+
 /// Runs SQL statements (separated by `;`) on either backend, for setting up states the
 /// API cannot produce (rows written by an older rotor or another program).
 pub async fn execute(db: &TestDb, sql: &str) {

@@ -10,8 +10,8 @@
 //! text comparison is time order ([`rows`]).
 
 mod engine;
-mod writes;
 mod rows;
+mod writes;
 
 use std::{
     path::Path,
@@ -281,7 +281,8 @@ impl UserStore for SqliteStore {
             return self.get_user(id).await;
         }
         let p = patch.clone();
-        self.write(move |c| writes::update_user(c, id, &p, now)).await
+        self.write(move |c| writes::update_user(c, id, &p, now))
+            .await
     }
 
     async fn update_password(
@@ -916,10 +917,7 @@ impl Store for SqliteStore {
         self.write(key_emails).await
     }
 
-    async fn apply(
-        &self,
-        change: &super::change::Change,
-    ) -> StoreResult<super::change::Applied> {
+    async fn apply(&self, change: &super::change::Change) -> StoreResult<super::change::Applied> {
         let change = change.clone();
         self.write(move |c| writes::apply(c, &change)).await
     }

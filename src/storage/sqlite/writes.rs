@@ -14,8 +14,8 @@ use crate::{
     domain::email::EmailKey,
     storage::{
         change::{Applied, Change, Write},
-        NewAuditEvent, NewRefreshToken, NewSession, NewUser, RefreshToken, StoreError,
-        StoreResult, User, UserPatch,
+        NewAuditEvent, NewRefreshToken, NewSession, NewUser, RefreshToken, StoreError, StoreResult,
+        User, UserPatch,
     },
 };
 
@@ -149,7 +149,11 @@ pub(super) fn create_session(
 }
 
 /// Revokes the family's live tokens and ends its session; returns the tokens revoked.
-pub(super) fn revoke_family(c: &Connection, family_id: Uuid, now: DateTime<Utc>) -> StoreResult<u64> {
+pub(super) fn revoke_family(
+    c: &Connection,
+    family_id: Uuid,
+    now: DateTime<Utc>,
+) -> StoreResult<u64> {
     let (family, now) = (family_id.to_string(), ts(now));
     let revoked = exec(
         c,
@@ -196,7 +200,11 @@ pub(super) fn end_user_sessions(
     Ok((revoked, families))
 }
 
-pub(super) fn record_event(c: &Connection, e: &NewAuditEvent, now: DateTime<Utc>) -> StoreResult<()> {
+pub(super) fn record_event(
+    c: &Connection,
+    e: &NewAuditEvent,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
     exec(
         c,
         "INSERT INTO audit_events (id, created_at, kind, user_id, session_id, ip_address, user_agent, detail)
