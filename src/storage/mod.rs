@@ -176,10 +176,20 @@ pub trait RefreshTokenStore: Send + Sync {
         user_id: Uuid,
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<RefreshToken>>;
-    /// Deletes tokens with `expires_at <= now`, in batches of `batch` rows, each its own
-    /// transaction. Revoked tokens that have not expired are kept: replay detection
-    /// reads them. Returns the number deleted.
-    async fn cleanup_expired(&self, now: DateTime<Utc>, batch: u32) -> StoreResult<u64>;
+    /// Deletes tokens with `expires_at <= now`, in batches of `batch` rows (at least
+    /// one), each its own transaction. Revoked tokens that have not expired are kept:
+    /// replay detection reads them. Returns the number deleted.
+    async fn cleanup_expired(&self, now: DateTime<Utc>, batch: u32) -> StoreResult<u64> {
+        let batch = batch.max(1);
+        let mut total = 0;
+        loop {
+            let n = self.delete_expired_tokens_batch(now, batch).await?;
+            total += n;
+            if n < u64::from(batch) {
+                return Ok(total);
+            }
+        }
+    }
     /// Deletes at most `batch` expired tokens in one short transaction.
     async fn delete_expired_tokens_batch(&self, now: DateTime<Utc>, batch: u32)
         -> StoreResult<u64>;

@@ -619,18 +619,6 @@ impl RefreshTokenStore for PgStore {
         .collect()
     }
 
-    async fn cleanup_expired(&self, now: DateTime<Utc>, batch: u32) -> StoreResult<u64> {
-        let mut total = 0;
-        loop {
-            let n = self.delete_expired_tokens_batch(now, batch).await?;
-            total += n;
-            // `n == 0` also ends the loop when `batch` is 0.
-            if n == 0 || n < u64::from(batch) {
-                return Ok(total);
-            }
-        }
-    }
-
     async fn delete_expired_tokens_batch(
         &self,
         now: DateTime<Utc>,

@@ -463,17 +463,6 @@ impl RefreshTokenStore for SqliteStore {
         .await
     }
 
-    async fn cleanup_expired(&self, now: DateTime<Utc>, batch: u32) -> StoreResult<u64> {
-        let mut total = 0;
-        loop {
-            let n = self.delete_expired_tokens_batch(now, batch).await?;
-            total += n;
-            if n < u64::from(batch) {
-                return Ok(total);
-            }
-        }
-    }
-
     async fn delete_expired_tokens_batch(
         &self,
         now: DateTime<Utc>,
