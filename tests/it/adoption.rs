@@ -331,7 +331,10 @@ async fn adoption_in_place_logs_no_one_out() {
     assert_eq!(
         count(
             db,
-            &format!("SELECT token_version::bigint FROM users WHERE id = '{}'", f.bob.id)
+            &format!(
+                "SELECT token_version::bigint FROM users WHERE id = '{}'",
+                f.bob.id
+            )
         )
         .await,
         3
