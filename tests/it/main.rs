@@ -8,6 +8,8 @@ mod support;
 mod adoption;
 /// The original `/v1` API, row by row of SPEC §4, and the SPEC §6 defect fixes.
 mod api;
+/// `rotor backup` during a refresh storm; restoring by starting on the copy.
+mod backup;
 /// The security review's findings, attacked as the reviewer did.
 mod hardening;
 /// Email identity: look-alike addresses, the admin address, the key migration.
