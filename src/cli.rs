@@ -429,9 +429,12 @@ async fn backup(settings: Settings, dest: PathBuf, force: bool) -> anyhow::Resul
         secret.push_str(" and KEY_ENCRYPTION_KEY");
     }
     println!(
-        "The copy holds only token hashes. Its sessions keep rotating only under the same \
-         secret (successor tokens are an HMAC under a key derived from it): keep {secret} \
-         with your backups, stored apart from them. Restore: start rotor on the copy \
+        "Restore with the same secret, {secret}: keep it with your backups, stored apart \
+         from them. The copy holds only hashes of refresh tokens, so its sessions rotate \
+         under any secret, but the secret signs access tokens (under another one, every \
+         access token in circulation is refused until its client refreshes), derives \
+         successor tokens for retried refreshes, keys audit fingerprints and seals \
+         EdDSA/ES256 signing keys. Restore: start rotor on the copy \
          (DATABASE_URL=sqlite://PATH) or `rotor import --from sqlite://PATH`."
     );
     Ok(())

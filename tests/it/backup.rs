@@ -286,12 +286,14 @@ async fn a_backup_taken_during_a_refresh_storm_is_consistent_and_every_session_i
     // presenting the token its client held when the copy was taken, and keeps rotating.
     drop(server);
     let restored = Server::start(&copy_db, &strict).await;
+    let mut latest = Vec::new();
     for (f, k) in &in_copy {
         let held = &families[*f][*k];
         let (status, next) = refresh(&client, &restored.base, held).await;
         assert_eq!(status, Some(StatusCode::OK), "family {f}");
-        let (status, _) = refresh(&client, &restored.base, &next.expect("successor")).await;
+        let (status, next) = refresh(&client, &restored.base, &next.expect("successor")).await;
         assert_eq!(status, Some(StatusCode::OK), "family {f}, second rotation");
+        latest.push(next.expect("successor"));
     }
     // A token issued after the copy was taken is unknown to it.
     if let Some((f, _)) = in_copy.iter().find(|(f, k)| **k + 1 < families[**f].len()) {
@@ -299,6 +301,41 @@ async fn a_backup_taken_during_a_refresh_storm_is_consistent_and_every_session_i
         let (status, _) = refresh(&client, &restored.base, newest).await;
         assert_eq!(status, Some(StatusCode::UNAUTHORIZED));
     }
+
+    // What the secret is needed for (README, "Backups"): under another SECRET_KEY the
+    // refresh tokens still rotate (the database holds their hashes; successors are
+    // derived anew), but access tokens signed with the old secret are refused.
+    let r = client
+        .post(format!("{}/v1/auth/refresh-mobile", restored.base))
+        .json(&json!({"refresh_token": latest[0]}))
+        .send()
+        .await
+        .expect("refresh");
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.expect("body");
+    let access = body["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_owned();
+    let refresh_token = body["refresh_token"]
+        .as_str()
+        .expect("refresh_token")
+        .to_owned();
+    drop(restored);
+    let other_secret = [
+        ("REFRESH_REUSE_GRACE_SECONDS", "0"),
+        ("SECRET_KEY", "a-different-secret-key-0123456789abcdefghij"),
+    ];
+    let other = Server::start(&copy_db, &other_secret).await;
+    let me = client
+        .get(format!("{}/v1/users/me", other.base))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .expect("me");
+    assert_eq!(me.status(), StatusCode::UNAUTHORIZED);
+    let (status, _) = refresh(&client, &other.base, &refresh_token).await;
+    assert_eq!(status, Some(StatusCode::OK));
 }
 
 #[tokio::test]
