@@ -1,5 +1,5 @@
-//! The `rotor` command line: `serve`, `migrate`, `cleanup`, `keys …`, `users …`,
-//! `config check`. The only place (with `main.rs`) that uses `anyhow`.
+//! The `rotor` command line: `serve`, `migrate`, `cleanup`, `backup`, `keys …`,
+//! `users …`, `config check`. The only place (with `main.rs`) that uses `anyhow`.
 
 use std::{
     io::{IsTerminal, Write},
@@ -13,7 +13,7 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
 use crate::{
-    config::{Settings, VARIABLES},
+    config::{DatabaseTarget, Settings, VARIABLES},
     http::{self, AppState},
     service::users::{AccountChanges, AccountSpec},
     storage::Role,
@@ -63,6 +63,16 @@ pub enum Command {
         /// Count what would be deleted without deleting it.
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Write a consistent copy of the SQLite database to PATH while rotor serves
+    /// (`VACUUM INTO`: one read transaction, writers are not held up). The copy is
+    /// checked before it is moved into place. PostgreSQL: use pg_dump/pg_basebackup.
+    Backup {
+        /// Where to write the copy (a new file, mode 0600).
+        path: PathBuf,
+        /// Replace PATH if it exists.
+        #[arg(long)]
+        force: bool,
     },
     /// Manage the asymmetric signing keys (JWT_ALGORITHM=EdDSA or ES256).
     #[command(subcommand)]
@@ -179,6 +189,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Cleanup { dry_run } => cleanup(settings, dry_run).await,
+        Command::Backup { path, force } => backup(settings, path, force).await,
         Command::Keys(cmd) => keys(settings, cmd).await,
         Command::Users(cmd) => users(settings, cmd).await,
         Command::Config(_) => unreachable!("BUG: handled above"),
@@ -354,6 +365,78 @@ async fn cleanup(settings: Settings, dry_run: bool) -> anyhow::Result<()> {
         None => bail!("another cleanup is running (lock held); nothing done"),
     }
     rotor.store().close().await;
+    Ok(())
+}
+
+/// `rotor backup PATH`: copies the SQLite database without stopping the server (see
+/// [`crate::storage::sqlite::backup`]); refuses on PostgreSQL, whose own tools do it.
+async fn backup(settings: Settings, dest: PathBuf, force: bool) -> anyhow::Result<()> {
+    use crate::storage::sqlite::backup::{backup, BackupError};
+    let source = match &settings.database {
+        DatabaseTarget::Postgres(_) => bail!(
+            "rotor backup copies the embedded SQLite database, and DATABASE_URL is PostgreSQL. \
+             Use PostgreSQL's own tools, which take consistent backups while rotor serves:\n  \
+             pg_dump --format=custom --file=rotor.dump \"$DATABASE_URL\"   (logical; restore with pg_restore)\n  \
+             pg_basebackup --pgdata=/backups/base --wal-method=stream --checkpoint=fast   (physical; with WAL archiving: point-in-time recovery)\n\
+             See the README, \"Backups\"."
+        ),
+        DatabaseTarget::Sqlite(p) if p.as_os_str() == ":memory:" => bail!(
+            "DATABASE_URL is an in-memory SQLite database: it lives inside the serving process \
+             and cannot be copied from another one"
+        ),
+        DatabaseTarget::Sqlite(p) => p.clone(),
+    };
+    eprintln!("copying {} to {} …", source.display(), dest.display());
+    let now = chrono::Utc::now();
+    let target = dest.clone();
+    let report = match tokio::task::spawn_blocking(move || backup(&source, &target, force, now))
+        .await
+        .context("the backup task failed")?
+    {
+        Ok(report) => report,
+        Err(BackupError::Exists(p)) => bail!(
+            "{} already exists; it was left untouched (pass --force to replace it)",
+            p.display()
+        ),
+        Err(e) => return Err(e).context("backup failed; nothing was written to the destination"),
+    };
+    let secs = |d: Duration| format!("{:.3} s", d.as_secs_f64());
+    println!("backup written to {}", report.path.display());
+    println!(
+        "  size         {:.1} MiB ({} bytes)",
+        report.bytes as f64 / f64::from(1 << 20),
+        report.bytes
+    );
+    println!("  integrity    ok (PRAGMA integrity_check)");
+    println!("  users        {}", report.users);
+    println!("  sessions     {} active", report.sessions);
+    println!("  live tokens  {}", report.live_tokens);
+    println!(
+        "  time         {} ({} reading the live database)",
+        secs(report.total),
+        secs(report.copy)
+    );
+    let mut secret = if settings.secret_key.is_some() {
+        "the SECRET_KEY setting".to_owned()
+    } else {
+        format!(
+            "the file {}",
+            settings.data_dir.join("secret_key").display()
+        )
+    };
+    if settings.key_encryption_key.is_some() {
+        // The signing keys in the copy are sealed with it.
+        secret.push_str(" and KEY_ENCRYPTION_KEY");
+    }
+    println!(
+        "Restore with the same secret, {secret}: keep it with your backups, stored apart \
+         from them. The copy holds only hashes of refresh tokens, so its sessions rotate \
+         under any secret, but the secret signs access tokens (under another one, every \
+         access token in circulation is refused until its client refreshes), derives \
+         successor tokens for retried refreshes, keys audit fingerprints and seals \
+         EdDSA/ES256 signing keys. Restore: start rotor on the copy \
+         (DATABASE_URL=sqlite://PATH) or `rotor import --from sqlite://PATH`."
+    );
     Ok(())
 }
 

@@ -10,6 +10,8 @@ mod adoption;
 mod api;
 /// Each use case commits all of its writes or none (failures injected between them).
 mod atomicity;
+/// `rotor backup` during a refresh storm; restoring by starting on the copy.
+mod backup;
 /// The security review's findings, attacked as the reviewer did.
 mod hardening;
 /// Email identity: look-alike addresses, the admin address, the key migration.

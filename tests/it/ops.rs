@@ -258,6 +258,7 @@ async fn cli_help_documents_commands_and_variables() {
         "serve",
         "migrate",
         "cleanup",
+        "backup",
         "keys",
         "users",
         "config",

@@ -9,6 +9,7 @@
 //! Ids are stored as UUID text and timestamps as fixed-width UTC text (see [`ts`]), so
 //! text comparison is time order ([`rows`]).
 
+pub mod backup;
 mod engine;
 mod rows;
 mod writes;
