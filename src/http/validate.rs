@@ -535,6 +535,40 @@ mod tests {
     }
 
     #[test]
+    fn constraint_errors_carry_the_raw_input_and_their_ctx() {
+        let mut input = Input::query(Some("page=0&size=500&n=x&role=boss&flag=maybe"));
+        input.integer("page", 1, 1, i64::MAX);
+        input.integer("size", 20, 1, 100);
+        input.integer("n", 1, 1, 10);
+        input.choice("role", &["user", "admin"]);
+        input.boolean("flag");
+        input.string("absent", 1, 10);
+        let Err(Error::Validation(errors)) = input.finish() else {
+            panic!("expected validation errors");
+        };
+        let got: Vec<_> = errors
+            .iter()
+            .map(|e| (e.kind, e.input.clone(), e.ctx.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("greater_than_equal", json!("0"), Some(json!({"ge": 1}))),
+                ("less_than_equal", json!("500"), Some(json!({"le": 100}))),
+                ("int_parsing", json!("x"), None),
+                (
+                    "enum",
+                    json!("boss"),
+                    Some(json!({"expected": "'user' or 'admin'"}))
+                ),
+                ("bool_parsing", json!("maybe"), None),
+                ("missing", Value::Null, None),
+            ]
+        );
+        assert_eq!(errors[3].msg, "Input should be 'user' or 'admin'");
+    }
+
+    #[test]
     fn expected_values_are_listed_as_pydantic_does() {
         assert_eq!(expected_list(&["user"]), "'user'");
         assert_eq!(expected_list(&["user", "admin"]), "'user' or 'admin'");
