@@ -1,4 +1,5 @@
-//! The original `/v1` API, row by row of SPEC §4, and the fixes of SPEC §6, driven
+//! The original `/v1` API, route by route (docs/behaviour.md), and the fixes of the
+//! original backend's defects, driven
 //! over HTTP against the real server, once on SQLite and once on PostgreSQL.
 //!
 //! Each test arranges users through the store (cheap: the factory's hash is computed
@@ -36,7 +37,8 @@ const USER_KEYS: [&str; 8] = [
     "role",
 ];
 
-/// Every `/v1` route of SPEC §4 (and §7), as `(method, OpenAPI path)`.
+/// Every `/v1` route of the original, plus rotor's session list, as
+/// `(method, OpenAPI path)`.
 const V1_ROUTES: [(&str, &str); 17] = [
     ("post", "/v1/auth/login"),
     ("post", "/v1/auth/refresh"),
@@ -2182,10 +2184,10 @@ both!(rate_limit_off_never_answers_429, |b| async move {
 });
 
 // ---------------------------------------------------------------------------------
-// SPEC §6: the original's defects
+// The original backend's defects, each fixed
 // ---------------------------------------------------------------------------------
 
-// §6.1: the family revocation on replay is committed, not rolled back with the 401.
+// Replay: the family revocation on replay is committed, not rolled back with the 401.
 both!(
     replay_revokes_the_family_and_it_stays_revoked,
     |b| async move {
@@ -2248,7 +2250,7 @@ both!(
     }
 );
 
-// §6.2: rotation is one conditional step; concurrent presentations rotate once.
+// Racing rotations: rotation is one conditional step; concurrent presentations rotate once.
 both!(
     concurrent_refreshes_of_one_token_rotate_it_at_most_once,
     |b| async move {
@@ -2289,7 +2291,7 @@ both!(
     }
 );
 
-// §6.2 with §7's grace window: racing tabs all get the one successor.
+// Racing rotations with the grace window: racing tabs all get the one successor.
 both!(
     concurrent_refreshes_within_the_grace_window_share_one_successor,
     |b| async move {
@@ -2321,7 +2323,7 @@ both!(
     }
 );
 
-// §6.3: changing the password ends the other sessions, not the caller's.
+// Password change: changing the password ends the other sessions, not the caller's.
 both!(
     change_password_ends_other_sessions_but_keeps_the_callers,
     |b| async move {
@@ -2372,7 +2374,7 @@ both!(
     }
 );
 
-// §6.5 (light: sessions have a file of their own): a login records its device.
+// Device records (light: sessions have a file of their own): a login records its device.
 both!(sessions_record_the_device_and_are_listed, |b| async move {
     let app = TestApp::spawn(b).await;
     let user = new_user(&app).await;
@@ -2421,7 +2423,7 @@ both!(sessions_record_the_device_and_are_listed, |b| async move {
     );
 });
 
-// §6.6: X-Forwarded-For is trusted only from configured proxies.
+// Client IP: X-Forwarded-For is trusted only from configured proxies.
 both!(
     forwarded_for_is_ignored_from_untrusted_peers,
     |b| async move {
@@ -2466,9 +2468,10 @@ both!(
     }
 );
 
-// §6.7 is `emails_are_case_insensitive_for_login_and_registration` above.
+// Case-insensitive emails: see `emails_are_case_insensitive_for_login_and_registration`
+// above.
 
-// §6.8: a hash with the original's parameters is upgraded on login, without bumping
+// Rehash on login: a hash with the original's parameters is upgraded on login, without bumping
 // token_version (which would log the user out everywhere else).
 both!(
     a_hash_with_the_originals_parameters_is_upgraded_on_login_without_a_logout,
@@ -2527,7 +2530,7 @@ both!(
     }
 );
 
-// §6.9: Argon2 runs off the executor with bounded concurrency; a login burst queues
+// Blocking hashing: Argon2 runs off the executor with bounded concurrency; a login burst queues
 // there while refreshes (no hashing) keep being served.
 both!(
     refreshes_are_served_during_a_burst_of_logins,
@@ -2584,7 +2587,7 @@ both!(
     }
 );
 
-// §6.2 across processes: two servers on one PostgreSQL rotate a token once.
+// Racing rotations across processes: two servers on one PostgreSQL rotate a token once.
 mod two_servers_sharing_one_postgres_rotate_a_token_once {
     use super::*;
 
