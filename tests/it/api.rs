@@ -1165,9 +1165,9 @@ both!(
     }
 );
 
-/// The exact 422 bodies, byte for byte: FastAPI with pydantic v2 gives each item
-/// `type`, `loc`, `msg`, `input` and, when the error has parameters, `ctx`, in that
-/// order (`url` is dropped by FastAPI).
+// The exact 422 bodies, byte for byte: FastAPI with pydantic v2 gives each item
+// `type`, `loc`, `msg`, `input` and, when the error has parameters, `ctx`, in that
+// order (`url` is dropped by FastAPI).
 both!(
     validation_errors_are_pydantic_v2_items_byte_for_byte,
     |b| async move {
