@@ -10,7 +10,7 @@ use std::{
     net::IpAddr,
     str::FromStr,
     sync::Mutex,
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 /// A rate such as `20/minute`.
@@ -77,10 +77,12 @@ pub struct Quota {
     pub remaining: u32,
     /// Time until the window ends and the count starts again.
     pub reset_after: Duration,
+    /// The wall-clock time the window ends: the same for every request of a window.
+    pub reset_at: SystemTime,
 }
 
-/// (bucket, client) → (window start, requests counted in it).
-type Windows = HashMap<(&'static str, IpAddr), (Instant, u32)>;
+/// (bucket, client) → (window start, requests counted in it, wall-clock window end).
+type Windows = HashMap<(&'static str, IpAddr), (Instant, u32, SystemTime)>;
 
 /// Counts requests per key in fixed windows.
 #[derive(Debug)]
@@ -104,11 +106,12 @@ impl RateLimiter {
         if windows.len() > 100_000 {
             // Bound memory under a flood of distinct addresses: forget closed windows.
             let window = self.rate.window;
-            windows.retain(|_, (start, _)| now.duration_since(*start) < window);
+            windows.retain(|_, (start, _, _)| now.duration_since(*start) < window);
         }
-        let entry = windows.entry((bucket, ip)).or_insert((now, 0));
+        let new_window = || (now, 0, SystemTime::now() + self.rate.window);
+        let entry = windows.entry((bucket, ip)).or_insert_with(new_window);
         if now.duration_since(entry.0) >= self.rate.window {
-            *entry = (now, 0);
+            *entry = new_window();
         }
         let reset_after = self.rate.window - now.duration_since(entry.0);
         let limit = self.rate.limit;
@@ -117,6 +120,7 @@ impl RateLimiter {
                 limit,
                 remaining: 0,
                 reset_after,
+                reset_at: entry.2,
             });
         }
         entry.1 += 1;
@@ -124,6 +128,7 @@ impl RateLimiter {
             limit,
             remaining: limit - entry.1,
             reset_after,
+            reset_at: entry.2,
         })
     }
 }
@@ -167,6 +172,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(refused.remaining, 0);
         assert_eq!(refused.reset_after, Duration::from_secs(50));
+        assert!(first.reset_at == second.reset_at && second.reset_at == refused.reset_at);
         assert!(rl.check("refresh", ip, t).is_ok());
         assert!(rl.check("login", other, t).is_ok());
         assert!(rl.check("login", ip, t + Duration::from_secs(60)).is_ok());

@@ -292,8 +292,8 @@ fn add_rate_limit_headers(response: &mut Response, quota: &crate::ratelimit::Quo
     if headers.contains_key(&RATELIMIT_LIMIT) {
         return;
     }
-    let reset_at = std::time::SystemTime::now() + quota.reset_after;
-    let reset_epoch = reset_at
+    let reset_epoch = quota
+        .reset_at
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() + 1);
     headers.insert(RATELIMIT_LIMIT.clone(), HeaderValue::from(quota.limit));
