@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Issue 6 / issue 7 target 5 on PostgreSQL: rotation throughput with ROWS expired
+# The 10-million-row cleanup target on PostgreSQL: rotation throughput with ROWS expired
 # refresh tokens in the table against a near-empty table, and while `rotor cleanup`
 # deletes those ROWS (batches of CLEANUP_BATCH_SIZE, each its own transaction).
 #
-#   ROWS=10000000 bench/cleanup_under_load.sh     # the issue's scale (long)
+#   ROWS=10000000 bench/cleanup_under_load.sh     # the target's scale (long)
 #   ROWS=2000000  bench/cleanup_under_load.sh     # what fits a short session
 #
 # Writes bench/results/cleanup-<ROWS>[-pause<CLEANUP_BATCH_PAUSE_MS>].json and prints a summary. Needs the release

@@ -209,10 +209,10 @@ def render(runs, env):
     out.append("")
 
     # Targets
-    out.append("### Issue 7 targets")
+    out.append("### Performance targets")
     out.append("")
-    out.append("| # | target | measured | verdict |")
-    out.append("|---|---|---|---|")
+    out.append("| target | measured | verdict |")
+    out.append("|---|---|---|")
     top = max(cs) if cs else None
 
     def verdict(ok):
@@ -223,7 +223,7 @@ def render(runs, env):
     rr, pp, p99 = stat(r, "refresh", "per_s"), stat(p, "refresh", "per_s"), stat(r, "refresh", "p99_us")
     ok = None if not (rr and pp and p99) else (rr >= 0.7 * pp and p99 < 15000)
     out.append(
-        f"| 1 | PostgreSQL ≥ 0.7× pgbench single statement at 32 clients, p99 < 15 ms | "
+        f"| PostgreSQL ≥ 0.7× pgbench single statement at 32 clients, p99 < 15 ms | "
         f"{fmt_rate(rr)} vs {fmt_rate(pp)} rot/s = {(rr / pp if rr and pp else 0):.2f}×, p99 {fmt_ms(p99)} ms | {verdict(ok)} |"
     )
     r = g.get(("rotor-sqlite", 32), [])
@@ -231,7 +231,7 @@ def render(runs, env):
     rr, p99, bb = stat(r, "refresh", "per_s"), stat(r, "refresh", "p99_us"), stat(b, "refresh", "per_s")
     ok = None if not (rr and p99) else (rr >= 15000 and p99 < 5000)
     out.append(
-        f"| 2 | SQLite ≥ 15,000 rot/s at 32 clients, p99 < 5 ms (and state the raw bound) | "
+        f"| SQLite ≥ 15,000 rot/s at 32 clients, p99 < 5 ms (and state the raw bound) | "
         f"{fmt_rate(rr)} rot/s, p99 {fmt_ms(p99)} ms; raw bound {fmt_rate(bb)} rot/s | {verdict(ok)} |"
     )
     cells = []
@@ -251,7 +251,7 @@ def render(runs, env):
     v3 = verdict(all(oks) if oks else None)
     if oks and all(oks) and any("over 3×" in c for c in cells):
         v3 = "**met on the median**, not in every round"
-    out.append(f"| 3 | refresh p99 with 32 clients logging in ≤ 3× without | {'; '.join(cells) or '–'} | {v3} |")
+    out.append(f"| refresh p99 with 32 clients logging in ≤ 3× without | {'; '.join(cells) or '–'} | {v3} |")
     cells = []
     oks = []
     for backend in ("sqlite", "postgres"):
@@ -262,20 +262,20 @@ def render(runs, env):
             cells.append(f"{backend}: VmHWM {fmt_mib(h)} MiB (max in the measured window {fmt_mib(w)} MiB)")
             oks.append(h <= 64 * 1024)
     out.append(
-        f"| 4 | peak RSS ≤ 64 MiB during the 32-client refresh run | {'; '.join(cells) or '–'} | "
+        f"| peak RSS ≤ 64 MiB during the 32-client refresh run | {'; '.join(cells) or '–'} | "
         f"{verdict(all(oks) if oks else None)} |"
     )
     c = env.get("_cleanup_10m")
     if c:
         ok = c["with_rows_ratio"] >= 0.8 and c["during_cleanup_ratio"] >= 0.7
         out.append(
-            f"| 5 | 10 M sessions within 20% of 10 k; cleanup of 10 M keeps ≥ 70% | "
+            f"| 10 M sessions within 20% of 10 k; cleanup of 10 M keeps ≥ 70% | "
             f"`{c['_file']}` (bench/cleanup_under_load.sh, its own run): {fmt_rate(c['with_rows_rot_s'])} vs "
             f"{fmt_rate(c['baseline_rot_s'])} rot/s = {c['with_rows_ratio']:.2f}×; during the cleanup "
             f"{fmt_rate(c['during_cleanup_rot_s'])} rot/s = {c['during_cleanup_ratio']:.2f}× | {verdict(ok)} |"
         )
     else:
-        out.append("| 5 | 10 M sessions within 20% of 10 k; cleanup of 10 M keeps ≥ 70% | not measured (run bench/cleanup_under_load.sh) | – |")
+        out.append("| 10 M sessions within 20% of 10 k; cleanup of 10 M keeps ≥ 70% | not measured (run bench/cleanup_under_load.sh) | – |")
     out.append("")
 
     # Commands
@@ -366,7 +366,7 @@ def main():
     ap.add_argument("--png", default="bench/results/throughput.png")
     a = ap.parse_args()
     runs, env = load(a.results)
-    # Target 5 comes from bench/cleanup_under_load.sh; the latest 10 M-row run counts
+    # The 10-million-row cleanup target comes from bench/cleanup_under_load.sh; the latest 10 M-row run counts
     # (by its recorded "run_at"; results from before that field sort first).
     tens = []
     for path in glob.glob(os.path.join(a.results, "cleanup-10000000*.json")):

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole performance comparison in one go (issue 7):
+# The whole performance comparison in one go (BENCHMARKS.md):
 #   - rotor on SQLite (embedded default, fresh data dir per run) and on PostgreSQL
 #     (database rotor_bench, dropped and recreated per run), driven over HTTP by
 #     bench/loadgen in refresh mode at each concurrency, peak RSS of the server read
@@ -325,7 +325,7 @@ for rep in $(seq 1 "$REPEAT"); do
       pgbench_run rotor-stmt "$ROOT/bench/pgbench_rotate_rotor.sql" "$c" "$rep"
     fi
   done
-  # Target 3: refresh p99 while logins saturate Argon2, beside refresh-only (above).
+  # The refresh-under-logins target: refresh p99 while logins saturate Argon2, beside refresh-only (above).
   want sqlite && rotor_run sqlite mixed "$MIXED_REFRESH" "$MIXED_LOGIN" "$rep"
   want postgres && rotor_run postgres mixed "$MIXED_REFRESH" "$MIXED_LOGIN" "$rep"
 done

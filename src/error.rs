@@ -3,7 +3,8 @@
 
 use crate::{jwt::KeyError, password::PasswordError, storage::StoreError};
 
-/// One invalid input field, in the original's (FastAPI/pydantic) shape.
+/// One invalid input field, in the original's (FastAPI with pydantic v2) shape:
+/// `type`, `loc`, `msg`, `input` and, for the kinds pydantic gives one, `ctx`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldError {
     /// Where: e.g. `["body", "password"]` or `["query", "page"]`.
@@ -11,6 +12,36 @@ pub struct FieldError {
     pub msg: String,
     /// Machine-readable kind, e.g. `missing`, `string_too_short`.
     pub kind: &'static str,
+    /// The value that failed: the field's value, the whole JSON object for a field
+    /// missing from it, `null` for a missing form or query field or body.
+    pub input: serde_json::Value,
+    /// The error's parameters (`{"min_length": 8}`, `{"error": {}}`, …), if any.
+    pub ctx: Option<serde_json::Value>,
+}
+
+impl FieldError {
+    /// An error with `input: null` and no `ctx`.
+    pub fn new(loc: &[&str], msg: impl Into<String>, kind: &'static str) -> Self {
+        Self {
+            loc: loc.iter().map(|s| (*s).to_owned()).collect(),
+            msg: msg.into(),
+            kind,
+            input: serde_json::Value::Null,
+            ctx: None,
+        }
+    }
+
+    #[must_use]
+    pub fn with_input(mut self, input: serde_json::Value) -> Self {
+        self.input = input;
+        self
+    }
+
+    #[must_use]
+    pub fn with_ctx(mut self, ctx: serde_json::Value) -> Self {
+        self.ctx = Some(ctx);
+        self
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,12 +81,8 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    /// A single-field validation error.
+    /// A single-field validation error (`input: null`, no `ctx`).
     pub fn invalid(loc: &[&str], msg: impl Into<String>, kind: &'static str) -> Self {
-        Self::Validation(vec![FieldError {
-            loc: loc.iter().map(|s| (*s).to_owned()).collect(),
-            msg: msg.into(),
-            kind,
-        }])
+        Self::Validation(vec![FieldError::new(loc, msg, kind)])
     }
 }

@@ -10,7 +10,7 @@ use std::{
     net::IpAddr,
     str::FromStr,
     sync::Mutex,
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 /// A rate such as `20/minute`.
@@ -67,8 +67,22 @@ impl fmt::Display for Rate {
     }
 }
 
-/// (bucket, client) → (window start, requests counted in it).
-type Windows = HashMap<(&'static str, IpAddr), (Instant, u32)>;
+/// Where a client stands in its current window, after a request was counted (or
+/// refused): what the `X-RateLimit-*` headers report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    /// Requests allowed per window.
+    pub limit: u32,
+    /// Requests left in this window (0 once refused).
+    pub remaining: u32,
+    /// Time until the window ends and the count starts again.
+    pub reset_after: Duration,
+    /// The wall-clock time the window ends: the same for every request of a window.
+    pub reset_at: SystemTime,
+}
+
+/// (bucket, client) → (window start, requests counted in it, wall-clock window end).
+type Windows = HashMap<(&'static str, IpAddr), (Instant, u32, SystemTime)>;
 
 /// Counts requests per key in fixed windows.
 #[derive(Debug)]
@@ -85,23 +99,37 @@ impl RateLimiter {
         }
     }
 
-    /// Counts one request; `Err(retry_after)` when the limit is exceeded.
-    pub fn check(&self, bucket: &'static str, ip: IpAddr, now: Instant) -> Result<(), Duration> {
+    /// Counts one request: `Ok` with what is left of the window, or `Err` (nothing
+    /// counted) when the limit is already reached; `reset_after` is then the wait.
+    pub fn check(&self, bucket: &'static str, ip: IpAddr, now: Instant) -> Result<Quota, Quota> {
         let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
         if windows.len() > 100_000 {
             // Bound memory under a flood of distinct addresses: forget closed windows.
             let window = self.rate.window;
-            windows.retain(|_, (start, _)| now.duration_since(*start) < window);
+            windows.retain(|_, (start, _, _)| now.duration_since(*start) < window);
         }
-        let entry = windows.entry((bucket, ip)).or_insert((now, 0));
+        let new_window = || (now, 0, SystemTime::now() + self.rate.window);
+        let entry = windows.entry((bucket, ip)).or_insert_with(new_window);
         if now.duration_since(entry.0) >= self.rate.window {
-            *entry = (now, 0);
+            *entry = new_window();
         }
-        if entry.1 >= self.rate.limit {
-            return Err(self.rate.window - now.duration_since(entry.0));
+        let reset_after = self.rate.window - now.duration_since(entry.0);
+        let limit = self.rate.limit;
+        if entry.1 >= limit {
+            return Err(Quota {
+                limit,
+                remaining: 0,
+                reset_after,
+                reset_at: entry.2,
+            });
         }
         entry.1 += 1;
-        Ok(())
+        Ok(Quota {
+            limit,
+            remaining: limit - entry.1,
+            reset_after,
+            reset_at: entry.2,
+        })
     }
 }
 
@@ -134,12 +162,17 @@ mod tests {
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         let other: IpAddr = "10.0.0.2".parse().unwrap();
         let t = Instant::now();
-        assert!(rl.check("login", ip, t).is_ok());
-        assert!(rl.check("login", ip, t).is_ok());
-        let retry = rl
+        let first = rl.check("login", ip, t).unwrap();
+        assert_eq!((first.limit, first.remaining), (2, 1));
+        assert_eq!(first.reset_after, Duration::from_secs(60));
+        let second = rl.check("login", ip, t + Duration::from_secs(5)).unwrap();
+        assert_eq!((second.remaining, second.reset_after.as_secs()), (0, 55));
+        let refused = rl
             .check("login", ip, t + Duration::from_secs(10))
             .unwrap_err();
-        assert_eq!(retry, Duration::from_secs(50));
+        assert_eq!(refused.remaining, 0);
+        assert_eq!(refused.reset_after, Duration::from_secs(50));
+        assert!(first.reset_at == second.reset_at && second.reset_at == refused.reset_at);
         assert!(rl.check("refresh", ip, t).is_ok());
         assert!(rl.check("login", other, t).is_ok());
         assert!(rl.check("login", ip, t + Duration::from_secs(60)).is_ok());

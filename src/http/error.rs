@@ -11,6 +11,7 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::error::{Error, FieldError};
@@ -20,23 +21,52 @@ pub fn detail(status: StatusCode, message: &str, kind: &str) -> Response {
     (status, Json(json!({ "detail": message, "type": kind }))).into_response()
 }
 
-/// The 422 body for a list of invalid fields.
-pub fn validation_body(errors: &[FieldError]) -> Value {
-    let detail: Vec<Value> = errors
-        .iter()
-        .map(|e| {
-            let loc: Vec<Value> = e
-                .loc
-                .iter()
-                .map(|p| {
-                    p.parse::<u64>()
-                        .map_or_else(|_| Value::from(p.as_str()), Value::from)
-                })
-                .collect();
-            json!({ "loc": loc, "msg": e.msg, "type": e.kind })
-        })
-        .collect();
-    json!({ "detail": detail })
+/// The 422 body for a list of invalid fields: `{"detail": [item, …]}`, each item's
+/// keys in pydantic's order (`type`, `loc`, `msg`, `input`, then `ctx` when the error
+/// has parameters). FastAPI drops pydantic's `url`, and so does rotor.
+pub fn validation_body(errors: &[FieldError]) -> ValidationBody<'_> {
+    ValidationBody {
+        detail: errors.iter().map(ValidationItem::of).collect(),
+    }
+}
+
+/// See [`validation_body`]. A struct rather than a `Value` so the keys keep their
+/// order (serde_json's maps are sorted).
+#[derive(Debug, Serialize)]
+pub struct ValidationBody<'a> {
+    detail: Vec<ValidationItem<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+struct ValidationItem<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    loc: Vec<Value>,
+    msg: &'a str,
+    input: &'a Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ctx: Option<&'a Value>,
+}
+
+impl<'a> ValidationItem<'a> {
+    fn of(e: &'a FieldError) -> Self {
+        // Positions (a JSON decode error's offset) are numbers, as in FastAPI.
+        let loc = e
+            .loc
+            .iter()
+            .map(|p| {
+                p.parse::<u64>()
+                    .map_or_else(|_| Value::from(p.as_str()), Value::from)
+            })
+            .collect();
+        Self {
+            kind: e.kind,
+            loc,
+            msg: &e.msg,
+            input: &e.input,
+            ctx: e.ctx.as_ref(),
+        }
+    }
 }
 
 pub fn not_authenticated() -> Response {

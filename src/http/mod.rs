@@ -66,8 +66,9 @@ const PASSWORD_BUCKET: &str = "password";
 
 impl AppState {
     /// Charges one password check of `ip` to the shared password bucket (under
-    /// `RATE_LIMIT_AUTH`): `Some(429 with Retry-After)` when it is spent. For handlers
-    /// whose route is not wholly a password check (`/oauth/token`).
+    /// `RATE_LIMIT_AUTH`): `Some(429 with Retry-After and this bucket's
+    /// X-RateLimit-* headers)` when it is spent. For handlers whose route is not
+    /// wholly a password check (`/oauth/token`).
     pub(crate) fn refuse_password_check(&self, ip: Option<&str>) -> Option<Response> {
         let (Some(limiter), Some(rate)) =
             (&self.auth_limiter, self.rotor.settings().rate_limit_auth)
@@ -78,7 +79,7 @@ impl AppState {
         limiter
             .check(PASSWORD_BUCKET, ip, Instant::now())
             .err()
-            .map(|retry| rate_limited(retry, &rate))
+            .map(|quota| rate_limited(&quota, &rate))
     }
 }
 
@@ -228,6 +229,9 @@ fn cors(s: &crate::config::Settings) -> CorsLayer {
         .expose_headers([
             HeaderName::from_static("x-correlation-id"),
             header::RETRY_AFTER,
+            RATELIMIT_LIMIT.clone(),
+            RATELIMIT_REMAINING.clone(),
+            RATELIMIT_RESET.clone(),
         ]);
     // Browsers refuse credentials with a wildcard origin; so does tower-http.
     if s.cors_allow_credentials && !wildcard {
@@ -275,7 +279,33 @@ async fn record_metrics(State(state): State<AppState>, req: Request, next: Next)
     response
 }
 
-fn rate_limited(retry_after: std::time::Duration, limit: &crate::ratelimit::Rate) -> Response {
+static RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+static RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+static RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+
+/// The original's (slowapi's) headers on every response of a limited route: the
+/// limit, the requests left in the window, and when the window resets (Unix time,
+/// whole seconds, rounded up as slowapi does). Headers already set by the handler
+/// (a 429 from the password bucket inside `/oauth/token`) are kept.
+fn add_rate_limit_headers(response: &mut Response, quota: &crate::ratelimit::Quota) {
+    let headers = response.headers_mut();
+    if headers.contains_key(&RATELIMIT_LIMIT) {
+        return;
+    }
+    let reset_epoch = quota
+        .reset_at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() + 1);
+    headers.insert(RATELIMIT_LIMIT.clone(), HeaderValue::from(quota.limit));
+    headers.insert(
+        RATELIMIT_REMAINING.clone(),
+        HeaderValue::from(quota.remaining),
+    );
+    headers.insert(RATELIMIT_RESET.clone(), HeaderValue::from(reset_epoch));
+}
+
+fn rate_limited(quota: &crate::ratelimit::Quota, limit: &crate::ratelimit::Rate) -> Response {
+    let retry_after = quota.reset_after;
     let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
     let mut r = error::detail(
         StatusCode::TOO_MANY_REQUESTS,
@@ -288,6 +318,7 @@ fn rate_limited(retry_after: std::time::Duration, limit: &crate::ratelimit::Rate
     );
     r.headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+    add_rate_limit_headers(&mut r, quota);
     r
 }
 
@@ -320,12 +351,17 @@ async fn limit_with(
 ) -> Response {
     let (parts, body) = req.into_parts();
     let ctx = extract::client_context(&parts, &state.rotor.settings().trusted_proxies);
-    if let Some(ip) = ctx.ip.as_deref().and_then(|ip| ip.parse().ok()) {
-        if let Err(retry) = limiter.check(bucket, ip, Instant::now()) {
-            return rate_limited(retry, &rate);
+    let Some(ip) = ctx.ip.as_deref().and_then(|ip| ip.parse().ok()) else {
+        return next.run(Request::from_parts(parts, body)).await;
+    };
+    match limiter.check(bucket, ip, Instant::now()) {
+        Err(quota) => rate_limited(&quota, &rate),
+        Ok(quota) => {
+            let mut response = next.run(Request::from_parts(parts, body)).await;
+            add_rate_limit_headers(&mut response, &quota);
+            response
         }
     }
-    next.run(Request::from_parts(parts, body)).await
 }
 
 fn route_of(req: &Request) -> Option<&str> {

@@ -1,7 +1,9 @@
 //! Storage: the repository traits every backend implements, and their row types.
 //!
-//! The traits mirror the original's repositories (SPEC §2) plus what rotor adds:
-//! the atomic rotation primitive, sessions, the audit log and the signing-key ring.
+//! The traits mirror the original backend's repositories (look a token up by hash,
+//! create, revoke one token, a family or all of a user's, list live ones, clean up)
+//! plus what rotor adds: the atomic rotation primitive, sessions, the audit log and
+//! the signing-key ring.
 //! Every method that depends on time takes `now` from the caller's [`Clock`], so the
 //! database clock is never consulted.
 //!

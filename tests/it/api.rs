@@ -1,4 +1,5 @@
-//! The original `/v1` API, row by row of SPEC §4, and the fixes of SPEC §6, driven
+//! The original `/v1` API, route by route (docs/behaviour.md), and the fixes of the
+//! original backend's defects, driven
 //! over HTTP against the real server, once on SQLite and once on PostgreSQL.
 //!
 //! Each test arranges users through the store (cheap: the factory's hash is computed
@@ -36,7 +37,8 @@ const USER_KEYS: [&str; 8] = [
     "role",
 ];
 
-/// Every `/v1` route of SPEC §4 (and §7), as `(method, OpenAPI path)`.
+/// Every `/v1` route of the original, plus rotor's session list, as
+/// `(method, OpenAPI path)`.
 const V1_ROUTES: [(&str, &str); 17] = [
     ("post", "/v1/auth/login"),
     ("post", "/v1/auth/refresh"),
@@ -1163,6 +1165,83 @@ both!(
     }
 );
 
+// The exact 422 bodies, byte for byte: FastAPI with pydantic v2 gives each item
+// `type`, `loc`, `msg`, `input` and, when the error has parameters, `ctx`, in that
+// order (`url` is dropped by FastAPI).
+both!(
+    validation_errors_are_pydantic_v2_items_byte_for_byte,
+    |b| async move {
+        let app = TestApp::spawn(b).await;
+        let raw = |path: &'static str, body: &'static str| {
+            app.client
+                .post(app.url(path))
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(body)
+                .send()
+        };
+        let bad_uuid = Uuid::parse_str("not-a-uuid").unwrap_err().to_string();
+        let (_, access, _) = mobile_session(&app).await;
+        let cases: Vec<(&str, Response, String)> = vec![
+            (
+                "missing JSON field: the input is the whole object",
+                raw("/v1/users", r#"{"password": "Password123"}"#).await.unwrap(),
+                r#"{"type":"missing","loc":["body","email"],"msg":"Field required","input":{"password":"Password123"}}"#.into(),
+            ),
+            (
+                "password too short",
+                raw("/v1/users", r#"{"email": "ada@example.com", "password": "Pass1"}"#).await.unwrap(),
+                r#"{"type":"string_too_short","loc":["body","password"],"msg":"String should have at least 8 characters","input":"Pass1","ctx":{"min_length":8}}"#.into(),
+            ),
+            (
+                "password too long",
+                post_json(&app, "/v1/users", None, &json!({"email": "ada@example.com", "password": format!("A1{}", "a".repeat(127))})).await,
+                format!(r#"{{"type":"string_too_long","loc":["body","password"],"msg":"String should have at most 128 characters","input":"A1{}","ctx":{{"max_length":128}}}}"#, "a".repeat(127)),
+            ),
+            (
+                "validator's ValueError",
+                raw("/v1/users", r#"{"email": "ada@example.com", "password": "password123"}"#).await.unwrap(),
+                r#"{"type":"value_error","loc":["body","password"],"msg":"Value error, Password must contain at least one uppercase letter","input":"password123","ctx":{"error":{}}}"#.into(),
+            ),
+            (
+                "invalid email",
+                raw("/v1/users", r#"{"email": "not-an-email", "password": "Password123"}"#).await.unwrap(),
+                r#"{"type":"value_error","loc":["body","email"],"msg":"value is not a valid email address: An email address must have an @-sign.","input":"not-an-email","ctx":{"reason":"An email address must have an @-sign."}}"#.into(),
+            ),
+            (
+                "wrong type",
+                raw("/v1/auth/refresh-mobile", r#"{"refresh_token": 5}"#).await.unwrap(),
+                r#"{"type":"string_type","loc":["body","refresh_token"],"msg":"Input should be a valid string","input":5}"#.into(),
+            ),
+            (
+                "bad JSON: Python's offset and message",
+                raw("/v1/auth/refresh-mobile", r#"{"refresh_token": "#).await.unwrap(),
+                r#"{"type":"json_invalid","loc":["body",18],"msg":"JSON decode error","input":{},"ctx":{"error":"Expecting value"}}"#.into(),
+            ),
+            (
+                "not an object",
+                raw("/v1/auth/refresh-mobile", "[1]").await.unwrap(),
+                r#"{"type":"model_attributes_type","loc":["body"],"msg":"Input should be a valid dictionary or object to extract fields from","input":[1]}"#.into(),
+            ),
+            (
+                "missing form field: the input is null",
+                app.client.post(app.url("/v1/auth/login")).form(&[("username", "ada@example.com")]).send().await.unwrap(),
+                r#"{"type":"missing","loc":["body","password"],"msg":"Field required","input":null}"#.into(),
+            ),
+            (
+                "path parameter that is not a UUID",
+                get(&app, "/v1/users/not-a-uuid", Some(&access)).await,
+                format!(r#"{{"type":"uuid_parsing","loc":["path","id"],"msg":"Input should be a valid UUID, {bad_uuid}","input":"not-a-uuid","ctx":{{"error":"{bad_uuid}"}}}}"#),
+            ),
+        ];
+        for (what, r, item) in cases {
+            assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "{what}");
+            let text = r.text().await.unwrap();
+            assert_eq!(text, format!(r#"{{"detail":[{item}]}}"#), "{what}");
+        }
+        assert_eq!(count_users(&app).await, 1, "only the session's user");
+    }
+);
+
 both!(
     get_user_by_id_needs_a_bearer_and_a_known_well_formed_id,
     |b| async move {
@@ -1936,6 +2015,133 @@ both!(
     }
 );
 
+/// The `X-RateLimit-*` headers of a response, as numbers.
+fn rate_limit_headers(r: &Response) -> Option<(u64, u64, u64)> {
+    let get = |name: &str| -> Option<u64> {
+        Some(r.headers().get(name)?.to_str().ok()?.parse().expect(name))
+    };
+    Some((
+        get("x-ratelimit-limit")?,
+        get("x-ratelimit-remaining")?,
+        get("x-ratelimit-reset")?,
+    ))
+}
+
+both!(
+    limited_routes_report_their_quota_on_every_answer,
+    |b| async move {
+        let app = TestApp::spawn_with(b, &[("RATE_LIMIT_AUTH", "3/minute")]).await;
+        let user = new_user(&app).await;
+        let now = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs()
+        };
+        let before = now();
+
+        // A success, a wrong password and a 422 all count and all carry the headers.
+        let ok = app.post_login(&user.email, PASSWORD).await;
+        let wrong = app.post_login(&user.email, "Wrong-password1").await;
+        let invalid = app
+            .client
+            .post(app.url("/v1/auth/login"))
+            .form(&[("username", user.email.as_str())])
+            .send()
+            .await
+            .unwrap();
+        let refused = app.post_login(&user.email, PASSWORD).await;
+        let after = now();
+
+        assert_eq!(ok.status(), StatusCode::OK);
+        assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(invalid.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+        let mut resets = Vec::new();
+        for (r, remaining) in [(&ok, 2), (&wrong, 1), (&invalid, 0), (&refused, 0)] {
+            let (limit, left, reset) =
+                rate_limit_headers(r).unwrap_or_else(|| panic!("no X-RateLimit-* on {r:?}"));
+            assert_eq!((limit, left), (3, remaining), "{r:?}");
+            // The window (60 s) started with the first login: it resets then, in
+            // whole Unix seconds rounded up.
+            assert!(
+                (before + 60..=after + 61).contains(&reset),
+                "X-RateLimit-Reset {reset} not a minute after {before}..{after}"
+            );
+            resets.push(reset);
+        }
+        assert!(
+            resets.windows(2).all(|w| w[0] == w[1]),
+            "one window: {resets:?}"
+        );
+        // Retry-After only on the 429: the seconds left until that reset.
+        for r in [&ok, &wrong, &invalid] {
+            assert!(!r.headers().contains_key(header::RETRY_AFTER), "{r:?}");
+        }
+        let retry: u64 = refused.headers()[header::RETRY_AFTER]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=60).contains(&retry), "Retry-After {retry}");
+        assert!(
+            resets[3] <= after + retry + 1,
+            "Retry-After {retry} vs reset {}",
+            resets[3]
+        );
+
+        // Each bucket counts on its own: a refresh's quota is untouched.
+        let refresh = app.post_refresh_mobile("never-issued").await;
+        assert_eq!(refresh.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            rate_limit_headers(&refresh).map(|h| (h.0, h.1)),
+            Some((3, 2))
+        );
+        let register = post_json(
+            &app,
+            "/v1/users",
+            None,
+            &json!({ "email": "quota@example.com", "password": "Password123" }),
+        )
+        .await;
+        assert_eq!(register.status(), StatusCode::CREATED);
+        assert_eq!(
+            rate_limit_headers(&register).map(|h| (h.0, h.1)),
+            Some((3, 2))
+        );
+
+        // Routes that are not limited carry none of them.
+        let access = body(ok).await["access_token"].as_str().unwrap().to_owned();
+        for r in [
+            app.get_auth("/v1/auth/me", &access).await,
+            get(&app, "/health", None).await,
+            get(&app, &format!("/v1/users/{}", user.id), Some(&access)).await,
+        ] {
+            assert_eq!(r.status(), StatusCode::OK);
+            for name in [
+                "x-ratelimit-limit",
+                "x-ratelimit-remaining",
+                "x-ratelimit-reset",
+            ] {
+                assert!(!r.headers().contains_key(name), "{name} on {r:?}");
+            }
+            assert!(!r.headers().contains_key(header::RETRY_AFTER));
+        }
+    }
+);
+
+both!(
+    with_rate_limits_off_no_route_sends_rate_limit_headers,
+    |b| async move {
+        let app = TestApp::spawn_with(b, &[("RATE_LIMIT_AUTH", "off")]).await;
+        let user = new_user(&app).await;
+        let r = app.post_login(&user.email, PASSWORD).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(rate_limit_headers(&r), None);
+        assert!(!r.headers().contains_key(header::RETRY_AFTER));
+    }
+);
+
 both!(rate_limit_off_never_answers_429, |b| async move {
     let app = TestApp::spawn_with(b, &[("RATE_LIMIT_AUTH", "off")]).await;
     let user = new_user(&app).await;
@@ -1978,10 +2184,10 @@ both!(rate_limit_off_never_answers_429, |b| async move {
 });
 
 // ---------------------------------------------------------------------------------
-// SPEC §6: the original's defects
+// The original backend's defects, each fixed
 // ---------------------------------------------------------------------------------
 
-// §6.1: the family revocation on replay is committed, not rolled back with the 401.
+// Replay: the family revocation on replay is committed, not rolled back with the 401.
 both!(
     replay_revokes_the_family_and_it_stays_revoked,
     |b| async move {
@@ -2044,7 +2250,7 @@ both!(
     }
 );
 
-// §6.2: rotation is one conditional step; concurrent presentations rotate once.
+// Racing rotations: rotation is one conditional step; concurrent presentations rotate once.
 both!(
     concurrent_refreshes_of_one_token_rotate_it_at_most_once,
     |b| async move {
@@ -2085,7 +2291,7 @@ both!(
     }
 );
 
-// §6.2 with §7's grace window: racing tabs all get the one successor.
+// Racing rotations with the grace window: racing tabs all get the one successor.
 both!(
     concurrent_refreshes_within_the_grace_window_share_one_successor,
     |b| async move {
@@ -2117,7 +2323,7 @@ both!(
     }
 );
 
-// §6.3: changing the password ends the other sessions, not the caller's.
+// Password change: changing the password ends the other sessions, not the caller's.
 both!(
     change_password_ends_other_sessions_but_keeps_the_callers,
     |b| async move {
@@ -2168,7 +2374,7 @@ both!(
     }
 );
 
-// §6.5 (light: sessions have a file of their own): a login records its device.
+// Device records (light: sessions have a file of their own): a login records its device.
 both!(sessions_record_the_device_and_are_listed, |b| async move {
     let app = TestApp::spawn(b).await;
     let user = new_user(&app).await;
@@ -2217,7 +2423,7 @@ both!(sessions_record_the_device_and_are_listed, |b| async move {
     );
 });
 
-// §6.6: X-Forwarded-For is trusted only from configured proxies.
+// Client IP: X-Forwarded-For is trusted only from configured proxies.
 both!(
     forwarded_for_is_ignored_from_untrusted_peers,
     |b| async move {
@@ -2262,9 +2468,10 @@ both!(
     }
 );
 
-// §6.7 is `emails_are_case_insensitive_for_login_and_registration` above.
+// Case-insensitive emails: see `emails_are_case_insensitive_for_login_and_registration`
+// above.
 
-// §6.8: a hash with the original's parameters is upgraded on login, without bumping
+// Rehash on login: a hash with the original's parameters is upgraded on login, without bumping
 // token_version (which would log the user out everywhere else).
 both!(
     a_hash_with_the_originals_parameters_is_upgraded_on_login_without_a_logout,
@@ -2323,7 +2530,7 @@ both!(
     }
 );
 
-// §6.9: Argon2 runs off the executor with bounded concurrency; a login burst queues
+// Blocking hashing: Argon2 runs off the executor with bounded concurrency; a login burst queues
 // there while refreshes (no hashing) keep being served.
 both!(
     refreshes_are_served_during_a_burst_of_logins,
@@ -2380,7 +2587,7 @@ both!(
     }
 );
 
-// §6.2 across processes: two servers on one PostgreSQL rotate a token once.
+// Racing rotations across processes: two servers on one PostgreSQL rotate a token once.
 mod two_servers_sharing_one_postgres_rotate_a_token_once {
     use super::*;
 

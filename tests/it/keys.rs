@@ -1,4 +1,4 @@
-//! Signing keys (SPEC §8): EdDSA and ES256 key rings in the database, published at
+//! Signing keys (docs/behaviour.md, "Tokens"): EdDSA and ES256 key rings in the database, published at
 //! `/.well-known/jwks.json`, verified by a stock JWT library from that document alone;
 //! private keys sealed at rest; rotation that logs nobody out and pruning that retires
 //! old keys; and algorithm confusion answered 401, never 500.

@@ -6,7 +6,8 @@ mod support;
 
 /// Adopting the original backend's PostgreSQL database in place; rollback.
 mod adoption;
-/// The original `/v1` API, row by row of SPEC §4, and the SPEC §6 defect fixes.
+/// The original `/v1` API, route by route (docs/behaviour.md), and the fixes of the
+/// original's defects.
 mod api;
 /// Each use case commits all of its writes or none (failures injected between them).
 mod atomicity;

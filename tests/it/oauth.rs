@@ -1,4 +1,4 @@
-//! OAuth 2.0 (SPEC §8): the token endpoint's password and refresh_token grants with
+//! OAuth 2.0 (docs/behaviour.md, "OAuth 2.0 and keys"): the token endpoint's password and refresh_token grants with
 //! RFC 6749 bodies and the `/v1` rotation rules, revocation (RFC 7009), authenticated
 //! introspection (RFC 7662), server metadata (RFC 8414); a stock client library
 //! (Python authlib + PyJWT) against a running rotor; and rotor embedded in another

@@ -1,4 +1,5 @@
-//! Device sessions, the grace window, absolute lifetime and the security log (SPEC §7),
+//! Device sessions, the grace window, absolute lifetime and the security log
+//! (docs/behaviour.md, "Sessions"),
 //! over HTTP on SQLite and PostgreSQL alike. Time moves only through `app.clock`.
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};

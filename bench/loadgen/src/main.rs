@@ -1,6 +1,6 @@
 //! `loadgen`: a load generator for the `/v1` refresh-token wire protocol.
 //!
-//! It speaks only the public API (SPEC §4), so it measures rotor or any other
+//! It speaks only the public `/v1` API (docs/behaviour.md), so it measures rotor or any other
 //! implementation of the same API:
 //!
 //! 1. creates `--users` users (`POST /v1/users`, password `LoadTest123`);
