@@ -452,7 +452,11 @@ impl<K: Kind> Kind for Optional<K> {
     fn show_default(&self, value: &Self::Value) -> Option<String> {
         match value {
             Some(v) => self.kind.show_default(v),
-            None => self.unset.map(str::to_owned),
+            None => self.unset.map(|text| {
+                text.trim_start_matches('(')
+                    .trim_end_matches(')')
+                    .to_owned()
+            }),
         }
     }
 }

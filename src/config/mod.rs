@@ -43,7 +43,7 @@ settings! {
             kind: path(),
             default: PathBuf::from("./rotor-data"),
         }
-        /// sqlite://PATH, sqlite::memory: or postgres://…
+        /// where the data lives: an SQLite file or a PostgreSQL database
         DATABASE_URL => database: DatabaseTarget {
             kind: database_url(),
             default: DatabaseTarget::Sqlite(data_dir.join("rotor.db")),
@@ -285,17 +285,14 @@ pub struct Help {
 }
 
 impl fmt::Display for Help {
-    /// `NAME  doc (default: …; accepted values)`.
+    /// `NAME  doc (default: …) [accepted values]`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:<28} {}", self.name, self.doc)?;
-        let notes: Vec<String> = self
-            .default
-            .iter()
-            .map(|d| format!("default: {d}"))
-            .chain(self.expected.iter().cloned())
-            .collect();
-        if !notes.is_empty() {
-            write!(f, " ({})", notes.join("; "))?;
+        if let Some(default) = &self.default {
+            write!(f, " (default: {default})")?;
+        }
+        if let Some(expected) = &self.expected {
+            write!(f, " [{expected}]")?;
         }
         Ok(())
     }
@@ -595,13 +592,15 @@ mod tests {
                 .unwrap_or_default()
         };
         assert!(
-            line("PORT").ends_with("bind port (default: 8000; an integer from 0 to 65535)"),
+            line("PORT").ends_with("bind port (default: 8000) [an integer from 0 to 65535]"),
             "{}",
             line("PORT")
         );
         assert!(line("ARGON2_MAX_CONCURRENCY").contains("default: the number of CPUs"));
         assert!(line("JWT_AUDIENCE").ends_with("aud claim set and required when given"));
-        assert!(line("SECRET_KEY").contains("at least 32 characters"));
+        assert!(line("SECRET_KEY").ends_with(
+            "(default: generated, persisted in ROTOR_DATA_DIR) [at least 32 characters]"
+        ));
         assert!(
             !line("SECRET_KEY").contains("`None`"),
             "only the first doc line is help"
