@@ -11,8 +11,9 @@ use super::{
 };
 use crate::ratelimit::Rate;
 
-/// Why a setting's text was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why a setting's text was refused; `named` makes it the `ConfigError`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
 pub struct Invalid {
     pub reason: String,
     /// Shown in the error instead of the text given (a redacted secret or URL, or the
