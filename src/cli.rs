@@ -13,7 +13,7 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
 use crate::{
-    config::{DatabaseTarget, Settings, VARIABLES},
+    config::{DatabaseTarget, Settings},
     http::{self, AppState},
     service::users::{AccountChanges, AccountSpec},
     storage::Role,
@@ -27,8 +27,8 @@ Run `rotor config check` to see the effective values. Variables:";
 
 fn env_help() -> String {
     let mut s = String::from(ENV_HELP);
-    for (name, what) in VARIABLES {
-        s.push_str(&format!("\n  {name:<28} {what}"));
+    for setting in Settings::help() {
+        s.push_str(&format!("\n  {setting}"));
     }
     s
 }

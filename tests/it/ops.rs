@@ -255,17 +255,53 @@ async fn cli_help_documents_commands_and_variables() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     for needle in [
-        "serve",
-        "migrate",
-        "cleanup",
-        "backup",
-        "keys",
-        "users",
-        "config",
-        "DATABASE_URL",
-        "REFRESH_REUSE_GRACE_SECONDS",
+        "serve", "migrate", "cleanup", "backup", "keys", "users", "config",
     ] {
         assert!(text.contains(needle), "--help lacks {needle}:\n{text}");
+    }
+    // Every declared setting, with its doc line, default and accepted values.
+    for setting in rotor::config::Settings::help() {
+        let line = format!("  {setting}");
+        assert!(
+            text.lines().any(|l| l == line),
+            "--help lacks {}:\n{text}",
+            setting.name
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_declared_setting_is_read_from_the_environment() {
+    // `rotor config check` with each declared variable set alone to a probe value:
+    // either it is refused, naming the variable, or the variable's line changes.
+    let db = TestDb::new(Backend::Sqlite).await;
+    let baseline = run(&db, &["config", "check"], &[]).await;
+    assert!(baseline.ok, "{}", baseline.stderr);
+    let line_of = |stdout: &str, name: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}=")))
+            .map(str::to_owned)
+    };
+    for setting in rotor::config::SETTINGS {
+        let before = line_of(&baseline.stdout, setting.name)
+            .unwrap_or_else(|| panic!("config check lacks {}", setting.name));
+        let out = run(&db, &["config", "check"], &[(setting.name, "rotor-probe")]).await;
+        if out.ok {
+            assert_ne!(
+                line_of(&out.stdout, setting.name).as_deref(),
+                Some(before.as_str()),
+                "{} is not read from the environment",
+                setting.name
+            );
+        } else {
+            assert!(
+                out.stderr.contains(&format!("{}:", setting.name)),
+                "{}: {}",
+                setting.name,
+                out.stderr
+            );
+        }
     }
 }
 
