@@ -725,7 +725,7 @@ fn public_url(r: &Reader<'_>, environment: Environment) -> Result<String, Config
     Ok(url.trim_end_matches('/').to_owned())
 }
 
-fn parse_database_url(url: &str) -> Result<DatabaseTarget, ConfigError> {
+pub fn parse_database_url(url: &str) -> Result<DatabaseTarget, ConfigError> {
     let invalid = |reason: &str| ConfigError::Invalid {
         name: "DATABASE_URL",
         value: redact_url(url),

@@ -8,6 +8,7 @@
 //! [`Clock`]: crate::clock::Clock
 
 pub mod email_keys;
+pub mod import;
 mod migrations;
 mod models;
 pub mod postgres;

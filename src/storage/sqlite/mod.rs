@@ -10,7 +10,7 @@
 //! text comparison is time order ([`rows`]).
 
 mod engine;
-mod rows;
+pub(crate) mod rows;
 
 use std::{
     path::Path,
