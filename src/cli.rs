@@ -379,7 +379,13 @@ async fn import(settings: Settings, from: &str) -> anyhow::Result<()> {
             if *last != p.table && !last.is_empty() {
                 eprintln!();
             }
-            eprint!("\r\x1b[2K{:<15} {} {}/{}", p.table, bar(p.done, p.total), p.done, p.total);
+            eprint!(
+                "\r\x1b[2K{:<15} {} {}/{}",
+                p.table,
+                bar(p.done, p.total),
+                p.done,
+                p.total
+            );
             let _ = std::io::stderr().flush();
         } else {
             eprintln!("importing {}: {}/{} rows", p.table, p.done, p.total);

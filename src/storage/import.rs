@@ -170,7 +170,9 @@ impl fmt::Display for ImportCollisions {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceKind {
     /// The original backend's PostgreSQL schema at this Alembic revision.
-    Original { revision: String },
+    Original {
+        revision: String,
+    },
     RotorPostgres,
     RotorSqlite,
 }
@@ -237,11 +239,7 @@ impl fmt::Display for ImportReport {
             "  {:<15} {:>9} tokens revoked in the target as in the source",
             "revocations", self.revocations
         )?;
-        write!(
-            f,
-            "  forked families repaired: {}",
-            self.repaired.len()
-        )
+        write!(f, "  forked families repaired: {}", self.repaired.len())
     }
 }
 
@@ -270,10 +268,25 @@ pub async fn import(
         ));
     }
     let mut source = Source::open(&source_target).await?;
-    let store = super::connect(settings).await?;
-    store.close().await;
-    let mut target = Target::open(&settings.database).await?;
-    let result = run(&mut source, &mut target, options, progress).await;
+    // The source's own duplicates refuse before the target is even migrated.
+    let seen = match source_keys(&mut source).await {
+        Ok(seen) => seen,
+        Err(e) => {
+            source.close().await;
+            return Err(e);
+        }
+    };
+    let mut target = match prepare_target(settings).await {
+        Ok(t) => t,
+        Err(e) => {
+            source.close().await;
+            return Err(e);
+        }
+    };
+    let result = match check_target(&mut source, &mut target, seen).await {
+        Ok(()) => run(&mut source, &mut target, options, progress).await,
+        Err(e) => Err(e),
+    };
     match result {
         Ok(report) => {
             target.commit().await?;
@@ -288,11 +301,18 @@ pub async fn import(
     }
 }
 
+/// Migrates the configured database (as `rotor migrate` would) and opens the import's
+/// transaction on it.
+async fn prepare_target(settings: &Settings) -> Result<Target> {
+    let store = super::connect(settings).await?;
+    store.close().await;
+    Target::open(&settings.database).await
+}
+
 fn same_database(a: &DatabaseTarget, b: &DatabaseTarget) -> bool {
     match (a, b) {
         (DatabaseTarget::Sqlite(a), DatabaseTarget::Sqlite(b)) => {
-            a == b
-                || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
+            a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
         }
         (DatabaseTarget::Postgres(a), DatabaseTarget::Postgres(b)) => a == b,
         _ => false,
@@ -306,8 +326,7 @@ async fn run(
     progress: &(dyn Fn(Progress) + Send + Sync),
 ) -> Result<ImportReport> {
     let now = options.now;
-    // 1. Checks: identity keys within the source, then against the target.
-    check_emails(source, target).await?;
+    // 1. The checks on emails ran before (`source_keys`, `check_target`).
     let forked = source.forked().await?;
     let revoke_in_copy: HashSet<Uuid> = forked
         .iter()
@@ -528,9 +547,8 @@ fn key_digest(key: &str) -> u128 {
     u128::from_le_bytes(b)
 }
 
-/// Refuses, before any write, accounts sharing an identity key in the source or with
-/// a target account of another id.
-async fn check_emails(source: &mut Source, target: &mut Target) -> Result<()> {
+/// The source's identity keys (as digests), refusing accounts that share one.
+async fn source_keys(source: &mut Source) -> Result<HashMap<u128, Uuid>> {
     let mut seen: HashMap<u128, Uuid> = HashMap::new();
     let mut suspects: HashSet<u128> = HashSet::new();
     let mut after = None;
@@ -545,6 +563,19 @@ async fn check_emails(source: &mut Source, target: &mut Target) -> Result<()> {
             }
         }
     }
+    if !suspects.is_empty() {
+        collisions(source, &suspects, Vec::new()).await?;
+    }
+    Ok(seen)
+}
+
+/// Refuses target accounts whose identity key is a source account's under another id.
+async fn check_target(
+    source: &mut Source,
+    target: &mut Target,
+    seen: HashMap<u128, Uuid>,
+) -> Result<()> {
+    let mut suspects: HashSet<u128> = HashSet::new();
     let mut in_target: Vec<KeyedAccount> = Vec::new();
     let mut after = None;
     loop {
@@ -560,11 +591,20 @@ async fn check_emails(source: &mut Source, target: &mut Target) -> Result<()> {
             }
         }
     }
+    drop(seen);
     if suspects.is_empty() {
         return Ok(());
     }
-    drop(seen);
-    // Collect the accounts involved, grouped by their real keys.
+    collisions(source, &suspects, in_target).await
+}
+
+/// Groups the source accounts whose key digest is suspect (and the target's accounts
+/// given) by their real keys; fails with the groups of more than one account.
+async fn collisions(
+    source: &mut Source,
+    suspects: &HashSet<u128>,
+    in_target: Vec<KeyedAccount>,
+) -> Result<()> {
     let mut groups: HashMap<String, Vec<(Side, KeyedAccount)>> = HashMap::new();
     let mut after = None;
     loop {
@@ -591,6 +631,7 @@ async fn check_emails(source: &mut Source, target: &mut Target) -> Result<()> {
         })
         .collect();
     if collisions.is_empty() {
+        // Digests matched but keys differ (a 128-bit coincidence): nothing to refuse.
         return Ok(());
     }
     collisions.sort_by(|a, b| a.key.cmp(&b.key));
@@ -1030,7 +1071,11 @@ impl Source {
                 rows.iter()
                     .map(|r| {
                         let at: Option<DateTime<Utc>> = r.try_get("revoked_at")?;
-                        Ok((r.try_get("id")?, at.unwrap_or(now), r.try_get("updated_at")?))
+                        Ok((
+                            r.try_get("id")?,
+                            at.unwrap_or(now),
+                            r.try_get("updated_at")?,
+                        ))
                     })
                     .collect()
             }
@@ -1237,9 +1282,9 @@ fn token_conflict(e: ImportError, batch: &[RefreshToken]) -> ImportError {
     if !unique {
         return e;
     }
-    let (token, family) = batch.first().map_or((Uuid::nil(), Uuid::nil()), |t| {
-        (t.id, t.family_id)
-    });
+    let (token, family) = batch
+        .first()
+        .map_or((Uuid::nil(), Uuid::nil()), |t| (t.id, t.family_id));
     ImportError::TokenConflict {
         token,
         family,
