@@ -473,3 +473,45 @@ async fn rotor_on_sqlite_moves_to_postgres_and_reruns_bring_revocations() {
         assert!(events.contains(kind), "{kind} missing from {events}");
     }
 }
+
+/// rotor on PostgreSQL into rotor on SQLite; then both sides serve the same family and
+/// a re-run refuses, changing nothing, instead of giving the family two live tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_target_that_served_meanwhile_refuses_a_conflicting_rerun() {
+    let src = TestApp::spawn(Backend::Postgres).await;
+    let (email, _, first) = src.user_session().await;
+    let tgt = TestDb::new(Backend::Sqlite).await;
+    let out = import(&tgt, &src.db.url).await;
+    assert!(out.ok, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("rotor on PostgreSQL"), "{}", out.stdout);
+    let mut expected = counts(&src.db).await;
+    expected[3] += 1;
+    assert_eq!(counts(&tgt).await, expected);
+
+    // The target serves the family: it rotates there…
+    let app = TestApp::spawn_on(tgt.share(), &[]).await;
+    assert_eq!(
+        app.post_login(&email, "TestPass123").await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.post_refresh_mobile(&first).await.status(),
+        StatusCode::OK
+    );
+    app.store().close().await;
+    drop(app);
+    // …and on the source.
+    assert_eq!(
+        src.post_refresh_mobile(&first).await.status(),
+        StatusCode::OK
+    );
+    let before = counts(&tgt).await;
+    let out = import(&tgt, &src.db.url).await;
+    assert!(!out.ok, "{}", out.stdout);
+    assert!(
+        out.stderr.contains("conflicts with the target") && out.stderr.contains("unchanged"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(counts(&tgt).await, before);
+}
