@@ -74,6 +74,17 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Copy another deployment into the configured database (DATABASE_URL, migrated
+    /// first): the original backend's PostgreSQL database, or a rotor database on
+    /// SQLite or PostgreSQL. Users, sessions, refresh tokens (live ones keep rotating,
+    /// revoked ones stay replays), the audit log and the signing keys move; forked
+    /// families are repaired; duplicate emails refuse. One transaction: it lands or
+    /// changes nothing. Safe to run again (brings over later revocations).
+    Import {
+        /// The source: postgres://… or sqlite://PATH (opened read-only).
+        #[arg(long, value_name = "URL")]
+        from: String,
+    },
     /// Manage the asymmetric signing keys (JWT_ALGORITHM=EdDSA or ES256).
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -190,6 +201,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Cleanup { dry_run } => cleanup(settings, dry_run).await,
         Command::Backup { path, force } => backup(settings, path, force).await,
+        Command::Import { from } => import(settings, &from).await,
         Command::Keys(cmd) => keys(settings, cmd).await,
         Command::Users(cmd) => users(settings, cmd).await,
         Command::Config(_) => unreachable!("BUG: handled above"),
@@ -437,6 +449,57 @@ async fn backup(settings: Settings, dest: PathBuf, force: bool) -> anyhow::Resul
          EdDSA/ES256 signing keys. Restore: start rotor on the copy \
          (DATABASE_URL=sqlite://PATH) or `rotor import --from sqlite://PATH`."
     );
+    Ok(())
+}
+
+async fn import(settings: Settings, from: &str) -> anyhow::Result<()> {
+    use crate::storage::import::{self, ImportOptions, Progress};
+    let terminal = std::io::stderr().is_terminal();
+    let last_table = std::sync::Mutex::new("");
+    let progress = move |p: Progress| {
+        let mut last = last_table.lock().unwrap_or_else(|e| e.into_inner());
+        if terminal {
+            if *last != p.table && !last.is_empty() {
+                eprintln!();
+            }
+            eprint!(
+                "\r\x1b[2K{:<15} {} {}/{}",
+                p.table,
+                bar(p.done, p.total),
+                p.done,
+                p.total
+            );
+            let _ = std::io::stderr().flush();
+        } else {
+            eprintln!("importing {}: {}/{} rows", p.table, p.done, p.total);
+        }
+        *last = p.table;
+    };
+    let options = ImportOptions {
+        session_max_lifetime: chrono::Duration::days(settings.session_max_lifetime_days),
+        now: chrono::Utc::now(),
+    };
+    let result = import::import(from, &settings, options, &progress).await;
+    if terminal {
+        eprintln!();
+    }
+    let report = result.context("import failed; the target database is unchanged")?;
+    println!("{report}");
+    if !report.changed() {
+        println!("nothing to do: the target already holds everything the source has");
+    }
+    let keys = report
+        .tables
+        .iter()
+        .find(|t| t.table == "signing_keys")
+        .map_or(0, |t| t.read);
+    if keys > 0 {
+        println!(
+            "note: the {keys} signing key(s) were copied sealed: run rotor on this database \
+             with the source's SECRET_KEY (and KEY_ENCRYPTION_KEY if it was set), or it \
+             cannot sign with them"
+        );
+    }
     Ok(())
 }
 

@@ -11,6 +11,7 @@
 
 pub mod change;
 pub mod email_keys;
+pub mod import;
 mod migrations;
 mod models;
 pub mod postgres;

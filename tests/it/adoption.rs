@@ -13,10 +13,10 @@ use crate::{
     support::{count, refresh_cookie_value, Backend, TestApp, TestDb},
 };
 
-const SECRET: &str = "integration-test-secret-key-0123456789abcdef";
+pub const SECRET: &str = "integration-test-secret-key-0123456789abcdef";
 
 /// An access token exactly as the original issued it: HS256, no `sid`, no `jti`.
-fn original_access_token(user: Uuid, token_version: i32) -> String {
+pub fn original_access_token(user: Uuid, token_version: i32) -> String {
     let now = Utc::now().timestamp();
     let claims = serde_json::json!({
         "sub": user.to_string(),
@@ -33,22 +33,22 @@ fn original_access_token(user: Uuid, token_version: i32) -> String {
     .expect("sign")
 }
 
-struct Fixture {
-    db: TestDb,
-    ada: OUser,
-    bob: OUser,
-    admin: OUser,
+pub struct Fixture {
+    pub db: TestDb,
+    pub ada: OUser,
+    pub bob: OUser,
+    pub admin: OUser,
     /// Ada's phone: a chain rotated three times.
-    phone: Vec<OToken>,
+    pub phone: Vec<OToken>,
     /// Bob's laptop: its newest token is live; its old tokens were replayed under the
     /// original (the family stayed live).
-    laptop: Vec<OToken>,
+    pub laptop: Vec<OToken>,
     /// Bob's forked family: two live tokens from a racing refresh.
-    forked: (OToken, OToken),
+    pub forked: (OToken, OToken),
 }
 
 /// An original-shaped database with every mark the issue names, except duplicates.
-async fn fixture() -> Fixture {
+pub async fn fixture() -> Fixture {
     let db = TestDb::new(Backend::Postgres).await;
     let mut o = Original::create(&db).await;
     let ada = o

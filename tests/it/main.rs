@@ -17,6 +17,8 @@ mod backup;
 mod hardening;
 /// Email identity: look-alike addresses, the admin address, the key migration.
 mod identity;
+/// `rotor import --from URL`: original and rotor sources, both targets, re-runs.
+mod import;
 /// Signing keys: EdDSA/ES256 key ring, JWKS, rotation.
 mod keys;
 /// Property test of the rotation rules against a model.

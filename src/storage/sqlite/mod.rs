@@ -11,7 +11,7 @@
 
 pub mod backup;
 mod engine;
-mod rows;
+pub(crate) mod rows;
 mod writes;
 
 use std::{

@@ -12,11 +12,11 @@ use crate::storage::{
     AuditEvent, RefreshToken, Role, Session, SessionView, StoreError, StoreResult, StoredKey, User,
 };
 
-pub(super) const USER_COLS: &str = "id, email, hashed_password, full_name, is_active, is_verified, role, token_version, created_at, updated_at";
-pub(super) const TOKEN_COLS: &str = "id, token_hash, user_id, family_id, device_id, device_name, ip_address, expires_at, is_revoked, revoked_at, created_at, updated_at";
-pub(super) const EVENT_COLS: &str =
+pub(crate) const USER_COLS: &str = "id, email, hashed_password, full_name, is_active, is_verified, role, token_version, created_at, updated_at";
+pub(crate) const TOKEN_COLS: &str = "id, token_hash, user_id, family_id, device_id, device_name, ip_address, expires_at, is_revoked, revoked_at, created_at, updated_at";
+pub(crate) const EVENT_COLS: &str =
     "id, created_at, kind, user_id, session_id, ip_address, user_agent, detail";
-pub(super) const KEY_COLS: &str =
+pub(crate) const KEY_COLS: &str =
     "kid, algorithm, public_key, private_key_sealed, created_at, retired_at";
 
 /// Formats a timestamp as rotor stores it in SQLite: `2026-11-23T03:51:16.034306Z`.
@@ -34,29 +34,29 @@ fn parse_uuid(s: &str) -> StoreResult<Uuid> {
     Uuid::from_str(s).map_err(|e| StoreError::Corrupt(format!("uuid {s:?}: {e}")))
 }
 
-pub(super) fn col_ts(row: &Row<'_>, col: &str) -> StoreResult<DateTime<Utc>> {
+pub(crate) fn col_ts(row: &Row<'_>, col: &str) -> StoreResult<DateTime<Utc>> {
     parse_ts(&row.get::<_, String>(col)?)
 }
 
-pub(super) fn col_ts_opt(row: &Row<'_>, col: &str) -> StoreResult<Option<DateTime<Utc>>> {
+pub(crate) fn col_ts_opt(row: &Row<'_>, col: &str) -> StoreResult<Option<DateTime<Utc>>> {
     row.get::<_, Option<String>>(col)?
         .as_deref()
         .map(parse_ts)
         .transpose()
 }
 
-pub(super) fn col_uuid(row: &Row<'_>, col: &str) -> StoreResult<Uuid> {
+pub(crate) fn col_uuid(row: &Row<'_>, col: &str) -> StoreResult<Uuid> {
     parse_uuid(&row.get::<_, String>(col)?)
 }
 
-fn col_uuid_opt(row: &Row<'_>, col: &str) -> StoreResult<Option<Uuid>> {
+pub(crate) fn col_uuid_opt(row: &Row<'_>, col: &str) -> StoreResult<Option<Uuid>> {
     row.get::<_, Option<String>>(col)?
         .as_deref()
         .map(parse_uuid)
         .transpose()
 }
 
-pub(super) fn user(row: &Row<'_>) -> StoreResult<User> {
+pub(crate) fn user(row: &Row<'_>) -> StoreResult<User> {
     let role: String = row.get("role")?;
     Ok(User {
         id: col_uuid(row, "id")?,
@@ -72,7 +72,7 @@ pub(super) fn user(row: &Row<'_>) -> StoreResult<User> {
     })
 }
 
-pub(super) fn token(row: &Row<'_>) -> StoreResult<RefreshToken> {
+pub(crate) fn token(row: &Row<'_>) -> StoreResult<RefreshToken> {
     Ok(RefreshToken {
         id: col_uuid(row, "id")?,
         token_hash: row.get("token_hash")?,
@@ -89,7 +89,7 @@ pub(super) fn token(row: &Row<'_>) -> StoreResult<RefreshToken> {
     })
 }
 
-pub(super) fn session(row: &Row<'_>) -> StoreResult<Session> {
+pub(crate) fn session(row: &Row<'_>) -> StoreResult<Session> {
     Ok(Session {
         id: col_uuid(row, "id")?,
         user_id: col_uuid(row, "user_id")?,
@@ -105,7 +105,7 @@ pub(super) fn session(row: &Row<'_>) -> StoreResult<Session> {
     })
 }
 
-pub(super) fn session_view(row: &Row<'_>) -> StoreResult<SessionView> {
+pub(crate) fn session_view(row: &Row<'_>) -> StoreResult<SessionView> {
     Ok(SessionView {
         id: col_uuid(row, "id")?,
         device_id: row.get("device_id")?,
@@ -118,7 +118,7 @@ pub(super) fn session_view(row: &Row<'_>) -> StoreResult<SessionView> {
     })
 }
 
-pub(super) fn event(row: &Row<'_>) -> StoreResult<AuditEvent> {
+pub(crate) fn event(row: &Row<'_>) -> StoreResult<AuditEvent> {
     Ok(AuditEvent {
         id: col_uuid(row, "id")?,
         created_at: col_ts(row, "created_at")?,
@@ -131,7 +131,7 @@ pub(super) fn event(row: &Row<'_>) -> StoreResult<AuditEvent> {
     })
 }
 
-pub(super) fn key(row: &Row<'_>) -> StoreResult<StoredKey> {
+pub(crate) fn key(row: &Row<'_>) -> StoreResult<StoredKey> {
     Ok(StoredKey {
         kid: row.get("kid")?,
         algorithm: row.get("algorithm")?,
@@ -143,7 +143,7 @@ pub(super) fn key(row: &Row<'_>) -> StoreResult<StoredKey> {
 }
 
 /// The first row of a (cached, prepared) query, mapped.
-pub(super) fn one<T>(
+pub(crate) fn one<T>(
     conn: &Connection,
     sql: &str,
     params: impl Params,
@@ -155,7 +155,7 @@ pub(super) fn one<T>(
 }
 
 /// Every row of a (cached, prepared) query, mapped.
-pub(super) fn all<T>(
+pub(crate) fn all<T>(
     conn: &Connection,
     sql: &str,
     params: impl Params,
@@ -171,18 +171,18 @@ pub(super) fn all<T>(
 }
 
 /// Runs a (cached, prepared) statement; returns the number of rows it changed.
-pub(super) fn exec(conn: &Connection, sql: &str, params: impl Params) -> StoreResult<u64> {
+pub(crate) fn exec(conn: &Connection, sql: &str, params: impl Params) -> StoreResult<u64> {
     let n = conn.prepare_cached(sql)?.execute(params)?;
     Ok(u64::try_from(n).unwrap_or(u64::MAX))
 }
 
 /// A `count(*)`-style query.
-pub(super) fn count(conn: &Connection, sql: &str, params: impl Params) -> StoreResult<u64> {
+pub(crate) fn count(conn: &Connection, sql: &str, params: impl Params) -> StoreResult<u64> {
     let n: i64 = conn.prepare_cached(sql)?.query_row(params, |r| r.get(0))?;
     Ok(u64::try_from(n).unwrap_or(0))
 }
 
 /// A limit or offset as SQLite's integer type.
-pub(super) fn int(n: u64) -> i64 {
+pub(crate) fn int(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
