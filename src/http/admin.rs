@@ -84,8 +84,8 @@ pub struct EventUser {
     user_id: Option<uuid::Uuid>,
 }
 
-#[utoipa::path(get, path = "/v1/admin/users", tag = "admin", operation_id = "adminListUsers",
-    summary = "List users", security(("bearer" = [])), params(Pagination),
+/// List users
+#[utoipa::path(get, path = "/v1/admin/users", tag = "admin", operation_id = "adminListUsers", security(("bearer" = [])), params(Pagination),
     responses(
         (status = 200, description = "A page of users, oldest first", body = views::UserPage),
         (status = 401, response = NotAuthenticated),
@@ -109,8 +109,8 @@ pub(crate) async fn list_users(
     }))
 }
 
-#[utoipa::path(post, path = "/v1/admin/users", tag = "admin", operation_id = "adminCreateUser",
-    summary = "Create a user", security(("bearer" = [])), request_body = AdminUserCreate,
+/// Create a user
+#[utoipa::path(post, path = "/v1/admin/users", tag = "admin", operation_id = "adminCreateUser", security(("bearer" = [])), request_body = AdminUserCreate,
     responses(
         (status = 201, description = "Created", body = views::User),
         (status = 401, response = NotAuthenticated),
@@ -148,8 +148,8 @@ pub(crate) async fn create_user(
     Ok((StatusCode::CREATED, views::body(&views::user(&user))))
 }
 
-#[utoipa::path(get, path = "/v1/admin/users/{id}", tag = "admin", operation_id = "adminGetUser",
-    summary = "A user", security(("bearer" = [])), params(UserId),
+/// A user
+#[utoipa::path(get, path = "/v1/admin/users/{id}", tag = "admin", operation_id = "adminGetUser", security(("bearer" = [])), params(UserId),
     responses(
         (status = 200, description = "The user", body = views::User),
         (status = 401, response = NotAuthenticated),
@@ -166,10 +166,11 @@ pub(crate) async fn get_user(
     Ok(views::body(&views::user(&rotor.get_user(id).await?)))
 }
 
+/// Edit a user
+///
 /// Only the fields present change. Setting a password or deactivating the user ends all
 /// of the user's sessions and their access tokens.
-#[utoipa::path(patch, path = "/v1/admin/users/{id}", tag = "admin", operation_id = "adminUpdateUser",
-    summary = "Edit a user", security(("bearer" = [])), params(UserId), request_body = AdminUserUpdate,
+#[utoipa::path(patch, path = "/v1/admin/users/{id}", tag = "admin", operation_id = "adminUpdateUser", security(("bearer" = [])), params(UserId), request_body = AdminUserUpdate,
     responses(
         (status = 200, description = "Updated", body = views::User),
         (status = 401, response = NotAuthenticated),
@@ -208,9 +209,10 @@ pub(crate) async fn update_user(
     Ok(views::body(&views::user(&user)))
 }
 
+/// Delete a user
+///
 /// Deletes the user and, with them, every session.
-#[utoipa::path(delete, path = "/v1/admin/users/{id}", tag = "admin", operation_id = "adminDeleteUser",
-    summary = "Delete a user", security(("bearer" = [])), params(UserId),
+#[utoipa::path(delete, path = "/v1/admin/users/{id}", tag = "admin", operation_id = "adminDeleteUser", security(("bearer" = [])), params(UserId),
     responses(
         (status = 204, description = "Deleted"),
         (status = 401, response = NotAuthenticated),
@@ -229,8 +231,8 @@ pub(crate) async fn delete_user(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(get, path = "/v1/admin/events", tag = "admin", operation_id = "adminListEvents",
-    summary = "The security log", security(("bearer" = [])), params(Pagination, EventUser, EventKind),
+/// The security log
+#[utoipa::path(get, path = "/v1/admin/events", tag = "admin", operation_id = "adminListEvents", security(("bearer" = [])), params(Pagination, EventUser, EventKind),
     responses(
         (status = 200, description = "A page of events, newest first", body = views::EventPage),
         (status = 401, response = NotAuthenticated),

@@ -50,10 +50,10 @@ pub struct LoginForm {
 #[allow(dead_code)]
 pub struct DeviceHeaders {
     /// Session device id (the form field wins)
-    #[param(rename = "X-Device-Id", max_length = 255)]
+    #[param(rename = "X-Device-Id", max_length = 255, nullable = false)]
     device_id: Option<String>,
     /// Session device name (the form field wins)
-    #[param(rename = "X-Device-Name", max_length = 100)]
+    #[param(rename = "X-Device-Name", max_length = 100, nullable = false)]
     device_name: Option<String>,
 }
 
@@ -109,10 +109,11 @@ async fn do_login(rotor: &Rotor, body: &Body, mut ctx: ClientContext) -> Result<
     rotor.login(&username, &password, &ctx).await
 }
 
+/// Log in (browser)
+///
 /// Starts a session. The refresh token is set as an HttpOnly cookie; device_id/device_name
 /// (form fields, else X-Device-Id/X-Device-Name) label the session.
-#[utoipa::path(post, path = "/v1/auth/login", tag = "auth", operation_id = "login",
-    summary = "Log in (browser)", security(()), params(DeviceHeaders),
+#[utoipa::path(post, path = "/v1/auth/login", tag = "auth", operation_id = "login", security(()), params(DeviceHeaders),
     request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "Logged in", body = views::LoginResponse, headers(
@@ -143,9 +144,10 @@ pub(crate) async fn login(
     Ok(no_store(with_cookie(r, cookie)))
 }
 
+/// Log in (mobile)
+///
 /// As login, but the refresh token is returned in the body instead of a cookie.
-#[utoipa::path(post, path = "/v1/auth/login-mobile", tag = "auth", operation_id = "loginMobile",
-    summary = "Log in (mobile)", security(()), params(DeviceHeaders),
+#[utoipa::path(post, path = "/v1/auth/login-mobile", tag = "auth", operation_id = "loginMobile", security(()), params(DeviceHeaders),
     request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "Logged in", body = views::MobileLoginResponse, headers(
@@ -171,11 +173,12 @@ pub(crate) async fn login_mobile(
     ))
 }
 
+/// Rotate the refresh cookie
+///
 /// Exchanges the refresh cookie for a new access token and a new cookie. Re-presenting
 /// the token that was just rotated, within REFRESH_REUSE_GRACE_SECONDS, returns the same
 /// successor. Any Authorization header is ignored.
-#[utoipa::path(post, path = "/v1/auth/refresh", tag = "auth", operation_id = "refresh",
-    summary = "Rotate the refresh cookie", security(("refreshCookie" = [])),
+#[utoipa::path(post, path = "/v1/auth/refresh", tag = "auth", operation_id = "refresh", security(("refreshCookie" = [])),
     responses(
         (status = 200, description = "Rotated", body = views::TokenResponse, headers(
             ("Cache-Control" = String, description = "`no-store`: token responses are never cached"),
@@ -206,9 +209,10 @@ pub(crate) async fn refresh(
     Ok(no_store(with_cookie(r, cookie)))
 }
 
+/// Rotate a refresh token (mobile)
+///
 /// As refresh, with the token in a JSON body and the successor in the response.
-#[utoipa::path(post, path = "/v1/auth/refresh-mobile", tag = "auth", operation_id = "refreshMobile",
-    summary = "Rotate a refresh token (mobile)", security(()),
+#[utoipa::path(post, path = "/v1/auth/refresh-mobile", tag = "auth", operation_id = "refreshMobile", security(()),
     request_body = RefreshMobileRequest,
     responses(
         (status = 200, description = "Rotated", body = views::MobileTokenResponse, headers(
@@ -238,10 +242,11 @@ pub(crate) async fn refresh_mobile(
     ))
 }
 
+/// Log out this session
+///
 /// Ends the cookie's session and clears the cookie; an unknown token is ignored
 /// (idempotent). Any Authorization header is ignored.
-#[utoipa::path(post, path = "/v1/auth/logout", tag = "auth", operation_id = "logout",
-    summary = "Log out this session", security(("refreshCookie" = [])),
+#[utoipa::path(post, path = "/v1/auth/logout", tag = "auth", operation_id = "logout", security(("refreshCookie" = [])),
     responses(
         (status = 204, description = "Logged out", headers(("Set-Cookie" = String, description = "`refresh_token=; Max-Age=0` with the same path: clears the cookie"))),
         (status = 401, description = "TokenError: cookie missing (\"Refresh token required\")", body = ServiceError),
@@ -259,9 +264,10 @@ pub(crate) async fn logout(
     ))
 }
 
+/// Log out everywhere
+///
 /// Revokes every session of the caller, including this one, and clears the cookie.
-#[utoipa::path(post, path = "/v1/auth/logout-all", tag = "auth", operation_id = "logoutAll",
-    summary = "Log out everywhere", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/auth/logout-all", tag = "auth", operation_id = "logoutAll", security(("bearer" = [])),
     responses(
         (status = 200, description = "Sessions revoked", body = views::RevokedSessions, headers(
             ("Set-Cookie" = String, description = "`refresh_token=; Max-Age=0` with the same path: clears the cookie"))),
@@ -280,8 +286,8 @@ pub(crate) async fn logout_all(
     Ok(with_cookie(r, cookies::clear(rotor.settings())))
 }
 
-#[utoipa::path(post, path = "/v1/auth/logout-others", tag = "sessions", operation_id = "logoutOthers",
-    summary = "Log out every other session", security(("bearer" = [])),
+/// Log out every other session
+#[utoipa::path(post, path = "/v1/auth/logout-others", tag = "sessions", operation_id = "logoutOthers", security(("bearer" = [])),
     responses(
         (status = 200, description = "Sessions revoked", body = views::RevokedSessions),
         (status = 401, response = NotAuthenticated),
@@ -297,8 +303,8 @@ pub(crate) async fn logout_others(
     }))
 }
 
-#[utoipa::path(get, path = "/v1/auth/me", tag = "auth", operation_id = "getAuthMe",
-    summary = "The current user", security(("bearer" = [])),
+/// The current user
+#[utoipa::path(get, path = "/v1/auth/me", tag = "auth", operation_id = "getAuthMe", security(("bearer" = [])),
     responses(
         (status = 200, description = "The caller", body = views::User),
         (status = 401, response = NotAuthenticated),
@@ -307,10 +313,11 @@ pub(crate) async fn me(Auth(me): Auth) -> Json<Value> {
     views::body(&views::user(&me.user))
 }
 
+/// Change the password
+///
 /// Ends the caller's other sessions and invalidates every access token, the caller's
 /// included: the caller's session stays, so refresh for a new one.
-#[utoipa::path(post, path = "/v1/auth/change-password", tag = "auth", operation_id = "changePassword",
-    summary = "Change the password", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/auth/change-password", tag = "auth", operation_id = "changePassword", security(("bearer" = [])),
     request_body = ChangePasswordRequest,
     responses(
         (status = 204, description = "Password changed"),
@@ -336,9 +343,10 @@ pub(crate) async fn change_password(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The caller's live sessions
+///
 /// Newest use first; `current` marks the session of the calling access token.
-#[utoipa::path(get, path = "/v1/auth/sessions", tag = "sessions", operation_id = "listSessions",
-    summary = "The caller's live sessions", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/auth/sessions", tag = "sessions", operation_id = "listSessions", security(("bearer" = [])),
     responses(
         (status = 200, description = "Sessions", body = views::SessionList),
         (status = 401, response = NotAuthenticated),
@@ -355,9 +363,10 @@ pub(crate) async fn list_sessions(
     Ok(views::body(&views::SessionList { sessions }))
 }
 
+/// End one of the caller's sessions
+///
 /// Its refresh token stops working at once and its access tokens are rejected.
-#[utoipa::path(delete, path = "/v1/auth/sessions/{id}", tag = "sessions", operation_id = "revokeSession",
-    summary = "End one of the caller's sessions", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/v1/auth/sessions/{id}", tag = "sessions", operation_id = "revokeSession", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path, description = "Session id, from GET /v1/auth/sessions")),
     responses(
         (status = 204, description = "Session revoked"),
@@ -412,8 +421,8 @@ pub(crate) fn pagination(rotor: &Rotor, input: &mut Input) -> (u32, u32) {
     (page as u32, size as u32)
 }
 
-#[utoipa::path(get, path = "/v1/auth/events", tag = "sessions", operation_id = "listMyEvents",
-    summary = "The caller's security log", security(("bearer" = [])),
+/// The caller's security log
+#[utoipa::path(get, path = "/v1/auth/events", tag = "sessions", operation_id = "listMyEvents", security(("bearer" = [])),
     params(Pagination, EventKind),
     responses(
         (status = 200, description = "A page of events, newest first", body = views::EventPage),

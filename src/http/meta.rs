@@ -24,8 +24,8 @@ fn environment(rotor: &Rotor) -> Environment {
     Environment::of(&rotor.settings().environment)
 }
 
-#[utoipa::path(get, path = "/", tag = "meta", operation_id = "root",
-    summary = "Service name and version", security(()),
+/// Service name and version
+#[utoipa::path(get, path = "/", tag = "meta", operation_id = "root", security(()),
     responses((status = 200, description = "About this service", body = views::Root)))]
 pub(crate) async fn root(State(rotor): State<Arc<Rotor>>) -> Json<Value> {
     views::body(&views::Root {
@@ -36,8 +36,8 @@ pub(crate) async fn root(State(rotor): State<Arc<Rotor>>) -> Json<Value> {
     })
 }
 
-#[utoipa::path(get, path = "/health", tag = "health", operation_id = "health",
-    summary = "Liveness", security(()),
+/// Liveness
+#[utoipa::path(get, path = "/health", tag = "health", operation_id = "health", security(()),
     responses((status = 200, description = "Alive", body = views::Health)))]
 pub(crate) async fn health(State(rotor): State<Arc<Rotor>>) -> Json<Value> {
     views::body(&views::Health {
@@ -54,8 +54,8 @@ async fn database_ok(rotor: &Rotor) -> bool {
     )
 }
 
-#[utoipa::path(get, path = "/health/detailed", tag = "health", operation_id = "healthDetailed",
-    summary = "Health with the database's state", security(()),
+/// Health with the database's state
+#[utoipa::path(get, path = "/health/detailed", tag = "health", operation_id = "healthDetailed", security(()),
     responses((status = 200, description = "status is degraded when the database does not answer",
         body = views::DetailedHealth)))]
 pub(crate) async fn health_detailed(State(rotor): State<Arc<Rotor>>) -> Json<Value> {
@@ -77,10 +77,11 @@ pub(crate) async fn health_detailed(State(rotor): State<Arc<Rotor>>) -> Json<Val
     })
 }
 
+/// Readiness, for load balancers
+///
 /// 200 when this process can serve traffic; 503 while starting, shutting down, or
 /// when the database does not answer — for load balancer health checks.
-#[utoipa::path(get, path = "/ready", tag = "health", operation_id = "ready",
-    summary = "Readiness, for load balancers", security(()),
+#[utoipa::path(get, path = "/ready", tag = "health", operation_id = "ready", security(()),
     responses(
         (status = 200, description = "Ready to serve", body = views::Readiness),
         (status = 503, description = "Starting, shutting down, or the database does not answer",
@@ -96,23 +97,24 @@ pub(crate) async fn ready(State(state): State<AppState>) -> Response {
     (status, views::body(&views::Readiness { ready: up })).into_response()
 }
 
-#[utoipa::path(get, path = "/openapi.json", tag = "meta", operation_id = "openapi",
-    summary = "This OpenAPI document", security(()),
+/// This OpenAPI document
+#[utoipa::path(get, path = "/openapi.json", tag = "meta", operation_id = "openapi", security(()),
     responses((status = 200, description = "OpenAPI 3.1", body = Object)))]
 pub(crate) async fn openapi_json() -> Json<Value> {
     Json(openapi::document(VERSION))
 }
 
-#[utoipa::path(get, path = "/docs", tag = "meta", operation_id = "docs",
-    summary = "API reference (HTML, works offline)", security(()),
+/// API reference (HTML, works offline)
+#[utoipa::path(get, path = "/docs", tag = "meta", operation_id = "docs", security(()),
     responses((status = 200, description = "HTML page", body = String, content_type = "text/html")))]
 pub(crate) async fn docs() -> Html<&'static str> {
     Html(openapi::docs_page())
 }
 
+/// Prometheus metrics
+///
 /// Served here unless metrics are disabled or moved to METRICS_BIND.
-#[utoipa::path(get, path = "/metrics", tag = "health", operation_id = "metrics",
-    summary = "Prometheus metrics", security(()),
+#[utoipa::path(get, path = "/metrics", tag = "health", operation_id = "metrics", security(()),
     responses((status = 200, description = "Prometheus text exposition format 0.0.4", body = String,
         content_type = "text/plain; version=0.0.4")))]
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
@@ -127,10 +129,11 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
+/// Public signing keys (JWKS)
+///
 /// Empty with HMAC algorithms. With EdDSA or ES256, every key that may still verify an
 /// unexpired token is listed, so keys rotate without logging anyone out.
-#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "oauth", operation_id = "jwks",
-    summary = "Public signing keys (JWKS)", security(()),
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "oauth", operation_id = "jwks", security(()),
     responses((status = 200, description = "The key set", body = views::Jwks)))]
 pub(crate) async fn jwks(State(rotor): State<Arc<Rotor>>) -> Response {
     let mut r = Json(rotor.tokens().jwks()).into_response();
@@ -143,11 +146,13 @@ pub(crate) async fn jwks(State(rotor): State<Arc<Rotor>>) -> Response {
     r
 }
 
+/// Authorization server metadata (RFC 8414)
+///
 /// RFC 8414 metadata. Every URL comes from configuration (`PUBLIC_URL`, and
 /// `JWT_ISSUER` for the issuer), never from the request: a Host header is the
 /// client's to choose, and echoing it would let anyone poison a shared cache.
 #[utoipa::path(get, path = "/.well-known/oauth-authorization-server", tag = "oauth",
-    operation_id = "oauthMetadata", summary = "Authorization server metadata (RFC 8414)", security(()),
+    operation_id = "oauthMetadata", security(()),
     responses((status = 200, description = "Metadata", body = views::AuthorizationServerMetadata)))]
 pub(crate) async fn oauth_metadata(State(rotor): State<Arc<Rotor>>) -> Json<Value> {
     let s = rotor.settings();

@@ -173,11 +173,12 @@ fn token_response(
     r
 }
 
+/// Token endpoint (RFC 6749)
+///
 /// grant_type=password starts a session; grant_type=refresh_token rotates one, with the
 /// same replay rules as /v1/auth/refresh. Every client_id is a public client: credentials
 /// in HTTP Basic (empty secret) or the form are recorded, not required.
-#[utoipa::path(post, path = "/oauth/token", tag = "oauth", operation_id = "oauthToken",
-    summary = "Token endpoint (RFC 6749)", security((), ("basic" = [])),
+#[utoipa::path(post, path = "/oauth/token", tag = "oauth", operation_id = "oauthToken", security((), ("basic" = [])),
     request_body(content = OAuthTokenRequest, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "Tokens issued", body = views::OAuthTokenResponse, headers(
@@ -266,10 +267,11 @@ pub(crate) async fn token(
     }
 }
 
+/// Revoke a token (RFC 7009)
+///
 /// A refresh token or an access token ends its session. Unknown or invalid tokens are
 /// ignored, so the answer is 200 whenever a token is given.
-#[utoipa::path(post, path = "/oauth/revoke", tag = "oauth", operation_id = "oauthRevoke",
-    summary = "Revoke a token (RFC 7009)", security(()),
+#[utoipa::path(post, path = "/oauth/revoke", tag = "oauth", operation_id = "oauthRevoke", security(()),
     request_body(content = OAuthTokenForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "Revoked, or nothing to revoke", headers(
@@ -315,11 +317,12 @@ async fn introspection_allowed(rotor: &Rotor, headers: &HeaderMap) -> bool {
     }
 }
 
+/// Introspect a token (RFC 7662)
+///
 /// For resource servers: authenticate with an admin bearer token or with HTTP Basic whose
 /// password is INTROSPECTION_SECRET. Inactive, unknown or invalid tokens answer
 /// `{"active": false}`.
-#[utoipa::path(post, path = "/oauth/introspect", tag = "oauth", operation_id = "oauthIntrospect",
-    summary = "Introspect a token (RFC 7662)", security(("bearer" = []), ("basic" = [])),
+#[utoipa::path(post, path = "/oauth/introspect", tag = "oauth", operation_id = "oauthIntrospect", security(("bearer" = []), ("basic" = [])),
     request_body(content = OAuthTokenForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "The token's state", body = views::IntrospectionResponse, headers(

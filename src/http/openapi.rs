@@ -356,3 +356,224 @@ fetch("/openapi.json")
 </html>
 "##;
 
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    const METHODS: &[&str] = &[
+        "get", "put", "post", "delete", "options", "head", "patch", "trace",
+    ];
+
+    fn operations(doc: &Value) -> Vec<(String, String, &Value)> {
+        let mut ops = Vec::new();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for (method, op) in item.as_object().expect("path item") {
+                assert!(
+                    METHODS.contains(&method.as_str()),
+                    "{path}: {method} is not an HTTP method"
+                );
+                ops.push((method.clone(), path.clone(), op));
+            }
+        }
+        ops
+    }
+
+    #[test]
+    fn the_document_describes_exactly_the_routes_of_the_table() {
+        let doc = document("0.0.0");
+        let documented: HashSet<(String, String)> = operations(&doc)
+            .into_iter()
+            .map(|(m, p, _)| (m, p))
+            .collect();
+        let served: HashSet<(String, String)> = super::super::routes::list()
+            .into_iter()
+            .map(|(m, p, _, _)| (m.as_str().to_ascii_lowercase(), p))
+            .collect();
+        assert_eq!(served.len(), 34, "a route is declared twice");
+        assert_eq!(documented, served);
+        assert_eq!(doc["openapi"], "3.1.0");
+        assert_eq!(doc["info"]["version"], "0.0.0");
+        assert_eq!(doc["info"]["title"], "rotor");
+    }
+
+    #[test]
+    fn every_operation_has_a_unique_id_a_known_tag_and_responses() {
+        let doc = document("0.0.0");
+        let tags: HashSet<&str> = doc["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap())
+            .collect();
+        let schemes = doc["components"]["securitySchemes"].as_object().unwrap();
+        let mut ids = HashSet::new();
+        for (method, path, op) in operations(&doc) {
+            let id = op["operationId"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{method} {path}: no operationId"));
+            assert!(ids.insert(id.to_owned()), "duplicate operationId {id}");
+            assert!(
+                !id.contains('_'),
+                "{id}: operation ids are camelCase (set operation_id)"
+            );
+            let tag = op["tags"][0]
+                .as_str()
+                .unwrap_or_else(|| panic!("{id}: no tag"));
+            assert!(tags.contains(tag), "{id}: unknown tag {tag}");
+            assert!(
+                !op["summary"].as_str().unwrap_or("").is_empty(),
+                "{id}: no summary"
+            );
+            assert!(
+                !op["responses"].as_object().unwrap().is_empty(),
+                "{id}: no responses"
+            );
+            for requirement in op["security"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{id}: no security"))
+            {
+                for scheme in requirement.as_object().unwrap().keys() {
+                    assert!(
+                        schemes.contains_key(scheme),
+                        "{id}: unknown security scheme {scheme}"
+                    );
+                }
+            }
+            // Path templates and path parameters agree.
+            for segment in path.split('/').filter(|s| s.starts_with('{')) {
+                let name = segment.trim_matches(|c| c == '{' || c == '}');
+                let declared = op["parameters"].as_array().into_iter().flatten().any(|p| {
+                    let p = resolve(&doc, p);
+                    p["in"] == "path" && p["name"] == name && p["required"] == true
+                });
+                assert!(declared, "{id}: path parameter {name} not declared");
+            }
+        }
+    }
+
+    fn resolve<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
+        match v["$ref"].as_str() {
+            Some(r) => doc
+                .pointer(r.trim_start_matches('#'))
+                .unwrap_or(&Value::Null),
+            None => v,
+        }
+    }
+
+    fn collect_refs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::String(r)) = m.get("$ref") {
+                    out.push(r);
+                }
+                m.values().for_each(|v| collect_refs(v, out));
+            }
+            Value::Array(a) => a.iter().for_each(|v| collect_refs(v, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_ref_resolves_to_a_component() {
+        let doc = document("0.0.0");
+        let mut refs = Vec::new();
+        collect_refs(&doc, &mut refs);
+        assert!(
+            refs.len() > 50,
+            "expected the document to use shared components"
+        );
+        for r in refs {
+            assert!(r.starts_with("#/components/"), "non-local $ref {r}");
+            assert!(
+                doc.pointer(&r[1..]).is_some_and(Value::is_object),
+                "dangling $ref {r}"
+            );
+        }
+        for name in [
+            "User",
+            "TokenResponse",
+            "LoginResponse",
+            "MobileLoginResponse",
+            "MobileTokenResponse",
+            "ServiceError",
+            "HTTPValidationError",
+            "Session",
+            "SessionList",
+            "AuditEvent",
+            "UserPage",
+            "EventPage",
+            "OAuthTokenResponse",
+            "OAuthError",
+            "IntrospectionResponse",
+        ] {
+            assert!(
+                doc["components"]["schemas"][name].is_object(),
+                "schema {name} missing"
+            );
+        }
+    }
+
+    #[test]
+    fn form_and_json_bodies_are_told_apart() {
+        let doc = document("0.0.0");
+        let media = |path: &str, method: &str| {
+            let body = &doc["paths"][path][method]["requestBody"]["content"];
+            body.as_object().unwrap().keys().next().unwrap().clone()
+        };
+        for path in [
+            "/v1/auth/login",
+            "/v1/auth/login-mobile",
+            "/oauth/token",
+            "/oauth/revoke",
+            "/oauth/introspect",
+        ] {
+            assert_eq!(media(path, "post"), FORM, "{path}");
+        }
+        for (path, method) in [
+            ("/v1/auth/refresh-mobile", "post"),
+            ("/v1/users", "post"),
+            ("/v1/users/me", "patch"),
+        ] {
+            assert_eq!(media(path, method), JSON, "{path}");
+        }
+    }
+
+    #[test]
+    fn the_rate_limited_routes_are_the_credential_routes() {
+        let limited: HashSet<(String, String, &str)> = super::super::routes::list()
+            .into_iter()
+            .filter_map(|(m, p, _, b)| Some((m.to_string(), p, b?)))
+            .collect();
+        let expected: HashSet<(String, String, &str)> = [
+            ("POST", "/v1/auth/login", "password"),
+            ("POST", "/v1/auth/login-mobile", "password"),
+            ("POST", "/v1/auth/change-password", "password"),
+            ("POST", "/v1/auth/refresh", "refresh"),
+            ("POST", "/v1/auth/refresh-mobile", "refresh"),
+            ("POST", "/oauth/token", "oauth-token"),
+            ("POST", "/v1/users", "register"),
+            ("POST", "/v1/admin/users", "admin-create"),
+        ]
+        .into_iter()
+        .map(|(m, p, b)| (m.to_owned(), p.to_owned(), b))
+        .collect();
+        assert_eq!(limited, expected);
+        // Each limited operation documents its 429.
+        let doc = document("0.0.0");
+        for (method, path, _) in limited {
+            let op = &doc["paths"][&path][method.to_ascii_lowercase()];
+            assert!(op["responses"]["429"].is_object(), "{method} {path}: no 429");
+        }
+    }
+
+    #[test]
+    fn the_docs_page_is_self_contained() {
+        let page = docs_page();
+        assert!(page.contains("fetch(\"/openapi.json\")"));
+        for external in ["<script src", "<link", "@import", "http://", "https://"] {
+            assert!(!page.contains(external), "docs page references {external}");
+        }
+    }
+}

@@ -41,9 +41,10 @@ pub struct UserUpdateMe {
     full_name: Option<String>,
 }
 
+/// Register
+///
 /// Creates an active, unverified user; the ADMIN_EMAIL address becomes an admin.
-#[utoipa::path(post, path = "/v1/users", tag = "users", operation_id = "register",
-    summary = "Register", security(()), request_body = UserCreate,
+#[utoipa::path(post, path = "/v1/users", tag = "users", operation_id = "register", security(()), request_body = UserCreate,
     responses(
         (status = 201, description = "Registered", body = views::User),
         (status = 409, description = "EmailAlreadyExists (emails are unique case-insensitively)",
@@ -68,8 +69,8 @@ pub(crate) async fn register(
     Ok((StatusCode::CREATED, views::body(&views::user(&user))))
 }
 
-#[utoipa::path(get, path = "/v1/users/me", tag = "users", operation_id = "getMe",
-    summary = "The current user", security(("bearer" = [])),
+/// The current user
+#[utoipa::path(get, path = "/v1/users/me", tag = "users", operation_id = "getMe", security(("bearer" = [])),
     responses(
         (status = 200, description = "The caller", body = views::User),
         (status = 401, response = NotAuthenticated),
@@ -78,8 +79,8 @@ pub(crate) async fn get_me(Auth(me): Auth) -> Json<Value> {
     views::body(&views::user(&me.user))
 }
 
-#[utoipa::path(get, path = "/v1/users/{id}", tag = "users", operation_id = "getUser",
-    summary = "A user by id", security(("bearer" = [])),
+/// A user by id
+#[utoipa::path(get, path = "/v1/users/{id}", tag = "users", operation_id = "getUser", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path, description = "User id (422 when not a UUID)")),
     responses(
         (status = 200, description = "The user", body = views::User),
@@ -96,8 +97,8 @@ pub(crate) async fn get_user(
     Ok(views::body(&views::user(&rotor.get_user(id).await?)))
 }
 
-#[utoipa::path(patch, path = "/v1/users/me", tag = "users", operation_id = "updateMe",
-    summary = "Edit one's own profile", security(("bearer" = [])), request_body = UserUpdateMe,
+/// Edit one's own profile
+#[utoipa::path(patch, path = "/v1/users/me", tag = "users", operation_id = "updateMe", security(("bearer" = [])), request_body = UserUpdateMe,
     responses(
         (status = 200, description = "Updated", body = views::User),
         (status = 401, response = NotAuthenticated),

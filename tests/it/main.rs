@@ -30,6 +30,8 @@ mod original;
 mod resilience;
 /// Forged tokens, brute force, oversized and slow requests, login floods.
 mod security;
+/// The OpenAPI document checked by Schemathesis against the live server.
+mod schema;
 /// Device sessions, the grace window, absolute lifetime, the security log.
 mod sessions;
 /// Slow request bodies and connection caps, against the real binary.
