@@ -29,40 +29,34 @@ use crate::{
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct AdminUserCreate {
-    #[schema(format = Email)]
+    #[schema(format = Email, pattern = "^[^\\x00]*$")]
     email: String,
-    #[schema(min_length = 8, max_length = 128)]
+    #[schema(min_length = 8, max_length = 128, pattern = "^[^\\x00]*$")]
     password: String,
-    #[schema(max_length = 255)]
+    #[schema(max_length = 255, pattern = "^[^\\x00]*$")]
     full_name: Option<String>,
     /// Default user
-    #[schema(nullable = false)]
-    role: Option<views::Role>,
+        role: Option<views::Role>,
     /// Default true
-    #[schema(nullable = false)]
-    is_active: Option<bool>,
+        is_active: Option<bool>,
     /// Default false
-    #[schema(nullable = false)]
-    is_verified: Option<bool>,
+        is_verified: Option<bool>,
 }
 
 /// The changes (read by [`update_user`]): only the fields present change.
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct AdminUserUpdate {
-    #[schema(format = Email, nullable = false)]
+    #[schema(format = Email, pattern = "^[^\\x00]*$")]
     email: Option<String>,
     /// Absent: unchanged; null: cleared
-    #[schema(max_length = 255)]
+    #[schema(max_length = 255, pattern = "^[^\\x00]*$")]
     full_name: Option<String>,
-    #[schema(nullable = false)]
-    role: Option<views::Role>,
-    #[schema(nullable = false)]
-    is_active: Option<bool>,
-    #[schema(nullable = false)]
-    is_verified: Option<bool>,
+        role: Option<views::Role>,
+        is_active: Option<bool>,
+        is_verified: Option<bool>,
     /// A new password; absent or null: unchanged
-    #[schema(min_length = 8, max_length = 128)]
+    #[schema(min_length = 8, max_length = 128, pattern = "^[^\\x00]*$")]
     password: Option<String>,
 }
 
@@ -81,6 +75,7 @@ pub struct UserId {
 #[allow(dead_code)]
 pub struct EventUser {
     /// Only events about this user
+    #[param(nullable = false)]
     user_id: Option<uuid::Uuid>,
 }
 

@@ -32,15 +32,15 @@ use crate::{
 #[allow(dead_code)]
 pub struct LoginForm {
     /// The email address
-    #[schema(min_length = 1, max_length = 320)]
+    #[schema(min_length = 1, max_length = 320, pattern = "^[^\\x00]*$")]
     username: String,
-    #[schema(min_length = 1, max_length = 1024)]
+    #[schema(min_length = 1, max_length = 1024, pattern = "^[^\\x00]*$")]
     password: String,
     /// Overrides X-Device-Id
-    #[schema(max_length = 255)]
+    #[schema(max_length = 255, pattern = "^[^\\x00]*$")]
     device_id: Option<String>,
     /// Overrides X-Device-Name
-    #[schema(max_length = 100)]
+    #[schema(max_length = 100, pattern = "^[^\\x00]*$")]
     device_name: Option<String>,
 }
 
@@ -60,16 +60,16 @@ pub struct DeviceHeaders {
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct RefreshMobileRequest {
-    #[schema(min_length = 1)]
+    #[schema(min_length = 1, pattern = "^[^\\x00]*$")]
     refresh_token: String,
 }
 
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct ChangePasswordRequest {
-    #[schema(min_length = 1, max_length = 1024)]
+    #[schema(min_length = 1, max_length = 1024, pattern = "^[^\\x00]*$")]
     current_password: String,
-    #[schema(min_length = 8, max_length = 128)]
+    #[schema(min_length = 8, max_length = 128, pattern = "^[^\\x00]*$")]
     new_password: String,
 }
 
@@ -391,10 +391,10 @@ pub(crate) async fn revoke_session(
 #[allow(dead_code)]
 pub struct Pagination {
     /// 1-based page number
-    #[param(minimum = 1, maximum = 1_000_000, default = 1)]
+    #[param(minimum = 1, maximum = 1_000_000, default = 1, nullable = false)]
     page: Option<i64>,
     /// Items per page: PAGINATION_DEFAULT_SIZE when absent, at most PAGINATION_MAX_SIZE
-    #[param(minimum = 1)]
+    #[param(minimum = 1, nullable = false)]
     size: Option<i64>,
 }
 
@@ -404,7 +404,7 @@ pub struct Pagination {
 #[allow(dead_code)]
 pub struct EventKind {
     /// Only events of this kind
-    #[param(max_length = 64)]
+    #[param(max_length = 64, nullable = false, pattern = "^[^\\x00]*$")]
     kind: Option<String>,
 }
 

@@ -100,8 +100,11 @@ pub(crate) async fn ready(State(state): State<AppState>) -> Response {
 /// This OpenAPI document
 #[utoipa::path(get, path = "/openapi.json", tag = "meta", operation_id = "openapi", security(()),
     responses((status = 200, description = "OpenAPI 3.1", body = Object)))]
-pub(crate) async fn openapi_json() -> Json<Value> {
-    Json(openapi::document(VERSION))
+pub(crate) async fn openapi_json(State(rotor): State<Arc<Rotor>>) -> Json<Value> {
+    Json(openapi::document(
+        VERSION,
+        rotor.settings().pagination_max_size,
+    ))
 }
 
 /// API reference (HTML, works offline)

@@ -24,50 +24,77 @@ use super::{
 };
 use crate::{domain::token::constant_time_eq, error::Error, service::Issued, storage::Role, Rotor};
 
-#[derive(ToSchema, Clone, Copy)]
+#[derive(ToSchema)]
 #[serde(rename_all = "snake_case")]
 #[allow(dead_code)]
-enum GrantType {
+enum PasswordGrantType {
     Password,
+}
+
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum RefreshGrantType {
     RefreshToken,
 }
 
-/// The token request (read by [`token`]).
+/// The token request (read by [`token`]): one of the two grants. An empty parameter
+/// counts as absent (RFC 6749 §3.1); an over-long optional one is ignored; a NUL
+/// character anywhere is `invalid_request`.
+#[derive(ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum OAuthTokenRequest {
+    Password(PasswordGrant),
+    RefreshToken(RefreshGrant),
+}
+
+/// grant_type=password: starts a session.
 #[derive(ToSchema)]
 #[allow(dead_code)]
-pub struct OAuthTokenRequest {
-    grant_type: GrantType,
-    /// grant_type=password: the email
-    #[schema(max_length = 320)]
-    username: Option<String>,
-    /// grant_type=password
-    #[schema(max_length = 1024)]
-    password: Option<String>,
-    /// grant_type=refresh_token
-    #[schema(max_length = 4096)]
-    refresh_token: Option<String>,
+pub struct PasswordGrant {
+    grant_type: PasswordGrantType,
+    /// The email
+    #[schema(min_length = 1, max_length = 320, pattern = "^[^\\x00]*$")]
+    username: String,
+    #[schema(min_length = 1, max_length = 1024, pattern = "^[^\\x00]*$")]
+    password: String,
     /// Echoed in the response
-    #[schema(max_length = 1024)]
+    #[schema(nullable = false, pattern = "^[^\\x00]*$")]
     scope: Option<String>,
     /// Recorded with the session (HTTP Basic user name wins)
-    #[schema(max_length = 255)]
+    #[schema(nullable = false, pattern = "^[^\\x00]*$")]
     client_id: Option<String>,
-    /// grant_type=password
-    #[schema(max_length = 255)]
+    #[schema(nullable = false, pattern = "^[^\\x00]*$")]
     device_id: Option<String>,
-    /// grant_type=password
-    #[schema(max_length = 100)]
+    #[schema(nullable = false, pattern = "^[^\\x00]*$")]
     device_name: Option<String>,
+}
+
+/// grant_type=refresh_token: rotates a session's refresh token.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct RefreshGrant {
+    grant_type: RefreshGrantType,
+    #[schema(min_length = 1, max_length = 4096, pattern = "^[^\\x00]*$")]
+    refresh_token: String,
+    /// Echoed in the response
+    #[schema(nullable = false, pattern = "^[^\\x00]*$")]
+    scope: Option<String>,
+    /// Recorded with the session (HTTP Basic user name wins)
+    #[schema(nullable = false, pattern = "^[^\\x00]*$")]
+    client_id: Option<String>,
 }
 
 /// A token to revoke or introspect (read by [`revoke`] and [`introspect`]).
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct OAuthTokenForm {
-    #[schema(min_length = 1, max_length = 8192)]
+    #[schema(min_length = 1, max_length = 8192, pattern = "^[^\\x00]*$")]
     token: String,
     /// Optional and ignored: the token's kind is detected either way (RFC 7009 §2.1:
     /// an unknown hint is no error)
+    #[schema(nullable = false)]
     token_type_hint: Option<String>,
 }
 

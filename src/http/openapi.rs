@@ -19,8 +19,9 @@ use utoipa::{
 
 use super::views::{HttpValidationError, ServiceError};
 
-pub(crate) const JSON: &str = "application/json";
-pub(crate) const FORM: &str = "application/x-www-form-urlencoded";
+const JSON: &str = "application/json";
+#[cfg(test)]
+const FORM: &str = "application/x-www-form-urlencoded";
 
 const DESCRIPTION: &str = "\
 Drop-in replacement for the FastAPI backend's `/v1` API, plus sessions, a security log and OAuth 2.0 endpoints.
@@ -151,8 +152,9 @@ shared_response!(
     )
 );
 
-/// The OpenAPI document; `version` is the server's version, reported in `info`.
-pub fn document(version: &str) -> Value {
+/// The OpenAPI document; `version` is the server's version, reported in `info`, and
+/// `max_page_size` the `PAGINATION_MAX_SIZE` the `size` parameters are capped at.
+pub fn document(version: &str, max_page_size: u32) -> Value {
     let mut doc = Base::openapi();
     doc.info.version = version.to_owned();
     doc.info.description = Some(DESCRIPTION.to_owned());
@@ -162,10 +164,30 @@ pub fn document(version: &str) -> Value {
         schemas.extend(route_schemas);
         doc.paths.merge(paths);
     }
+    cap_page_size(&mut doc.paths, max_page_size);
     let mut doc = serde_json::to_value(&doc).expect("BUG: the OpenAPI document does not serialize");
     doc["info"]["summary"] =
         "Sessions and rotating refresh tokens, JWT access tokens, users.".into();
     doc
+}
+
+/// Sets the `maximum` of every `size` query parameter: a setting, not a constant.
+fn cap_page_size(paths: &mut utoipa::openapi::path::Paths, max: u32) {
+    use utoipa::openapi::{path::ParameterIn, schema::Schema};
+    let operations = paths.paths.values_mut().flat_map(|item| {
+        [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete]
+            .into_iter()
+            .flatten()
+    });
+    for op in operations {
+        for p in op.parameters.iter_mut().flatten() {
+            if p.name == "size" && p.parameter_in == ParameterIn::Query {
+                if let Some(RefOr::T(Schema::Object(o))) = p.schema.as_mut() {
+                    o.maximum = Some(f64::from(max).into());
+                }
+            }
+        }
+    }
 }
 
 /// A self-contained HTML reference for [`document`]: it fetches `/openapi.json` and
@@ -382,7 +404,7 @@ mod tests {
 
     #[test]
     fn the_document_describes_exactly_the_routes_of_the_table() {
-        let doc = document("0.0.0");
+        let doc = document("0.0.0", 100);
         let documented: HashSet<(String, String)> = operations(&doc)
             .into_iter()
             .map(|(m, p, _)| (m, p))
@@ -400,7 +422,7 @@ mod tests {
 
     #[test]
     fn every_operation_has_a_unique_id_a_known_tag_and_responses() {
-        let doc = document("0.0.0");
+        let doc = document("0.0.0", 100);
         let tags: HashSet<&str> = doc["tags"]
             .as_array()
             .unwrap()
@@ -477,7 +499,7 @@ mod tests {
 
     #[test]
     fn every_ref_resolves_to_a_component() {
-        let doc = document("0.0.0");
+        let doc = document("0.0.0", 100);
         let mut refs = Vec::new();
         collect_refs(&doc, &mut refs);
         assert!(
@@ -517,7 +539,7 @@ mod tests {
 
     #[test]
     fn form_and_json_bodies_are_told_apart() {
-        let doc = document("0.0.0");
+        let doc = document("0.0.0", 100);
         let media = |path: &str, method: &str| {
             let body = &doc["paths"][path][method]["requestBody"]["content"];
             body.as_object().unwrap().keys().next().unwrap().clone()
@@ -561,7 +583,7 @@ mod tests {
         .collect();
         assert_eq!(limited, expected);
         // Each limited operation documents its 429.
-        let doc = document("0.0.0");
+        let doc = document("0.0.0", 100);
         for (method, path, _) in limited {
             let op = &doc["paths"][&path][method.to_ascii_lowercase()];
             assert!(op["responses"]["429"].is_object(), "{method} {path}: no 429");

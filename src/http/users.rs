@@ -23,12 +23,12 @@ use crate::{error::Result, service::users::AccountChanges, Rotor};
 #[allow(dead_code)]
 pub struct UserCreate {
     /// An email address (no whitespace, control or invisible characters)
-    #[schema(format = Email)]
+    #[schema(format = Email, pattern = "^[^\\x00]*$")]
     email: String,
     /// At least one uppercase letter and one digit
-    #[schema(min_length = 8, max_length = 128, pattern = r"^(?=.*\p{Lu})(?=.*[0-9])")]
+    #[schema(min_length = 8, max_length = 128, pattern = "^(?=[^\\x00]*[A-Z])(?=[^\\x00]*[0-9])[^\\x00]*$")]
     password: String,
-    #[schema(max_length = 255)]
+    #[schema(max_length = 255, pattern = "^[^\\x00]*$")]
     full_name: Option<String>,
 }
 
@@ -37,7 +37,7 @@ pub struct UserCreate {
 #[allow(dead_code)]
 pub struct UserUpdateMe {
     /// Absent: unchanged; null: cleared
-    #[schema(max_length = 255)]
+    #[schema(max_length = 255, pattern = "^[^\\x00]*$")]
     full_name: Option<String>,
 }
 
