@@ -36,11 +36,11 @@ pub struct AdminUserCreate {
     #[schema(max_length = 255, pattern = "^[^\\x00]*$")]
     full_name: Option<String>,
     /// Default user
-        role: Option<views::Role>,
+    role: Option<views::Role>,
     /// Default true
-        is_active: Option<bool>,
+    is_active: Option<bool>,
     /// Default false
-        is_verified: Option<bool>,
+    is_verified: Option<bool>,
 }
 
 /// The changes (read by [`update_user`]): only the fields present change.
@@ -52,9 +52,9 @@ pub struct AdminUserUpdate {
     /// Absent: unchanged; null: cleared
     #[schema(max_length = 255, pattern = "^[^\\x00]*$")]
     full_name: Option<String>,
-        role: Option<views::Role>,
-        is_active: Option<bool>,
-        is_verified: Option<bool>,
+    role: Option<views::Role>,
+    is_active: Option<bool>,
+    is_verified: Option<bool>,
     /// A new password; absent or null: unchanged
     #[schema(min_length = 8, max_length = 128, pattern = "^[^\\x00]*$")]
     password: Option<String>,

@@ -73,7 +73,6 @@ pub struct ChangePasswordRequest {
     new_password: String,
 }
 
-
 /// Token responses must not be cached (RFC 6749 §5.1).
 fn no_store(mut r: Response) -> Response {
     r.headers_mut()

@@ -168,8 +168,16 @@ pub(crate) async fn oauth_metadata(State(rotor): State<Arc<Rotor>>) -> Json<Valu
         jwks_uri: format!("{base}/.well-known/jwks.json"),
         grant_types_supported: vec!["password", "refresh_token"],
         response_types_supported: vec![],
-        token_endpoint_auth_methods_supported: vec!["none", "client_secret_basic", "client_secret_post"],
-        revocation_endpoint_auth_methods_supported: vec!["none", "client_secret_basic", "client_secret_post"],
+        token_endpoint_auth_methods_supported: vec![
+            "none",
+            "client_secret_basic",
+            "client_secret_post",
+        ],
+        revocation_endpoint_auth_methods_supported: vec![
+            "none",
+            "client_secret_basic",
+            "client_secret_post",
+        ],
         introspection_endpoint_auth_methods_supported: vec!["client_secret_basic", "bearer"],
         id_token_signing_alg_values_supported: vec![],
         token_endpoint_auth_signing_alg_values_supported: vec![rotor.tokens().algorithm().as_str()],

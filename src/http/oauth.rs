@@ -98,7 +98,6 @@ pub struct OAuthTokenForm {
     token_type_hint: Option<String>,
 }
 
-
 /// A form parameter. RFC 6749 §3.1, §3.2: "Parameters sent without a value MUST be
 /// treated as if they were omitted from the request."
 fn param(input: &mut Input, name: &str, max: usize) -> Option<String> {
@@ -305,14 +304,22 @@ pub(crate) async fn token(
             ("Cache-Control" = String, description = "`no-store`: token responses are never cached"))),
         (status = 400, description = "invalid_request: missing token", body = OAuthError),
     ))]
-pub(crate) async fn revoke(State(rotor): State<Arc<Rotor>>, Client(ctx): Client, body: Body) -> Response {
+pub(crate) async fn revoke(
+    State(rotor): State<Arc<Rotor>>,
+    Client(ctx): Client,
+    body: Body,
+) -> Response {
     let mut input = body.form();
     let token = param(&mut input, "token", 8192);
     if has_nul(&input) {
         return malformed();
     }
     let Some(token) = token else {
-        return oauth_error(StatusCode::BAD_REQUEST, Code::InvalidRequest, "Missing token");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            Code::InvalidRequest,
+            "Missing token",
+        );
     };
     match rotor.revoke_any(&token, &ctx).await {
         Ok(()) => {
@@ -358,7 +365,11 @@ async fn introspection_allowed(rotor: &Rotor, headers: &HeaderMap) -> bool {
         (status = 401, description = "invalid_client: neither an admin bearer token nor the introspection secret",
             body = OAuthError, headers(("WWW-Authenticate" = String, description = "The accepted authentication schemes"))),
     ))]
-pub(crate) async fn introspect(State(rotor): State<Arc<Rotor>>, headers: HeaderMap, body: Body) -> Response {
+pub(crate) async fn introspect(
+    State(rotor): State<Arc<Rotor>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     if !introspection_allowed(&rotor, &headers).await {
         let mut r = oauth_error(
             StatusCode::UNAUTHORIZED,
@@ -377,7 +388,11 @@ pub(crate) async fn introspect(State(rotor): State<Arc<Rotor>>, headers: HeaderM
         return malformed();
     }
     let Some(token) = token else {
-        return oauth_error(StatusCode::BAD_REQUEST, Code::InvalidRequest, "Missing token");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            Code::InvalidRequest,
+            "Missing token",
+        );
     };
     match rotor.introspect(&token).await {
         Ok(found) => {

@@ -175,9 +175,15 @@ pub fn document(version: &str, max_page_size: u32) -> Value {
 fn cap_page_size(paths: &mut utoipa::openapi::path::Paths, max: u32) {
     use utoipa::openapi::{path::ParameterIn, schema::Schema};
     let operations = paths.paths.values_mut().flat_map(|item| {
-        [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete]
-            .into_iter()
-            .flatten()
+        [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ]
+        .into_iter()
+        .flatten()
     });
     for op in operations {
         for p in op.parameters.iter_mut().flatten() {
@@ -586,7 +592,10 @@ mod tests {
         let doc = document("0.0.0", 100);
         for (method, path, _) in limited {
             let op = &doc["paths"][&path][method.to_ascii_lowercase()];
-            assert!(op["responses"]["429"].is_object(), "{method} {path}: no 429");
+            assert!(
+                op["responses"]["429"].is_object(),
+                "{method} {path}: no 429"
+            );
         }
     }
 

@@ -165,9 +165,7 @@ static BUCKETS: LazyLock<HashMap<(Method, String), &'static str>> = LazyLock::ne
 /// The `RATE_LIMIT_AUTH` bucket of a request to the route `route` (its matched path),
 /// or `None` when it is not limited under it.
 pub(crate) fn bucket(route: Option<&str>, method: &Method) -> Option<&'static str> {
-    BUCKETS
-        .get(&(method.clone(), route?.to_owned()))
-        .copied()
+    BUCKETS.get(&(method.clone(), route?.to_owned())).copied()
 }
 
 /// `(method, path template, scope, bucket)` of every route, for tests and tools.

@@ -26,7 +26,11 @@ pub struct UserCreate {
     #[schema(format = Email, pattern = "^[^\\x00]*$")]
     email: String,
     /// At least one uppercase letter and one digit
-    #[schema(min_length = 8, max_length = 128, pattern = "^(?=[^\\x00]*[A-Z])(?=[^\\x00]*[0-9])[^\\x00]*$")]
+    #[schema(
+        min_length = 8,
+        max_length = 128,
+        pattern = "^(?=[^\\x00]*[A-Z])(?=[^\\x00]*[0-9])[^\\x00]*$"
+    )]
     password: String,
     #[schema(max_length = 255, pattern = "^[^\\x00]*$")]
     full_name: Option<String>,

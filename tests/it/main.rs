@@ -28,10 +28,10 @@ mod ops;
 mod original;
 /// Several server processes on one PostgreSQL; SIGKILL at random points.
 mod resilience;
-/// Forged tokens, brute force, oversized and slow requests, login floods.
-mod security;
 /// The OpenAPI document checked by Schemathesis against the live server.
 mod schema;
+/// Forged tokens, brute force, oversized and slow requests, login floods.
+mod security;
 /// Device sessions, the grace window, absolute lifetime, the security log.
 mod sessions;
 /// Slow request bodies and connection caps, against the real binary.

@@ -25,11 +25,7 @@ async fn schemathesis_finds_the_openapi_document_exact() {
         "this test needs Schemathesis (`st`): {INSTALL_HINT}"
     );
 
-    let app = TestApp::spawn_with(
-        Backend::Sqlite,
-        &[("RATE_LIMIT_AUTH", "off")],
-    )
-    .await;
+    let app = TestApp::spawn_with(Backend::Sqlite, &[("RATE_LIMIT_AUTH", "off")]).await;
     let (_, user_token, _) = app.user_session().await;
     let (_, admin_token) = app.admin_session().await;
     let schema = app.url("/openapi.json");
