@@ -6,16 +6,17 @@ use std::sync::Arc;
 use axum::{
     extract::{Path, RawQuery, State},
     http::StatusCode,
-    routing::get,
-    Json, Router,
+    Json,
 };
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 use super::{
-    auth::pagination,
+    auth::{pagination, EventKind, Pagination},
     extract::{Admin, Body, Client},
+    openapi::{Forbidden, Invalid, NotAuthenticated, RateLimited, UserNotFound},
     validate::{path_uuid, Input},
-    views, AppState,
+    views::{self, ServiceError},
 };
 use crate::{
     error::Result,
@@ -24,17 +25,69 @@ use crate::{
     Rotor,
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/admin/users", get(list_users).post(create_user))
-        .route(
-            "/v1/admin/users/{id}",
-            get(get_user).patch(update_user).delete(delete_user),
-        )
-        .route("/v1/admin/events", get(list_events))
+/// The new account (read by [`create_user`]).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct AdminUserCreate {
+    #[schema(format = Email, pattern = "^[^\\x00]*$")]
+    email: String,
+    #[schema(min_length = 8, max_length = 128, pattern = "^[^\\x00]*$")]
+    password: String,
+    #[schema(max_length = 255, pattern = "^[^\\x00]*$")]
+    full_name: Option<String>,
+    /// Default user
+    role: Option<views::Role>,
+    /// Default true
+    is_active: Option<bool>,
+    /// Default false
+    is_verified: Option<bool>,
 }
 
-async fn list_users(
+/// The changes (read by [`update_user`]): only the fields present change.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct AdminUserUpdate {
+    #[schema(format = Email, pattern = "^[^\\x00]*$")]
+    email: Option<String>,
+    /// Absent: unchanged; null: cleared
+    #[schema(max_length = 255, pattern = "^[^\\x00]*$")]
+    full_name: Option<String>,
+    role: Option<views::Role>,
+    is_active: Option<bool>,
+    is_verified: Option<bool>,
+    /// A new password; absent or null: unchanged
+    #[schema(min_length = 8, max_length = 128, pattern = "^[^\\x00]*$")]
+    password: Option<String>,
+}
+
+/// The user of an admin route.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct UserId {
+    /// User id (422 when not a UUID)
+    id: uuid::Uuid,
+}
+
+/// The `user_id` filter of the security log.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct EventUser {
+    /// Only events about this user
+    #[param(nullable = false)]
+    user_id: Option<uuid::Uuid>,
+}
+
+/// List users
+#[utoipa::path(get, path = "/v1/admin/users", tag = "admin", operation_id = "adminListUsers", security(("bearer" = [])), params(Pagination),
+    responses(
+        (status = 200, description = "A page of users, oldest first", body = views::UserPage),
+        (status = 401, response = NotAuthenticated),
+        (status = 403, response = Forbidden),
+        (status = 422, response = Invalid),
+    ))]
+pub(crate) async fn list_users(
     State(rotor): State<Arc<Rotor>>,
     Admin(_): Admin,
     RawQuery(q): RawQuery,
@@ -43,15 +96,25 @@ async fn list_users(
     let (page, size) = pagination(&rotor, &mut input);
     input.finish()?;
     let (users, total) = rotor.list_users(page, size).await?;
-    Ok(Json(views::page(
-        users.iter().map(views::user).collect(),
+    Ok(views::body(&views::UserPage {
+        items: users.iter().map(views::user).collect(),
         total,
         page,
         size,
-    )))
+    }))
 }
 
-async fn create_user(
+/// Create a user
+#[utoipa::path(post, path = "/v1/admin/users", tag = "admin", operation_id = "adminCreateUser", security(("bearer" = [])), request_body = AdminUserCreate,
+    responses(
+        (status = 201, description = "Created", body = views::User),
+        (status = 401, response = NotAuthenticated),
+        (status = 403, response = Forbidden),
+        (status = 409, description = "EmailAlreadyExists", body = ServiceError),
+        (status = 422, response = Invalid),
+        (status = 429, response = RateLimited),
+    ))]
+pub(crate) async fn create_user(
     State(rotor): State<Arc<Rotor>>,
     Client(ctx): Client,
     Admin(admin): Admin,
@@ -77,19 +140,41 @@ async fn create_user(
         is_verified: is_verified.unwrap_or(false),
     };
     let user = rotor.create_account(spec, Some(&admin), &ctx).await?;
-    Ok((StatusCode::CREATED, Json(views::user(&user))))
+    Ok((StatusCode::CREATED, views::body(&views::user(&user))))
 }
 
-async fn get_user(
+/// A user
+#[utoipa::path(get, path = "/v1/admin/users/{id}", tag = "admin", operation_id = "adminGetUser", security(("bearer" = [])), params(UserId),
+    responses(
+        (status = 200, description = "The user", body = views::User),
+        (status = 401, response = NotAuthenticated),
+        (status = 403, response = Forbidden),
+        (status = 404, response = UserNotFound),
+        (status = 422, response = Invalid),
+    ))]
+pub(crate) async fn get_user(
     State(rotor): State<Arc<Rotor>>,
     Admin(_): Admin,
     Path(id): Path<String>,
 ) -> Result<Json<Value>> {
     let id = path_uuid("id", &id)?;
-    Ok(Json(views::user(&rotor.get_user(id).await?)))
+    Ok(views::body(&views::user(&rotor.get_user(id).await?)))
 }
 
-async fn update_user(
+/// Edit a user
+///
+/// Only the fields present change. Setting a password or deactivating the user ends all
+/// of the user's sessions and their access tokens.
+#[utoipa::path(patch, path = "/v1/admin/users/{id}", tag = "admin", operation_id = "adminUpdateUser", security(("bearer" = [])), params(UserId), request_body = AdminUserUpdate,
+    responses(
+        (status = 200, description = "Updated", body = views::User),
+        (status = 401, response = NotAuthenticated),
+        (status = 403, response = Forbidden),
+        (status = 404, response = UserNotFound),
+        (status = 409, description = "EmailAlreadyExists: the new email is taken", body = ServiceError),
+        (status = 422, response = Invalid),
+    ))]
+pub(crate) async fn update_user(
     State(rotor): State<Arc<Rotor>>,
     Client(ctx): Client,
     Admin(admin): Admin,
@@ -116,10 +201,21 @@ async fn update_user(
     let user = rotor
         .update_account(id, changes, Some(&admin), &ctx)
         .await?;
-    Ok(Json(views::user(&user)))
+    Ok(views::body(&views::user(&user)))
 }
 
-async fn delete_user(
+/// Delete a user
+///
+/// Deletes the user and, with them, every session.
+#[utoipa::path(delete, path = "/v1/admin/users/{id}", tag = "admin", operation_id = "adminDeleteUser", security(("bearer" = [])), params(UserId),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, response = NotAuthenticated),
+        (status = 403, response = Forbidden),
+        (status = 404, response = UserNotFound),
+        (status = 422, response = Invalid),
+    ))]
+pub(crate) async fn delete_user(
     State(rotor): State<Arc<Rotor>>,
     Client(ctx): Client,
     Admin(admin): Admin,
@@ -130,7 +226,15 @@ async fn delete_user(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn list_events(
+/// The security log
+#[utoipa::path(get, path = "/v1/admin/events", tag = "admin", operation_id = "adminListEvents", security(("bearer" = [])), params(Pagination, EventUser, EventKind),
+    responses(
+        (status = 200, description = "A page of events, newest first", body = views::EventPage),
+        (status = 401, response = NotAuthenticated),
+        (status = 403, response = Forbidden),
+        (status = 422, response = Invalid),
+    ))]
+pub(crate) async fn list_events(
     State(rotor): State<Arc<Rotor>>,
     Admin(_): Admin,
     RawQuery(q): RawQuery,
@@ -143,10 +247,10 @@ async fn list_events(
     };
     input.finish()?;
     let (items, total) = rotor.list_events(&filter, page, size).await?;
-    Ok(Json(views::page(
-        items.iter().map(views::event).collect(),
+    Ok(views::body(&views::EventPage {
+        items: items.iter().map(views::event).collect(),
         total,
         page,
         size,
-    )))
+    }))
 }

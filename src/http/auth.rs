@@ -7,16 +7,17 @@ use axum::{
     extract::{Path, RawQuery, State},
     http::{header, HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
-    routing::{delete, get, post},
-    Json, Router,
+    Json,
 };
-use serde_json::json;
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 use super::{
     cookies,
     extract::{Auth, Body, Client},
+    openapi::{Invalid, NotAuthenticated, RateLimited},
     validate::{path_uuid, Input},
-    views, AppState,
+    views::{self, BearerType, ServiceError},
 };
 use crate::{
     error::{Error, Result},
@@ -25,26 +26,51 @@ use crate::{
     Rotor,
 };
 
-/// Routes that take credentials and are rate limited per client IP.
-pub fn limited_router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/auth/login", post(login))
-        .route("/v1/auth/refresh", post(refresh))
-        .route("/v1/auth/login-mobile", post(login_mobile))
-        .route("/v1/auth/refresh-mobile", post(refresh_mobile))
-        // It checks a password: charged to the same bucket as login.
-        .route("/v1/auth/change-password", post(change_password))
+/// The login form of `/v1/auth/login` and `/v1/auth/login-mobile` (read by
+/// [`login_form`]).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct LoginForm {
+    /// The email address
+    #[schema(min_length = 1, max_length = 320, pattern = "^[^\\x00]*$")]
+    username: String,
+    #[schema(min_length = 1, max_length = 1024, pattern = "^[^\\x00]*$")]
+    password: String,
+    /// Overrides X-Device-Id
+    #[schema(max_length = 255, pattern = "^[^\\x00]*$")]
+    device_id: Option<String>,
+    /// Overrides X-Device-Name
+    #[schema(max_length = 100, pattern = "^[^\\x00]*$")]
+    device_name: Option<String>,
 }
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/auth/logout", post(logout))
-        .route("/v1/auth/logout-all", post(logout_all))
-        .route("/v1/auth/logout-others", post(logout_others))
-        .route("/v1/auth/me", get(me))
-        .route("/v1/auth/sessions", get(list_sessions))
-        .route("/v1/auth/sessions/{id}", delete(revoke_session))
-        .route("/v1/auth/events", get(my_events))
+/// The session's device, when the form does not name it.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct DeviceHeaders {
+    /// Session device id (the form field wins)
+    #[param(rename = "X-Device-Id", max_length = 255, nullable = false)]
+    device_id: Option<String>,
+    /// Session device name (the form field wins)
+    #[param(rename = "X-Device-Name", max_length = 100, nullable = false)]
+    device_name: Option<String>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct RefreshMobileRequest {
+    #[schema(min_length = 1, pattern = "^[^\\x00]*$")]
+    refresh_token: String,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ChangePasswordRequest {
+    #[schema(min_length = 1, max_length = 1024, pattern = "^[^\\x00]*$")]
+    current_password: String,
+    #[schema(min_length = 8, max_length = 128, pattern = "^[^\\x00]*$")]
+    new_password: String,
 }
 
 /// Token responses must not be cached (RFC 6749 §5.1).
@@ -82,7 +108,22 @@ async fn do_login(rotor: &Rotor, body: &Body, mut ctx: ClientContext) -> Result<
     rotor.login(&username, &password, &ctx).await
 }
 
-async fn login(
+/// Log in (browser)
+///
+/// Starts a session. The refresh token is set as an HttpOnly cookie; device_id/device_name
+/// (form fields, else X-Device-Id/X-Device-Name) label the session.
+#[utoipa::path(post, path = "/v1/auth/login", tag = "auth", operation_id = "login", security(()), params(DeviceHeaders),
+    request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Logged in", body = views::LoginResponse, headers(
+            ("Cache-Control" = String, description = "`no-store`: token responses are never cached"),
+            ("Set-Cookie" = String, description = "`refresh_token=<token>; HttpOnly; SameSite=Strict; Path=/; Max-Age=<refresh \
+    lifetime>`, Secure unless ENVIRONMENT=development; the path is REFRESH_COOKIE_PATH"))),
+        (status = 401, description = "InvalidCredentials: unknown email, wrong password and inactive account alike", body = ServiceError),
+        (status = 422, response = Invalid),
+        (status = 429, response = RateLimited),
+    ))]
+pub(crate) async fn login(
     State(rotor): State<Arc<Rotor>>,
     Client(ctx): Client,
     body: Body,
@@ -93,33 +134,61 @@ async fn login(
         out.refresh.raw.as_str(),
         out.refresh.max_age,
     );
-    let r = Json(json!({
-        "access_token": out.access_token,
-        "token_type": "bearer",
-        "user": views::user(&out.user),
-    }))
+    let r = views::body(&views::LoginResponse {
+        access_token: out.access_token,
+        token_type: BearerType::Bearer,
+        user: views::user(&out.user),
+    })
     .into_response();
     Ok(no_store(with_cookie(r, cookie)))
 }
 
-async fn login_mobile(
+/// Log in (mobile)
+///
+/// As login, but the refresh token is returned in the body instead of a cookie.
+#[utoipa::path(post, path = "/v1/auth/login-mobile", tag = "auth", operation_id = "loginMobile", security(()), params(DeviceHeaders),
+    request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Logged in", body = views::MobileLoginResponse, headers(
+            ("Cache-Control" = String, description = "`no-store`: token responses are never cached"))),
+        (status = 401, description = "InvalidCredentials: unknown email, wrong password and inactive account alike", body = ServiceError),
+        (status = 422, response = Invalid),
+        (status = 429, response = RateLimited),
+    ))]
+pub(crate) async fn login_mobile(
     State(rotor): State<Arc<Rotor>>,
     Client(ctx): Client,
     body: Body,
 ) -> Result<Response> {
     let out = do_login(&rotor, &body, ctx).await?;
     Ok(no_store(
-        Json(json!({
-            "access_token": out.access_token,
-            "refresh_token": out.refresh.raw.as_str(),
-            "token_type": "bearer",
-            "user": views::user(&out.user),
-        }))
+        views::body(&views::MobileLoginResponse {
+            access_token: out.access_token,
+            refresh_token: out.refresh.raw.as_str().to_owned(),
+            token_type: BearerType::Bearer,
+            user: views::user(&out.user),
+        })
         .into_response(),
     ))
 }
 
-async fn refresh(
+/// Rotate the refresh cookie
+///
+/// Exchanges the refresh cookie for a new access token and a new cookie. Re-presenting
+/// the token that was just rotated, within REFRESH_REUSE_GRACE_SECONDS, returns the same
+/// successor. Any Authorization header is ignored.
+#[utoipa::path(post, path = "/v1/auth/refresh", tag = "auth", operation_id = "refresh", security(("refreshCookie" = [])),
+    responses(
+        (status = 200, description = "Rotated", body = views::TokenResponse, headers(
+            ("Cache-Control" = String, description = "`no-store`: token responses are never cached"),
+            ("Set-Cookie" = String, description = "`refresh_token=<token>; HttpOnly; SameSite=Strict; Path=/; Max-Age=<refresh \
+    lifetime>`, Secure unless ENVIRONMENT=development; the path is REFRESH_COOKIE_PATH"))),
+        (status = 401, description = "TokenError: cookie missing (\"Refresh token required\"), unknown or expired \
+    token; TokenRevokedError: a rotated token presented again outside the grace window (the whole session is \
+    revoked); InactiveUser", body = ServiceError),
+        (status = 429, response = RateLimited),
+    ))]
+pub(crate) async fn refresh(
     State(rotor): State<Arc<Rotor>>,
     Client(ctx): Client,
     headers: HeaderMap,
@@ -131,12 +200,29 @@ async fn refresh(
         out.refresh.raw.as_str(),
         out.refresh.max_age,
     );
-    let r =
-        Json(json!({ "access_token": out.access_token, "token_type": "bearer" })).into_response();
+    let r = views::body(&views::TokenResponse {
+        access_token: out.access_token,
+        token_type: BearerType::Bearer,
+    })
+    .into_response();
     Ok(no_store(with_cookie(r, cookie)))
 }
 
-async fn refresh_mobile(
+/// Rotate a refresh token (mobile)
+///
+/// As refresh, with the token in a JSON body and the successor in the response.
+#[utoipa::path(post, path = "/v1/auth/refresh-mobile", tag = "auth", operation_id = "refreshMobile", security(()),
+    request_body = RefreshMobileRequest,
+    responses(
+        (status = 200, description = "Rotated", body = views::MobileTokenResponse, headers(
+            ("Cache-Control" = String, description = "`no-store`: token responses are never cached"))),
+        (status = 401, description = "TokenError: cookie missing (\"Refresh token required\"), unknown or expired \
+    token; TokenRevokedError: a rotated token presented again outside the grace window (the whole session is \
+    revoked); InactiveUser", body = ServiceError),
+        (status = 422, response = Invalid),
+        (status = 429, response = RateLimited),
+    ))]
+pub(crate) async fn refresh_mobile(
     State(rotor): State<Arc<Rotor>>,
     Client(ctx): Client,
     body: Body,
@@ -146,16 +232,25 @@ async fn refresh_mobile(
     input.finish()?;
     let out = rotor.refresh(&presented.unwrap_or_default(), &ctx).await?;
     Ok(no_store(
-        Json(json!({
-            "access_token": out.access_token,
-            "refresh_token": out.refresh.raw.as_str(),
-            "token_type": "bearer",
-        }))
+        views::body(&views::MobileTokenResponse {
+            access_token: out.access_token,
+            refresh_token: out.refresh.raw.as_str().to_owned(),
+            token_type: BearerType::Bearer,
+        })
         .into_response(),
     ))
 }
 
-async fn logout(
+/// Log out this session
+///
+/// Ends the cookie's session and clears the cookie; an unknown token is ignored
+/// (idempotent). Any Authorization header is ignored.
+#[utoipa::path(post, path = "/v1/auth/logout", tag = "auth", operation_id = "logout", security(("refreshCookie" = [])),
+    responses(
+        (status = 204, description = "Logged out", headers(("Set-Cookie" = String, description = "`refresh_token=; Max-Age=0` with the same path: clears the cookie"))),
+        (status = 401, description = "TokenError: cookie missing (\"Refresh token required\")", body = ServiceError),
+    ))]
+pub(crate) async fn logout(
     State(rotor): State<Arc<Rotor>>,
     Client(ctx): Client,
     headers: HeaderMap,
@@ -168,30 +263,69 @@ async fn logout(
     ))
 }
 
-async fn logout_all(
+/// Log out everywhere
+///
+/// Revokes every session of the caller, including this one, and clears the cookie.
+#[utoipa::path(post, path = "/v1/auth/logout-all", tag = "auth", operation_id = "logoutAll", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Sessions revoked", body = views::RevokedSessions, headers(
+            ("Set-Cookie" = String, description = "`refresh_token=; Max-Age=0` with the same path: clears the cookie"))),
+        (status = 401, response = NotAuthenticated),
+    ))]
+pub(crate) async fn logout_all(
     State(rotor): State<Arc<Rotor>>,
     Client(ctx): Client,
     Auth(me): Auth,
 ) -> Result<Response> {
     let n = rotor.logout_all(&me, &ctx).await?;
-    let r = Json(json!({ "revoked_sessions": n })).into_response();
+    let r = views::body(&views::RevokedSessions {
+        revoked_sessions: n,
+    })
+    .into_response();
     Ok(with_cookie(r, cookies::clear(rotor.settings())))
 }
 
-async fn logout_others(
+/// Log out every other session
+#[utoipa::path(post, path = "/v1/auth/logout-others", tag = "sessions", operation_id = "logoutOthers", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Sessions revoked", body = views::RevokedSessions),
+        (status = 401, response = NotAuthenticated),
+    ))]
+pub(crate) async fn logout_others(
     State(rotor): State<Arc<Rotor>>,
     Client(ctx): Client,
     Auth(me): Auth,
-) -> Result<Json<serde_json::Value>> {
+) -> Result<Json<Value>> {
     let n = rotor.logout_others(&me, &ctx).await?;
-    Ok(Json(json!({ "revoked_sessions": n })))
+    Ok(views::body(&views::RevokedSessions {
+        revoked_sessions: n,
+    }))
 }
 
-async fn me(Auth(me): Auth) -> Json<serde_json::Value> {
-    Json(views::user(&me.user))
+/// The current user
+#[utoipa::path(get, path = "/v1/auth/me", tag = "auth", operation_id = "getAuthMe", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller", body = views::User),
+        (status = 401, response = NotAuthenticated),
+    ))]
+pub(crate) async fn me(Auth(me): Auth) -> Json<Value> {
+    views::body(&views::user(&me.user))
 }
 
-async fn change_password(
+/// Change the password
+///
+/// Ends the caller's other sessions and invalidates every access token, the caller's
+/// included: the caller's session stays, so refresh for a new one.
+#[utoipa::path(post, path = "/v1/auth/change-password", tag = "auth", operation_id = "changePassword", security(("bearer" = [])),
+    request_body = ChangePasswordRequest,
+    responses(
+        (status = 204, description = "Password changed"),
+        (status = 401, description = "Not authenticated, or InvalidCredentials: wrong current password",
+            body = ServiceError),
+        (status = 422, response = Invalid),
+        (status = 429, response = RateLimited),
+    ))]
+pub(crate) async fn change_password(
     State(rotor): State<Arc<Rotor>>,
     Client(ctx): Client,
     Auth(me): Auth,
@@ -208,19 +342,37 @@ async fn change_password(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn list_sessions(
+/// The caller's live sessions
+///
+/// Newest use first; `current` marks the session of the calling access token.
+#[utoipa::path(get, path = "/v1/auth/sessions", tag = "sessions", operation_id = "listSessions", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Sessions", body = views::SessionList),
+        (status = 401, response = NotAuthenticated),
+    ))]
+pub(crate) async fn list_sessions(
     State(rotor): State<Arc<Rotor>>,
     Auth(me): Auth,
-) -> Result<Json<serde_json::Value>> {
+) -> Result<Json<Value>> {
     let sessions = rotor.list_sessions(&me).await?;
-    let items: Vec<_> = sessions
+    let sessions = sessions
         .iter()
         .map(|s| views::session(s, me.session_id))
         .collect();
-    Ok(Json(json!({ "sessions": items })))
+    Ok(views::body(&views::SessionList { sessions }))
 }
 
-async fn revoke_session(
+/// End one of the caller's sessions
+///
+/// Its refresh token stops working at once and its access tokens are rejected.
+#[utoipa::path(delete, path = "/v1/auth/sessions/{id}", tag = "sessions", operation_id = "revokeSession", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "Session id, from GET /v1/auth/sessions")),
+    responses(
+        (status = 204, description = "Session revoked"),
+        (status = 401, response = NotAuthenticated),
+        (status = 404, description = "SessionNotFound: no such session of the caller's", body = ServiceError),
+    ))]
+pub(crate) async fn revoke_session(
     State(rotor): State<Arc<Rotor>>,
     Client(ctx): Client,
     Auth(me): Auth,
@@ -230,6 +382,29 @@ async fn revoke_session(
     let id = path_uuid("id", &id).map_err(|_| Error::SessionNotFound)?;
     rotor.revoke_session(&me, id, &ctx).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `page` and `size` query parameters (read by [`pagination`]).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct Pagination {
+    /// 1-based page number
+    #[param(minimum = 1, maximum = 1_000_000, default = 1, nullable = false)]
+    page: Option<i64>,
+    /// Items per page: PAGINATION_DEFAULT_SIZE when absent, at most PAGINATION_MAX_SIZE
+    #[param(minimum = 1, nullable = false)]
+    size: Option<i64>,
+}
+
+/// The `kind` filter of the security log.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct EventKind {
+    /// Only events of this kind
+    #[param(max_length = 64, nullable = false, pattern = "^[^\\x00]*$")]
+    kind: Option<String>,
 }
 
 /// Reads `page` and `size` query parameters (1-based page; size capped by settings).
@@ -245,11 +420,19 @@ pub(crate) fn pagination(rotor: &Rotor, input: &mut Input) -> (u32, u32) {
     (page as u32, size as u32)
 }
 
-async fn my_events(
+/// The caller's security log
+#[utoipa::path(get, path = "/v1/auth/events", tag = "sessions", operation_id = "listMyEvents", security(("bearer" = [])),
+    params(Pagination, EventKind),
+    responses(
+        (status = 200, description = "A page of events, newest first", body = views::EventPage),
+        (status = 401, response = NotAuthenticated),
+        (status = 422, response = Invalid),
+    ))]
+pub(crate) async fn my_events(
     State(rotor): State<Arc<Rotor>>,
     Auth(me): Auth,
     RawQuery(q): RawQuery,
-) -> Result<Json<serde_json::Value>> {
+) -> Result<Json<Value>> {
     let mut input = Input::query(q.as_deref());
     let (page, size) = pagination(&rotor, &mut input);
     let kind = input.optional_string("kind", 64);
@@ -259,10 +442,10 @@ async fn my_events(
         kind,
     };
     let (items, total) = rotor.list_events(&filter, page, size).await?;
-    Ok(Json(views::page(
-        items.iter().map(views::event).collect(),
+    Ok(views::body(&views::EventPage {
+        items: items.iter().map(views::event).collect(),
         total,
         page,
         size,
-    )))
+    }))
 }

@@ -7,61 +7,44 @@ use axum::{
     extract::State,
     http::{header, HeaderValue, StatusCode},
     response::{Html, IntoResponse, Response},
-    routing::get,
-    Json, Router,
+    Json,
 };
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use super::{openapi, AppState};
+use super::{
+    openapi,
+    views::{self, DatabaseStatus, Environment, HealthStatus, Healthy, ServiceName},
+    AppState,
+};
 use crate::Rotor;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-pub fn router(with_metrics: bool) -> Router<AppState> {
-    let r = Router::new()
-        .route("/", get(root))
-        .route("/health", get(health))
-        .route("/health/detailed", get(health_detailed))
-        .route("/ready", get(ready))
-        .route("/openapi.json", get(openapi_json))
-        .route("/docs", get(docs));
-    if with_metrics {
-        r.merge(metrics_router())
-    } else {
-        r
-    }
+fn environment(rotor: &Rotor) -> Environment {
+    Environment::of(&rotor.settings().environment)
 }
 
-/// The JWKS document and the OAuth server metadata: part of rotor's API proper, so
-/// [`super::routes`] (what an embedding application merges) serves them too.
-pub fn well_known_router() -> Router<AppState> {
-    Router::new()
-        .route("/.well-known/jwks.json", get(jwks))
-        .route(
-            "/.well-known/oauth-authorization-server",
-            get(oauth_metadata),
-        )
+/// Service name and version
+#[utoipa::path(get, path = "/", tag = "meta", operation_id = "root", security(()),
+    responses((status = 200, description = "About this service", body = views::Root)))]
+pub(crate) async fn root(State(rotor): State<Arc<Rotor>>) -> Json<Value> {
+    views::body(&views::Root {
+        name: ServiceName::Rotor,
+        version: VERSION,
+        environment: environment(&rotor),
+        docs_url: "/docs",
+    })
 }
 
-pub fn metrics_router() -> Router<AppState> {
-    Router::new().route("/metrics", get(metrics))
-}
-
-async fn root(State(rotor): State<Arc<Rotor>>) -> Json<Value> {
-    Json(json!({
-        "name": "rotor",
-        "version": VERSION,
-        "environment": rotor.settings().environment.as_str(),
-        "docs_url": "/docs",
-    }))
-}
-
-async fn health(State(rotor): State<Arc<Rotor>>) -> Json<Value> {
-    Json(json!({
-        "status": "healthy",
-        "environment": rotor.settings().environment.as_str(),
-        "version": VERSION,
-    }))
+/// Liveness
+#[utoipa::path(get, path = "/health", tag = "health", operation_id = "health", security(()),
+    responses((status = 200, description = "Alive", body = views::Health)))]
+pub(crate) async fn health(State(rotor): State<Arc<Rotor>>) -> Json<Value> {
+    views::body(&views::Health {
+        status: Healthy::Healthy,
+        environment: environment(&rotor),
+        version: VERSION,
+    })
 }
 
 async fn database_ok(rotor: &Rotor) -> bool {
@@ -71,38 +54,73 @@ async fn database_ok(rotor: &Rotor) -> bool {
     )
 }
 
-async fn health_detailed(State(rotor): State<Arc<Rotor>>) -> Json<Value> {
+/// Health with the database's state
+#[utoipa::path(get, path = "/health/detailed", tag = "health", operation_id = "healthDetailed", security(()),
+    responses((status = 200, description = "status is degraded when the database does not answer",
+        body = views::DetailedHealth)))]
+pub(crate) async fn health_detailed(State(rotor): State<Arc<Rotor>>) -> Json<Value> {
     let db_ok = database_ok(&rotor).await;
-    Json(json!({
-        "status": if db_ok { "healthy" } else { "degraded" },
-        "environment": rotor.settings().environment.as_str(),
-        "version": VERSION,
-        "database": if db_ok { "healthy" } else { "unhealthy" },
-        "database_backend": rotor.store().backend(),
-    }))
+    views::body(&views::DetailedHealth {
+        status: if db_ok {
+            HealthStatus::Healthy
+        } else {
+            HealthStatus::Degraded
+        },
+        environment: environment(&rotor),
+        version: VERSION,
+        database: if db_ok {
+            DatabaseStatus::Healthy
+        } else {
+            DatabaseStatus::Unhealthy
+        },
+        database_backend: rotor.store().backend(),
+    })
 }
 
+/// Readiness, for load balancers
+///
 /// 200 when this process can serve traffic; 503 while starting, shutting down, or
 /// when the database does not answer — for load balancer health checks.
-async fn ready(State(state): State<AppState>) -> Response {
+#[utoipa::path(get, path = "/ready", tag = "health", operation_id = "ready", security(()),
+    responses(
+        (status = 200, description = "Ready to serve", body = views::Readiness),
+        (status = 503, description = "Starting, shutting down, or the database does not answer",
+            body = views::Readiness),
+    ))]
+pub(crate) async fn ready(State(state): State<AppState>) -> Response {
     let up = state.ready.load(Ordering::Relaxed) && database_ok(&state.rotor).await;
     let status = if up {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, Json(json!({ "ready": up }))).into_response()
+    (status, views::body(&views::Readiness { ready: up })).into_response()
 }
 
-async fn openapi_json() -> Json<Value> {
-    Json(openapi::document(VERSION))
+/// This OpenAPI document
+#[utoipa::path(get, path = "/openapi.json", tag = "meta", operation_id = "openapi", security(()),
+    responses((status = 200, description = "OpenAPI 3.1", body = Object)))]
+pub(crate) async fn openapi_json(State(rotor): State<Arc<Rotor>>) -> Json<Value> {
+    Json(openapi::document(
+        VERSION,
+        rotor.settings().pagination_max_size,
+    ))
 }
 
-async fn docs() -> Html<&'static str> {
+/// API reference (HTML, works offline)
+#[utoipa::path(get, path = "/docs", tag = "meta", operation_id = "docs", security(()),
+    responses((status = 200, description = "HTML page", body = String, content_type = "text/html")))]
+pub(crate) async fn docs() -> Html<&'static str> {
     Html(openapi::docs_page())
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+/// Prometheus metrics
+///
+/// Served here unless metrics are disabled or moved to METRICS_BIND.
+#[utoipa::path(get, path = "/metrics", tag = "health", operation_id = "metrics", security(()),
+    responses((status = 200, description = "Prometheus text exposition format 0.0.4", body = String,
+        content_type = "text/plain; version=0.0.4")))]
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     let body = state.metrics.render(&state.rotor);
     (
         [(
@@ -114,7 +132,13 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-async fn jwks(State(rotor): State<Arc<Rotor>>) -> Response {
+/// Public signing keys (JWKS)
+///
+/// Empty with HMAC algorithms. With EdDSA or ES256, every key that may still verify an
+/// unexpired token is listed, so keys rotate without logging anyone out.
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "oauth", operation_id = "jwks", security(()),
+    responses((status = 200, description = "The key set", body = views::Jwks)))]
+pub(crate) async fn jwks(State(rotor): State<Arc<Rotor>>) -> Response {
     let mut r = Json(rotor.tokens().jwks()).into_response();
     // Short enough that verifiers see a rotated key well before it signs anything
     // they must accept for long; keys are published on creation.
@@ -125,25 +149,38 @@ async fn jwks(State(rotor): State<Arc<Rotor>>) -> Response {
     r
 }
 
+/// Authorization server metadata (RFC 8414)
+///
 /// RFC 8414 metadata. Every URL comes from configuration (`PUBLIC_URL`, and
 /// `JWT_ISSUER` for the issuer), never from the request: a Host header is the
 /// client's to choose, and echoing it would let anyone poison a shared cache.
-async fn oauth_metadata(State(rotor): State<Arc<Rotor>>) -> Json<Value> {
+#[utoipa::path(get, path = "/.well-known/oauth-authorization-server", tag = "oauth",
+    operation_id = "oauthMetadata", security(()),
+    responses((status = 200, description = "Metadata", body = views::AuthorizationServerMetadata)))]
+pub(crate) async fn oauth_metadata(State(rotor): State<Arc<Rotor>>) -> Json<Value> {
     let s = rotor.settings();
     let base = s.public_url.as_str();
-    Json(json!({
-        "issuer": s.issuer(),
-        "token_endpoint": format!("{base}/oauth/token"),
-        "revocation_endpoint": format!("{base}/oauth/revoke"),
-        "introspection_endpoint": format!("{base}/oauth/introspect"),
-        "jwks_uri": format!("{base}/.well-known/jwks.json"),
-        "grant_types_supported": ["password", "refresh_token"],
-        "response_types_supported": [],
-        "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
-        "revocation_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "bearer"],
-        "id_token_signing_alg_values_supported": [],
-        "token_endpoint_auth_signing_alg_values_supported": [rotor.tokens().algorithm().as_str()],
-        "service_documentation": format!("{base}/docs"),
-    }))
+    views::body(&views::AuthorizationServerMetadata {
+        issuer: s.issuer().to_owned(),
+        token_endpoint: format!("{base}/oauth/token"),
+        revocation_endpoint: format!("{base}/oauth/revoke"),
+        introspection_endpoint: format!("{base}/oauth/introspect"),
+        jwks_uri: format!("{base}/.well-known/jwks.json"),
+        grant_types_supported: vec!["password", "refresh_token"],
+        response_types_supported: vec![],
+        token_endpoint_auth_methods_supported: vec![
+            "none",
+            "client_secret_basic",
+            "client_secret_post",
+        ],
+        revocation_endpoint_auth_methods_supported: vec![
+            "none",
+            "client_secret_basic",
+            "client_secret_post",
+        ],
+        introspection_endpoint_auth_methods_supported: vec!["client_secret_basic", "bearer"],
+        id_token_signing_alg_values_supported: vec![],
+        token_endpoint_auth_signing_alg_values_supported: vec![rotor.tokens().algorithm().as_str()],
+        service_documentation: format!("{base}/docs"),
+    })
 }

@@ -1,9 +1,10 @@
 //! The HTTP edge: axum routers, middleware and serving.
 //!
-//! Each feature module owns its routes ([`auth`], [`users`], [`admin`], [`oauth`],
-//! [`meta`]); [`routes`] merges them into rotor's API (what an embedding application
-//! nests), and [`app`] adds the operational routes and middleware rotor's own server
-//! uses. Handlers are thin: parse, call [`crate::Rotor`], shape the answer. Errors
+//! Each feature module owns its handlers ([`auth`], [`users`], [`admin`], [`oauth`],
+//! [`meta`]), each documented by its `#[utoipa::path]`; the route table
+//! ([`routes::table`]) declares every route once, with its rate-limit bucket.
+//! [`routes()`] serves rotor's API from it (what an embedding application nests), and
+//! [`app`] adds the service's own routes and the middleware rotor's own server uses. Handlers are thin: parse, call [`crate::Rotor`], shape the answer. Errors
 //! become responses only in [`error`].
 
 pub mod admin;
@@ -14,6 +15,7 @@ pub mod extract;
 pub mod meta;
 pub mod oauth;
 pub mod openapi;
+pub mod routes;
 pub mod server;
 pub mod users;
 pub mod validate;
@@ -60,10 +62,6 @@ impl AppState {
     }
 }
 
-/// The rate-limit bucket of every password check of a client: login, login-mobile,
-/// the OAuth password grant and change-password.
-const PASSWORD_BUCKET: &str = "password";
-
 impl AppState {
     /// Charges one password check of `ip` to the shared password bucket (under
     /// `RATE_LIMIT_AUTH`): `Some(429 with Retry-After and this bucket's
@@ -77,7 +75,7 @@ impl AppState {
         };
         let ip = ip.and_then(|ip| ip.parse().ok())?;
         limiter
-            .check(PASSWORD_BUCKET, ip, Instant::now())
+            .check(routes::PASSWORD_BUCKET, ip, Instant::now())
             .err()
             .map(|quota| rate_limited(&quota, &rate))
     }
@@ -96,27 +94,21 @@ pub fn routes(state: AppState) -> Router {
 }
 
 fn api_routes(state: &AppState) -> Router<AppState> {
-    // `auth_bucket` picks the routes (and methods) `RATE_LIMIT_AUTH` applies to.
-    Router::new()
-        .merge(auth::limited_router())
-        .merge(oauth::limited_router())
-        .merge(auth::router())
-        .merge(users::router())
-        .merge(admin::router())
-        .merge(oauth::router())
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth_rate_limit,
-        ))
-        .merge(meta::well_known_router())
+    // Each route's entry in the table names its `RATE_LIMIT_AUTH` bucket, if any.
+    routes::router(routes::Scope::Api).route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        auth_rate_limit,
+    ))
 }
 
 /// The whole application rotor serves: the API, health, root, OpenAPI, docs and
 /// metrics, with JSON 404/405, correlation ids, metrics, CORS and timeouts.
 pub fn app(state: AppState) -> Router {
     let s = state.rotor.settings().clone();
-    let mut router =
-        api_routes(&state).merge(meta::router(s.metrics_enabled && s.metrics_bind.is_none()));
+    let mut router = api_routes(&state).merge(routes::router(routes::Scope::Service));
+    if s.metrics_enabled && s.metrics_bind.is_none() {
+        router = router.merge(routes::router(routes::Scope::Metrics));
+    }
     if state.default_limiter.is_some() {
         router = router.route_layer(middleware::from_fn_with_state(
             state.clone(),
@@ -161,7 +153,7 @@ pub fn starting_gate(slot: Arc<std::sync::OnceLock<Router>>) -> Router {
 
 /// A router serving only `/metrics`, for `METRICS_BIND`.
 pub fn metrics_app(state: AppState) -> Router {
-    meta::metrics_router().with_state(state)
+    routes::router(routes::Scope::Metrics).with_state(state)
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then finishes in-flight
@@ -322,25 +314,6 @@ fn rate_limited(quota: &crate::ratelimit::Quota, limit: &crate::ratelimit::Rate)
     r
 }
 
-/// The `RATE_LIMIT_AUTH` bucket of a request, or `None` when the route is not
-/// limited under it (those fall under `RATE_LIMIT_DEFAULT`, if set).
-fn auth_bucket(route: Option<&str>, method: &Method) -> Option<&'static str> {
-    match route? {
-        // Every password check shares one bucket (the OAuth password grant is charged
-        // by its handler, which alone knows the grant type), so alternating routes
-        // gains a guesser nothing.
-        "/v1/auth/login" | "/v1/auth/login-mobile" | "/v1/auth/change-password" => {
-            Some(PASSWORD_BUCKET)
-        }
-        "/v1/auth/refresh" | "/v1/auth/refresh-mobile" => Some("refresh"),
-        "/oauth/token" => Some("oauth-token"),
-        // Each account creation runs Argon2: limited so a flood cannot starve logins.
-        "/v1/users" if method == Method::POST => Some("register"),
-        "/v1/admin/users" if method == Method::POST => Some("admin-create"),
-        _ => None,
-    }
-}
-
 async fn limit_with(
     limiter: &RateLimiter,
     rate: crate::ratelimit::Rate,
@@ -371,7 +344,7 @@ fn route_of(req: &Request) -> Option<&str> {
 }
 
 async fn auth_rate_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let bucket = auth_bucket(route_of(&req), req.method());
+    let bucket = routes::bucket(route_of(&req), req.method());
     match (
         &state.auth_limiter,
         state.rotor.settings().rate_limit_auth,
@@ -385,7 +358,7 @@ async fn auth_rate_limit(State(state): State<AppState>, req: Request, next: Next
 }
 
 async fn default_rate_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let is_auth = auth_bucket(route_of(&req), req.method()).is_some();
+    let is_auth = routes::bucket(route_of(&req), req.method()).is_some();
     match (
         &state.default_limiter,
         state.rotor.settings().rate_limit_default,

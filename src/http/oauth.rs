@@ -11,28 +11,91 @@ use axum::{
     extract::State,
     http::{header, HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
-    routing::post,
-    Json, Router,
 };
 use base64::{engine::general_purpose::STANDARD, Engine};
-use serde_json::{json, Map, Value};
+use utoipa::ToSchema;
 
 use super::{
     extract::{bearer, Body, Client},
+    openapi::RateLimited,
     validate::{Input, NUL_MESSAGE},
+    views::{self, IntrospectedTokenType, OAuthBearerType, OAuthError, OAuthErrorCode as Code},
     AppState,
 };
 use crate::{domain::token::constant_time_eq, error::Error, service::Issued, storage::Role, Rotor};
 
-/// The token endpoint (rate limited like the `/v1` credential routes).
-pub fn limited_router() -> Router<AppState> {
-    Router::new().route("/oauth/token", post(token))
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum PasswordGrantType {
+    Password,
 }
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/oauth/revoke", post(revoke))
-        .route("/oauth/introspect", post(introspect))
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum RefreshGrantType {
+    RefreshToken,
+}
+
+/// The token request (read by [`token`]): one of the two grants. An empty parameter
+/// counts as absent (RFC 6749 §3.1); an over-long optional one is ignored; a NUL
+/// character anywhere is `invalid_request`.
+#[derive(ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum OAuthTokenRequest {
+    Password(PasswordGrant),
+    RefreshToken(RefreshGrant),
+}
+
+/// grant_type=password: starts a session.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct PasswordGrant {
+    grant_type: PasswordGrantType,
+    /// The email
+    #[schema(min_length = 1, max_length = 320, pattern = "^[^\\x00]*$")]
+    username: String,
+    #[schema(min_length = 1, max_length = 1024, pattern = "^[^\\x00]*$")]
+    password: String,
+    /// Echoed in the response
+    #[schema(nullable = false, pattern = "^[^\\x00]*$")]
+    scope: Option<String>,
+    /// Recorded with the session (HTTP Basic user name wins)
+    #[schema(nullable = false, pattern = "^[^\\x00]*$")]
+    client_id: Option<String>,
+    #[schema(nullable = false, pattern = "^[^\\x00]*$")]
+    device_id: Option<String>,
+    #[schema(nullable = false, pattern = "^[^\\x00]*$")]
+    device_name: Option<String>,
+}
+
+/// grant_type=refresh_token: rotates a session's refresh token.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct RefreshGrant {
+    grant_type: RefreshGrantType,
+    #[schema(min_length = 1, max_length = 4096, pattern = "^[^\\x00]*$")]
+    refresh_token: String,
+    /// Echoed in the response
+    #[schema(nullable = false, pattern = "^[^\\x00]*$")]
+    scope: Option<String>,
+    /// Recorded with the session (HTTP Basic user name wins)
+    #[schema(nullable = false, pattern = "^[^\\x00]*$")]
+    client_id: Option<String>,
+}
+
+/// A token to revoke or introspect (read by [`revoke`] and [`introspect`]).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct OAuthTokenForm {
+    #[schema(min_length = 1, max_length = 8192, pattern = "^[^\\x00]*$")]
+    token: String,
+    /// Optional and ignored: the token's kind is detected either way (RFC 7009 §2.1:
+    /// an unknown hint is no error)
+    #[schema(nullable = false)]
+    token_type_hint: Option<String>,
 }
 
 /// A form parameter. RFC 6749 §3.1, §3.2: "Parameters sent without a value MUST be
@@ -51,17 +114,17 @@ fn has_nul(input: &Input) -> bool {
 fn malformed() -> Response {
     oauth_error(
         StatusCode::BAD_REQUEST,
-        "invalid_request",
+        Code::InvalidRequest,
         "Parameters must not contain NUL characters",
     )
 }
 
-fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
-    let mut r = (
-        status,
-        Json(json!({ "error": error, "error_description": description })),
-    )
-        .into_response();
+fn oauth_error(status: StatusCode, error: Code, description: &str) -> Response {
+    let body = OAuthError {
+        error,
+        error_description: description.to_owned(),
+    };
+    let mut r = (status, views::body(&body)).into_response();
     no_store(&mut r);
     r
 }
@@ -95,23 +158,23 @@ fn service_error_to_oauth(e: Error) -> Response {
     match e {
         Error::InvalidCredentials => oauth_error(
             StatusCode::BAD_REQUEST,
-            "invalid_grant",
+            Code::InvalidGrant,
             "Invalid email or password",
         ),
-        Error::Token(m) => oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", m),
+        Error::Token(m) => oauth_error(StatusCode::BAD_REQUEST, Code::InvalidGrant, m),
         Error::TokenRevoked => oauth_error(
             StatusCode::BAD_REQUEST,
-            "invalid_grant",
+            Code::InvalidGrant,
             "Token has been revoked",
         ),
         Error::InactiveUser => oauth_error(
             StatusCode::BAD_REQUEST,
-            "invalid_grant",
+            Code::InvalidGrant,
             "User account is inactive",
         ),
         Error::Validation(_) => oauth_error(
             StatusCode::BAD_REQUEST,
-            "invalid_request",
+            Code::InvalidRequest,
             "Malformed request",
         ),
         other => other.into_response(),
@@ -124,20 +187,33 @@ fn token_response(
     refresh: &Issued,
     scope: Option<String>,
 ) -> Response {
-    let mut body = Map::new();
-    body.insert("access_token".into(), access_token.into());
-    body.insert("token_type".into(), "Bearer".into());
-    body.insert("expires_in".into(), rotor.access_lifetime_seconds().into());
-    body.insert("refresh_token".into(), refresh.raw.as_str().into());
-    if let Some(scope) = scope {
-        body.insert("scope".into(), scope.into());
-    }
-    let mut r = Json(Value::Object(body)).into_response();
+    let body = views::OAuthTokenResponse {
+        access_token,
+        token_type: OAuthBearerType::Bearer,
+        expires_in: rotor.access_lifetime_seconds(),
+        refresh_token: refresh.raw.as_str().to_owned(),
+        scope,
+    };
+    let mut r = views::body(&body).into_response();
     no_store(&mut r);
     r
 }
 
-async fn token(
+/// Token endpoint (RFC 6749)
+///
+/// grant_type=password starts a session; grant_type=refresh_token rotates one, with the
+/// same replay rules as /v1/auth/refresh. Every client_id is a public client: credentials
+/// in HTTP Basic (empty secret) or the form are recorded, not required.
+#[utoipa::path(post, path = "/oauth/token", tag = "oauth", operation_id = "oauthToken", security((), ("basic" = [])),
+    request_body(content = OAuthTokenRequest, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Tokens issued", body = views::OAuthTokenResponse, headers(
+            ("Cache-Control" = String, description = "`no-store`: token responses are never cached"))),
+        (status = 400, description = "invalid_request (missing fields), invalid_grant (bad credentials, \
+            unknown, expired or revoked refresh token, inactive user), unsupported_grant_type", body = OAuthError),
+        (status = 429, response = RateLimited),
+    ))]
+pub(crate) async fn token(
     State(state): State<AppState>,
     Client(mut ctx): Client,
     headers: HeaderMap,
@@ -170,14 +246,14 @@ async fn token(
     match grant_type.as_deref() {
         None => oauth_error(
             StatusCode::BAD_REQUEST,
-            "invalid_request",
+            Code::InvalidRequest,
             "Missing grant_type",
         ),
         Some("password") => {
             let (Some(username), Some(password)) = (username, password) else {
                 return oauth_error(
                     StatusCode::BAD_REQUEST,
-                    "invalid_request",
+                    Code::InvalidRequest,
                     "username and password are required",
                 );
             };
@@ -200,7 +276,7 @@ async fn token(
             let Some(presented) = refresh_token else {
                 return oauth_error(
                     StatusCode::BAD_REQUEST,
-                    "invalid_request",
+                    Code::InvalidRequest,
                     "Missing refresh_token",
                 );
             };
@@ -211,20 +287,39 @@ async fn token(
         }
         Some(_) => oauth_error(
             StatusCode::BAD_REQUEST,
-            "unsupported_grant_type",
+            Code::UnsupportedGrantType,
             "Supported grant types: password, refresh_token",
         ),
     }
 }
 
-async fn revoke(State(rotor): State<Arc<Rotor>>, Client(ctx): Client, body: Body) -> Response {
+/// Revoke a token (RFC 7009)
+///
+/// A refresh token or an access token ends its session. Unknown or invalid tokens are
+/// ignored, so the answer is 200 whenever a token is given.
+#[utoipa::path(post, path = "/oauth/revoke", tag = "oauth", operation_id = "oauthRevoke", security(()),
+    request_body(content = OAuthTokenForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Revoked, or nothing to revoke", headers(
+            ("Cache-Control" = String, description = "`no-store`: token responses are never cached"))),
+        (status = 400, description = "invalid_request: missing token", body = OAuthError),
+    ))]
+pub(crate) async fn revoke(
+    State(rotor): State<Arc<Rotor>>,
+    Client(ctx): Client,
+    body: Body,
+) -> Response {
     let mut input = body.form();
     let token = param(&mut input, "token", 8192);
     if has_nul(&input) {
         return malformed();
     }
     let Some(token) = token else {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "Missing token");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            Code::InvalidRequest,
+            "Missing token",
+        );
     };
     match rotor.revoke_any(&token, &ctx).await {
         Ok(()) => {
@@ -256,11 +351,29 @@ async fn introspection_allowed(rotor: &Rotor, headers: &HeaderMap) -> bool {
     }
 }
 
-async fn introspect(State(rotor): State<Arc<Rotor>>, headers: HeaderMap, body: Body) -> Response {
+/// Introspect a token (RFC 7662)
+///
+/// For resource servers: authenticate with an admin bearer token or with HTTP Basic whose
+/// password is INTROSPECTION_SECRET. Inactive, unknown or invalid tokens answer
+/// `{"active": false}`.
+#[utoipa::path(post, path = "/oauth/introspect", tag = "oauth", operation_id = "oauthIntrospect", security(("bearer" = []), ("basic" = [])),
+    request_body(content = OAuthTokenForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "The token's state", body = views::IntrospectionResponse, headers(
+            ("Cache-Control" = String, description = "`no-store`: token responses are never cached"))),
+        (status = 400, description = "invalid_request: missing token", body = OAuthError),
+        (status = 401, description = "invalid_client: neither an admin bearer token nor the introspection secret",
+            body = OAuthError, headers(("WWW-Authenticate" = String, description = "The accepted authentication schemes"))),
+    ))]
+pub(crate) async fn introspect(
+    State(rotor): State<Arc<Rotor>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     if !introspection_allowed(&rotor, &headers).await {
         let mut r = oauth_error(
             StatusCode::UNAUTHORIZED,
-            "invalid_client",
+            Code::InvalidClient,
             "Introspection requires an admin bearer token or the introspection secret",
         );
         r.headers_mut().insert(
@@ -275,36 +388,33 @@ async fn introspect(State(rotor): State<Arc<Rotor>>, headers: HeaderMap, body: B
         return malformed();
     }
     let Some(token) = token else {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "Missing token");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            Code::InvalidRequest,
+            "Missing token",
+        );
     };
     match rotor.introspect(&token).await {
-        Ok(None) => {
-            let mut r = Json(json!({ "active": false })).into_response();
-            no_store(&mut r);
-            r
-        }
-        Ok(Some(i)) => {
-            let mut body = Map::new();
-            body.insert("active".into(), true.into());
-            body.insert("token_type".into(), i.token_type.into());
-            body.insert("sub".into(), i.user_id.to_string().into());
-            body.insert("username".into(), i.username.into());
-            body.insert("iat".into(), i.issued_at.into());
-            body.insert("exp".into(), i.expires_at.into());
-            if let Some(sid) = i.session_id {
-                body.insert("sid".into(), sid.to_string().into());
-            }
-            for (k, v) in [
-                ("client_id", i.client_id),
-                ("jti", i.jti),
-                ("iss", i.iss),
-                ("aud", i.aud),
-            ] {
-                if let Some(v) = v {
-                    body.insert(k.into(), v.into());
+        Ok(found) => {
+            let body = found.map_or_else(views::IntrospectionResponse::default, |i| {
+                views::IntrospectionResponse {
+                    active: true,
+                    token_type: Some(match i.token_type {
+                        "refresh_token" => IntrospectedTokenType::RefreshToken,
+                        _ => IntrospectedTokenType::AccessToken,
+                    }),
+                    sub: Some(i.user_id),
+                    username: Some(i.username),
+                    iat: Some(i.issued_at),
+                    exp: Some(i.expires_at),
+                    sid: i.session_id,
+                    client_id: i.client_id,
+                    jti: i.jti,
+                    iss: i.iss,
+                    aud: i.aud,
                 }
-            }
-            let mut r = Json(Value::Object(body)).into_response();
+            });
+            let mut r = views::body(&body).into_response();
             no_store(&mut r);
             r
         }

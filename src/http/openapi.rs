@@ -1,63 +1,27 @@
 //! The OpenAPI 3.1 description of rotor's HTTP API (served at `/openapi.json`) and an
-//! offline reference page that renders it (`/docs`). Both are written by hand rather
-//! than derived from the handlers: the route set is small, and this keeps a schema
-//! crate out of the dependency tree. A test below checks that the document names every
-//! route rotor serves and that every `$ref` in it resolves.
+//! offline reference page that renders it (`/docs`).
+//!
+//! Nothing here lists routes: every operation comes from the `#[utoipa::path]` on its
+//! handler, gathered from the route table ([`super::routes::table`]), and every schema
+//! from the type that serializes the body (`views`) or describes the request. This
+//! module adds what belongs to no handler: `info`, tags, the security schemes and the
+//! responses several routes share (401, 403, 404, 422, 429).
 
-use serde_json::{json, Map, Value};
+use serde_json::Value;
+use utoipa::{
+    openapi::{
+        header::HeaderBuilder,
+        security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme},
+        Content, Ref, RefOr, Response, ResponseBuilder, Type,
+    },
+    Modify, OpenApi, ToResponse,
+};
+
+use super::views::{HttpValidationError, ServiceError};
 
 const JSON: &str = "application/json";
+#[cfg(test)]
 const FORM: &str = "application/x-www-form-urlencoded";
-
-/// The OpenAPI document; `version` is the server's version, reported in `info`.
-pub fn document(version: &str) -> Value {
-    json!({
-        "openapi": "3.1.0",
-        "info": {
-            "title": "rotor",
-            "version": version,
-            "summary": "Sessions and rotating refresh tokens, JWT access tokens, users.",
-            "description": DESCRIPTION,
-            "license": { "name": "MIT", "identifier": "MIT" },
-        },
-        "tags": [
-            { "name": "auth", "description": "Log in, refresh, log out, the current user." },
-            { "name": "sessions", "description": "The caller's sessions (one per login) and security log." },
-            { "name": "users", "description": "Registration and profiles." },
-            { "name": "admin", "description": "User management and the security log (admin bearer, else 403)." },
-            { "name": "oauth", "description": "OAuth 2.0 (RFC 6749, 7009, 7662, 8414) and the signing keys." },
-            { "name": "health", "description": "Health, readiness and metrics." },
-            { "name": "meta", "description": "The service itself and this documentation." },
-        ],
-        "paths": paths(),
-        "components": {
-            "schemas": schemas(),
-            "parameters": parameters(),
-            "headers": headers(),
-            "responses": responses(),
-            "securitySchemes": {
-                "bearer": {
-                    "type": "http",
-                    "scheme": "bearer",
-                    "bearerFormat": "JWT",
-                    "description": "An access token from a login or refresh route: `Authorization: Bearer <token>`.",
-                },
-                "refreshCookie": {
-                    "type": "apiKey",
-                    "in": "cookie",
-                    "name": "refresh_token",
-                    "description": "The HttpOnly refresh cookie set by /v1/auth/login and /v1/auth/refresh.",
-                },
-                "basic": {
-                    "type": "http",
-                    "scheme": "basic",
-                    "description": "On /oauth/introspect: any user name with INTROSPECTION_SECRET as the password. \
-                                    On /oauth/token: optional public-client credentials (client_id, empty secret).",
-                },
-            },
-        },
-    })
-}
 
 const DESCRIPTION: &str = "\
 Drop-in replacement for the FastAPI backend's `/v1` API, plus sessions, a security log and OAuth 2.0 endpoints.
@@ -68,1001 +32,174 @@ answers 401 `{\"detail\": \"Not authenticated\"}` with `WWW-Authenticate: Bearer
 
 Every timestamp is RFC 3339 in UTC with a `Z` suffix. `X-Correlation-ID` is echoed, or generated. The credential \
 routes are rate limited per client IP (`RATE_LIMIT_AUTH`) and, when `RATE_LIMIT_DEFAULT` is set, so is every other \
-route: 429 with `Retry-After`.";
+route: every answer of a limited route carries `X-RateLimit-Limit`, `X-RateLimit-Remaining` and \
+`X-RateLimit-Reset`, and a 429 also `Retry-After`.";
 
-// --- small builders -------------------------------------------------------------
+/// What the document holds besides its operations.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "rotor", license(name = "MIT", identifier = "MIT")),
+    tags(
+        (name = "auth", description = "Log in, refresh, log out, the current user."),
+        (name = "sessions", description = "The caller's sessions (one per login) and security log."),
+        (name = "users", description = "Registration and profiles."),
+        (name = "admin", description = "User management and the security log (admin bearer, else 403)."),
+        (name = "oauth", description = "OAuth 2.0 (RFC 6749, 7009, 7662, 8414) and the signing keys."),
+        (name = "health", description = "Health, readiness and metrics."),
+        (name = "meta", description = "The service itself and this documentation."),
+    ),
+    components(
+        schemas(ServiceError, HttpValidationError),
+        responses(NotAuthenticated, Forbidden, UserNotFound, Invalid, RateLimited),
+    ),
+    modifiers(&SecuritySchemes),
+)]
+struct Base;
 
-fn schema_ref(name: &str) -> Value {
-    json!({ "$ref": format!("#/components/schemas/{name}") })
-}
+struct SecuritySchemes;
 
-fn param(name: &str) -> Value {
-    json!({ "$ref": format!("#/components/parameters/{name}") })
-}
-
-fn header(name: &str) -> Value {
-    json!({ "$ref": format!("#/components/headers/{name}") })
-}
-
-/// A shared response from `components/responses`.
-fn shared(name: &str) -> Value {
-    json!({ "$ref": format!("#/components/responses/{name}") })
-}
-
-fn content(media: &str, schema: Value) -> Value {
-    json!({ media: { "schema": schema } })
-}
-
-fn json_body(schema: &str) -> Value {
-    json!({ "required": true, "content": content(JSON, schema_ref(schema)) })
-}
-
-fn form_body(schema: &str) -> Value {
-    json!({ "required": true, "content": content(FORM, schema_ref(schema)) })
-}
-
-/// A JSON response whose body is the named component schema.
-fn ok(description: &str, schema: &str) -> Value {
-    json!({ "description": description, "content": content(JSON, schema_ref(schema)) })
-}
-
-fn no_content(description: &str) -> Value {
-    json!({ "description": description })
-}
-
-/// A `{detail, type}` error response.
-fn err(description: &str) -> Value {
-    ok(description, "ServiceError")
-}
-
-/// An RFC 6749 `{error, error_description}` error response.
-fn oauth_err(description: &str) -> Value {
-    ok(description, "OAuthError")
-}
-
-/// Adds response headers, `(header name, component name)`, to a response.
-fn with_headers(mut response: Value, names: &[(&str, &str)]) -> Value {
-    for (name, component) in names {
-        response["headers"][*name] = header(component);
+impl Modify for SecuritySchemes {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        let mut bearer = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .bearer_format("JWT")
+            .description(Some(
+                "An access token from a login or refresh route: `Authorization: Bearer <token>`.",
+            ))
+            .build();
+        bearer.bearer_format = Some("JWT".into());
+        components.add_security_scheme("bearer", SecurityScheme::Http(bearer));
+        components.add_security_scheme(
+            "refreshCookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                "refresh_token",
+                "The HttpOnly refresh cookie set by /v1/auth/login and /v1/auth/refresh.",
+            ))),
+        );
+        components.add_security_scheme(
+            "basic",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Basic)
+                    .description(Some(
+                        "On /oauth/introspect: any user name with INTROSPECTION_SECRET as the password. \
+                         On /oauth/token: optional public-client credentials (client_id, empty secret).",
+                    ))
+                    .build(),
+            ),
+        );
     }
-    response
 }
 
-/// A token-bearing response: JSON, never cached.
-fn tokens(description: &str, schema: &str) -> Value {
-    with_headers(ok(description, schema), &[("Cache-Control", "NoStore")])
-}
-
-fn bearer() -> Value {
-    json!([{ "bearer": [] }])
-}
-
-fn cookie() -> Value {
-    json!([{ "refreshCookie": [] }])
-}
-
-fn public() -> Value {
-    json!([])
-}
-
-fn object(required: &[&str], properties: Value) -> Value {
-    let mut o = json!({ "type": "object", "properties": properties });
-    if !required.is_empty() {
-        o["required"] = json!(required);
-    }
-    o
-}
-
-fn string() -> Value {
-    json!({ "type": "string" })
-}
-
-fn sized(min: usize, max: usize) -> Value {
-    json!({ "type": "string", "minLength": min, "maxLength": max })
-}
-
-fn integer() -> Value {
-    json!({ "type": "integer" })
-}
-
-fn boolean() -> Value {
-    json!({ "type": "boolean" })
-}
-
-fn uuid() -> Value {
-    json!({ "type": "string", "format": "uuid" })
-}
-
-fn email() -> Value {
-    json!({ "type": "string", "format": "email", "maxLength": 320 })
-}
-
-fn date_time() -> Value {
-    json!({ "type": "string", "format": "date-time", "examples": ["2026-11-23T03:51:16.034306Z"] })
-}
-
-fn role() -> Value {
-    json!({ "type": "string", "enum": ["user", "admin"] })
-}
-
-/// Allows `null` besides the schema's own type.
-fn nullable(mut schema: Value) -> Value {
-    let t = schema["type"].take();
-    schema["type"] = json!([t, "null"]);
-    schema
-}
-
-fn describe(mut schema: Value, description: &str) -> Value {
-    schema["description"] = json!(description);
-    schema
-}
-
-// --- paths ----------------------------------------------------------------------
-
-/// `op!(method, path, { operation object })`: one entry of `operations()`. A macro
-/// only so that rustfmt leaves the table compact.
-macro_rules! op {
-    ($method:literal, $path:literal, $op:tt) => {
-        ($path, $method, json!($op))
-    };
-}
-
-fn paths() -> Value {
-    let mut paths = Map::new();
-    for (path, method, op) in operations() {
-        let item = paths.entry(path).or_insert_with(|| json!({}));
-        item[method] = op;
-    }
-    Value::Object(paths)
-}
-
-fn operations() -> Vec<(&'static str, &'static str, Value)> {
-    let mut ops = auth_operations();
-    ops.extend(session_operations());
-    ops.extend(user_operations());
-    ops.extend(admin_operations());
-    ops.extend(oauth_operations());
-    ops.extend(meta_operations());
-    ops
-}
-
-fn auth_operations() -> Vec<(&'static str, &'static str, Value)> {
-    let login_failures =
-        "InvalidCredentials: unknown email, wrong password and inactive account alike";
-    let refresh_failures = "TokenError: cookie missing (\"Refresh token required\"), unknown or expired token; \
-                            TokenRevokedError: a rotated token presented again outside the grace window (the whole \
-                            session is revoked); InactiveUser";
-    vec![
-        op!("post", "/v1/auth/login", {
-            "tags": ["auth"],
-            "operationId": "login",
-            "summary": "Log in (browser)",
-            "description": "Starts a session. The refresh token is set as an HttpOnly cookie; device_id/device_name \
-                            (form fields, else X-Device-Id/X-Device-Name) label the session.",
-            "security": public(),
-            "parameters": [param("DeviceIdHeader"), param("DeviceNameHeader")],
-            "requestBody": form_body("LoginForm"),
-            "responses": {
-                "200": with_headers(tokens("Logged in", "LoginResponse"), &[("Set-Cookie", "SetRefreshCookie")]),
-                "401": err(login_failures),
-                "422": shared("ValidationError"),
-                "429": shared("RateLimited"),
-            },
-        }),
-        op!("post", "/v1/auth/refresh", {
-            "tags": ["auth"],
-            "operationId": "refresh",
-            "summary": "Rotate the refresh cookie",
-            "description": "Exchanges the refresh cookie for a new access token and a new cookie. Re-presenting the \
-                            token that was just rotated, within REFRESH_REUSE_GRACE_SECONDS, returns the same \
-                            successor. Any Authorization header is ignored.",
-            "security": cookie(),
-            "responses": {
-                "200": with_headers(tokens("Rotated", "TokenResponse"), &[("Set-Cookie", "SetRefreshCookie")]),
-                "401": err(refresh_failures),
-                "429": shared("RateLimited"),
-            },
-        }),
-        op!("post", "/v1/auth/login-mobile", {
-            "tags": ["auth"],
-            "operationId": "loginMobile",
-            "summary": "Log in (mobile)",
-            "description": "As login, but the refresh token is returned in the body instead of a cookie.",
-            "security": public(),
-            "parameters": [param("DeviceIdHeader"), param("DeviceNameHeader")],
-            "requestBody": form_body("LoginForm"),
-            "responses": {
-                "200": tokens("Logged in", "MobileLoginResponse"),
-                "401": err(login_failures),
-                "422": shared("ValidationError"),
-                "429": shared("RateLimited"),
-            },
-        }),
-        op!("post", "/v1/auth/refresh-mobile", {
-            "tags": ["auth"],
-            "operationId": "refreshMobile",
-            "summary": "Rotate a refresh token (mobile)",
-            "description": "As refresh, with the token in a JSON body and the successor in the response.",
-            "security": public(),
-            "requestBody": json_body("RefreshMobileRequest"),
-            "responses": {
-                "200": tokens("Rotated", "MobileTokenResponse"),
-                "401": err(refresh_failures),
-                "422": shared("ValidationError"),
-                "429": shared("RateLimited"),
-            },
-        }),
-        op!("post", "/v1/auth/logout", {
-            "tags": ["auth"],
-            "operationId": "logout",
-            "summary": "Log out this session",
-            "description": "Ends the cookie's session and clears the cookie; an unknown token is ignored (idempotent). \
-                            Any Authorization header is ignored.",
-            "security": cookie(),
-            "responses": {
-                "204": with_headers(no_content("Logged out"), &[("Set-Cookie", "ClearRefreshCookie")]),
-                "401": err("TokenError: cookie missing (\"Refresh token required\")"),
-            },
-        }),
-        op!("post", "/v1/auth/logout-all", {
-            "tags": ["auth"],
-            "operationId": "logoutAll",
-            "summary": "Log out everywhere",
-            "description": "Revokes every session of the caller, including this one, and clears the cookie.",
-            "security": bearer(),
-            "responses": {
-                "200": with_headers(ok("Sessions revoked", "RevokedSessions"), &[("Set-Cookie", "ClearRefreshCookie")]),
-                "401": shared("NotAuthenticated"),
-            },
-        }),
-        op!("get", "/v1/auth/me", {
-            "tags": ["auth"],
-            "operationId": "getAuthMe",
-            "summary": "The current user",
-            "security": bearer(),
-            "responses": {
-                "200": ok("The caller", "User"),
-                "401": shared("NotAuthenticated"),
-            },
-        }),
-        op!("post", "/v1/auth/change-password", {
-            "tags": ["auth"],
-            "operationId": "changePassword",
-            "summary": "Change the password",
-            "description": "Ends the caller's other sessions and invalidates every access token, the caller's \
-                            included: the caller's session stays, so refresh for a new one.",
-            "security": bearer(),
-            "requestBody": json_body("ChangePasswordRequest"),
-            "responses": {
-                "204": no_content("Password changed"),
-                "401": err("Not authenticated, or InvalidCredentials: wrong current password"),
-                "422": shared("ValidationError"),
-            },
-        }),
-    ]
-}
-
-fn session_operations() -> Vec<(&'static str, &'static str, Value)> {
-    vec![
-        op!("post", "/v1/auth/logout-others", {
-            "tags": ["sessions"],
-            "operationId": "logoutOthers",
-            "summary": "Log out every other session",
-            "security": bearer(),
-            "responses": {
-                "200": ok("Sessions revoked", "RevokedSessions"),
-                "401": shared("NotAuthenticated"),
-            },
-        }),
-        op!("get", "/v1/auth/sessions", {
-            "tags": ["sessions"],
-            "operationId": "listSessions",
-            "summary": "The caller's live sessions",
-            "description": "Newest use first; `current` marks the session of the calling access token.",
-            "security": bearer(),
-            "responses": {
-                "200": ok("Sessions", "SessionList"),
-                "401": shared("NotAuthenticated"),
-            },
-        }),
-        op!("delete", "/v1/auth/sessions/{id}", {
-            "tags": ["sessions"],
-            "operationId": "revokeSession",
-            "summary": "End one of the caller's sessions",
-            "description": "Its refresh token stops working at once and its access tokens are rejected.",
-            "security": bearer(),
-            "parameters": [param("SessionId")],
-            "responses": {
-                "204": no_content("Session revoked"),
-                "401": shared("NotAuthenticated"),
-                "404": err("SessionNotFound: no such session of the caller's"),
-            },
-        }),
-        op!("get", "/v1/auth/events", {
-            "tags": ["sessions"],
-            "operationId": "listMyEvents",
-            "summary": "The caller's security log",
-            "security": bearer(),
-            "parameters": [param("Page"), param("Size"), param("EventKind")],
-            "responses": {
-                "200": ok("A page of events, newest first", "EventPage"),
-                "401": shared("NotAuthenticated"),
-                "422": shared("ValidationError"),
-            },
-        }),
-    ]
-}
-
-fn user_operations() -> Vec<(&'static str, &'static str, Value)> {
-    vec![
-        op!("post", "/v1/users", {
-            "tags": ["users"],
-            "operationId": "register",
-            "summary": "Register",
-            "description": "Creates an active, unverified user; the ADMIN_EMAIL address becomes an admin.",
-            "security": public(),
-            "requestBody": json_body("UserCreate"),
-            "responses": {
-                "201": ok("Registered", "User"),
-                "409": err("EmailAlreadyExists (emails are unique case-insensitively)"),
-                "422": shared("ValidationError"),
-            },
-        }),
-        op!("get", "/v1/users/me", {
-            "tags": ["users"],
-            "operationId": "getMe",
-            "summary": "The current user",
-            "security": bearer(),
-            "responses": {
-                "200": ok("The caller", "User"),
-                "401": shared("NotAuthenticated"),
-            },
-        }),
-        op!("patch", "/v1/users/me", {
-            "tags": ["users"],
-            "operationId": "updateMe",
-            "summary": "Edit one's own profile",
-            "security": bearer(),
-            "requestBody": json_body("UserUpdateMe"),
-            "responses": {
-                "200": ok("Updated", "User"),
-                "401": shared("NotAuthenticated"),
-                "422": shared("ValidationError"),
-            },
-        }),
-        op!("get", "/v1/users/{id}", {
-            "tags": ["users"],
-            "operationId": "getUser",
-            "summary": "A user by id",
-            "security": bearer(),
-            "parameters": [param("UserId")],
-            "responses": {
-                "200": ok("The user", "User"),
-                "401": shared("NotAuthenticated"),
-                "404": shared("UserNotFound"),
-                "422": shared("ValidationError"),
-            },
-        }),
-    ]
-}
-
-fn admin_operations() -> Vec<(&'static str, &'static str, Value)> {
-    let id_errors = |mut responses: Value| {
-        responses["401"] = shared("NotAuthenticated");
-        responses["403"] = shared("Forbidden");
-        responses["404"] = shared("UserNotFound");
-        responses["422"] = shared("ValidationError");
-        responses
-    };
-    vec![
-        op!("get", "/v1/admin/users", {
-            "tags": ["admin"],
-            "operationId": "adminListUsers",
-            "summary": "List users",
-            "security": bearer(),
-            "parameters": [param("Page"), param("Size")],
-            "responses": {
-                "200": ok("A page of users, oldest first", "UserPage"),
-                "401": shared("NotAuthenticated"),
-                "403": shared("Forbidden"),
-                "422": shared("ValidationError"),
-            },
-        }),
-        op!("post", "/v1/admin/users", {
-            "tags": ["admin"],
-            "operationId": "adminCreateUser",
-            "summary": "Create a user",
-            "security": bearer(),
-            "requestBody": json_body("AdminUserCreate"),
-            "responses": {
-                "201": ok("Created", "User"),
-                "401": shared("NotAuthenticated"),
-                "403": shared("Forbidden"),
-                "409": err("EmailAlreadyExists"),
-                "422": shared("ValidationError"),
-            },
-        }),
-        op!("get", "/v1/admin/users/{id}", {
-            "tags": ["admin"],
-            "operationId": "adminGetUser",
-            "summary": "A user",
-            "security": bearer(),
-            "parameters": [param("UserId")],
-            "responses": id_errors(json!({ "200": ok("The user", "User") })),
-        }),
-        op!("patch", "/v1/admin/users/{id}", {
-            "tags": ["admin"],
-            "operationId": "adminUpdateUser",
-            "summary": "Edit a user",
-            "description": "Only the fields present change. Setting a password or deactivating the user ends all \
-                            of the user's sessions and their access tokens.",
-            "security": bearer(),
-            "parameters": [param("UserId")],
-            "requestBody": json_body("AdminUserUpdate"),
-            "responses": id_errors(json!({
-                "200": ok("Updated", "User"),
-                "409": err("EmailAlreadyExists: the new email is taken"),
-            })),
-        }),
-        op!("delete", "/v1/admin/users/{id}", {
-            "tags": ["admin"],
-            "operationId": "adminDeleteUser",
-            "summary": "Delete a user",
-            "description": "Deletes the user and, with them, every session.",
-            "security": bearer(),
-            "parameters": [param("UserId")],
-            "responses": id_errors(json!({ "204": no_content("Deleted") })),
-        }),
-        op!("get", "/v1/admin/events", {
-            "tags": ["admin"],
-            "operationId": "adminListEvents",
-            "summary": "The security log",
-            "security": bearer(),
-            "parameters": [param("Page"), param("Size"), param("EventUserId"), param("EventKind")],
-            "responses": {
-                "200": ok("A page of events, newest first", "EventPage"),
-                "401": shared("NotAuthenticated"),
-                "403": shared("Forbidden"),
-                "422": shared("ValidationError"),
-            },
-        }),
-    ]
-}
-
-fn oauth_operations() -> Vec<(&'static str, &'static str, Value)> {
-    vec![
-        op!("post", "/oauth/token", {
-            "tags": ["oauth"],
-            "operationId": "oauthToken",
-            "summary": "Token endpoint (RFC 6749)",
-            "description": "grant_type=password starts a session; grant_type=refresh_token rotates one, with the \
-                            same replay rules as /v1/auth/refresh. Every client_id is a public client: credentials \
-                            in HTTP Basic (empty secret) or the form are recorded, not required.",
-            "security": [{}, { "basic": [] }],
-            "requestBody": form_body("OAuthTokenRequest"),
-            "responses": {
-                "200": tokens("Tokens issued", "OAuthTokenResponse"),
-                "400": oauth_err("invalid_request (missing fields), invalid_grant (bad credentials, unknown, \
-                                  expired or revoked refresh token, inactive user), unsupported_grant_type"),
-                "429": shared("RateLimited"),
-            },
-        }),
-        op!("post", "/oauth/revoke", {
-            "tags": ["oauth"],
-            "operationId": "oauthRevoke",
-            "summary": "Revoke a token (RFC 7009)",
-            "description": "A refresh token or an access token ends its session. Unknown or invalid tokens are \
-                            ignored, so the answer is 200 whenever a token is given.",
-            "security": public(),
-            "requestBody": form_body("OAuthRevokeRequest"),
-            "responses": {
-                "200": with_headers(no_content("Revoked, or nothing to revoke"), &[("Cache-Control", "NoStore")]),
-                "400": oauth_err("invalid_request: missing token"),
-            },
-        }),
-        op!("post", "/oauth/introspect", {
-            "tags": ["oauth"],
-            "operationId": "oauthIntrospect",
-            "summary": "Introspect a token (RFC 7662)",
-            "description": "For resource servers: authenticate with an admin bearer token or with HTTP Basic whose \
-                            password is INTROSPECTION_SECRET. Inactive, unknown or invalid tokens answer \
-                            `{\"active\": false}`.",
-            "security": [{ "bearer": [] }, { "basic": [] }],
-            "requestBody": form_body("OAuthIntrospectRequest"),
-            "responses": {
-                "200": tokens("The token's state", "IntrospectionResponse"),
-                "400": oauth_err("invalid_request: missing token"),
-                "401": with_headers(
-                    oauth_err("invalid_client: neither an admin bearer token nor the introspection secret"),
-                    &[("WWW-Authenticate", "WwwAuthenticate")],
-                ),
-            },
-        }),
-        op!("get", "/.well-known/oauth-authorization-server", {
-            "tags": ["oauth"],
-            "operationId": "oauthMetadata",
-            "summary": "Authorization server metadata (RFC 8414)",
-            "security": public(),
-            "responses": { "200": ok("Metadata", "AuthorizationServerMetadata") },
-        }),
-        op!("get", "/.well-known/jwks.json", {
-            "tags": ["oauth"],
-            "operationId": "jwks",
-            "summary": "Public signing keys (JWKS)",
-            "description": "Empty with HMAC algorithms. With EdDSA or ES256, every key that may still verify an \
-                            unexpired token is listed, so keys rotate without logging anyone out.",
-            "security": public(),
-            "responses": { "200": ok("The key set", "Jwks") },
-        }),
-    ]
-}
-
-fn meta_operations() -> Vec<(&'static str, &'static str, Value)> {
-    vec![
-        op!("get", "/health", {
-            "tags": ["health"],
-            "operationId": "health",
-            "summary": "Liveness",
-            "security": public(),
-            "responses": { "200": ok("Alive", "Health") },
-        }),
-        op!("get", "/health/detailed", {
-            "tags": ["health"],
-            "operationId": "healthDetailed",
-            "summary": "Health with the database's state",
-            "security": public(),
-            "responses": { "200": ok("status is degraded when the database does not answer", "DetailedHealth") },
-        }),
-        op!("get", "/ready", {
-            "tags": ["health"],
-            "operationId": "ready",
-            "summary": "Readiness, for load balancers",
-            "security": public(),
-            "responses": {
-                "200": ok("Ready to serve", "Readiness"),
-                "503": ok("Starting, shutting down, or the database does not answer", "Readiness"),
-            },
-        }),
-        op!("get", "/metrics", {
-            "tags": ["health"],
-            "operationId": "metrics",
-            "summary": "Prometheus metrics",
-            "description": "Served here unless metrics are disabled or moved to METRICS_BIND.",
-            "security": public(),
-            "responses": {
-                "200": {
-                    "description": "Prometheus text exposition format 0.0.4",
-                    "content": content("text/plain; version=0.0.4", string()),
-                },
-            },
-        }),
-        op!("get", "/", {
-            "tags": ["meta"],
-            "operationId": "root",
-            "summary": "Service name and version",
-            "security": public(),
-            "responses": { "200": ok("About this service", "Root") },
-        }),
-        op!("get", "/openapi.json", {
-            "tags": ["meta"],
-            "operationId": "openapi",
-            "summary": "This OpenAPI document",
-            "security": public(),
-            "responses": {
-                "200": { "description": "OpenAPI 3.1", "content": content(JSON, json!({ "type": "object" })) },
-            },
-        }),
-        op!("get", "/docs", {
-            "tags": ["meta"],
-            "operationId": "docs",
-            "summary": "API reference (HTML, works offline)",
-            "security": public(),
-            "responses": { "200": { "description": "HTML page", "content": content("text/html", string()) } },
-        }),
-    ]
-}
-
-// --- components -----------------------------------------------------------------
-
-fn parameters() -> Value {
-    json!({
-        "Page": {
-            "name": "page", "in": "query", "description": "1-based page number",
-            "schema": { "type": "integer", "minimum": 1, "maximum": 1_000_000, "default": 1 },
-        },
-        "Size": {
-            "name": "size", "in": "query",
-            "description": "Items per page: PAGINATION_DEFAULT_SIZE when absent, at most PAGINATION_MAX_SIZE",
-            "schema": { "type": "integer", "minimum": 1 },
-        },
-        "EventKind": {
-            "name": "kind", "in": "query", "description": "Only events of this kind",
-            "schema": { "type": "string", "maxLength": 64 },
-        },
-        "EventUserId": {
-            "name": "user_id", "in": "query", "description": "Only events about this user",
-            "schema": uuid(),
-        },
-        "UserId": {
-            "name": "id", "in": "path", "required": true, "description": "User id (422 when not a UUID)",
-            "schema": uuid(),
-        },
-        "SessionId": {
-            "name": "id", "in": "path", "required": true, "description": "Session id, from GET /v1/auth/sessions",
-            "schema": uuid(),
-        },
-        "DeviceIdHeader": {
-            "name": "X-Device-Id", "in": "header", "description": "Session device id (the form field wins)",
-            "schema": { "type": "string", "maxLength": 255 },
-        },
-        "DeviceNameHeader": {
-            "name": "X-Device-Name", "in": "header", "description": "Session device name (the form field wins)",
-            "schema": { "type": "string", "maxLength": 100 },
-        },
-    })
-}
-
-fn headers() -> Value {
-    json!({
-        "SetRefreshCookie": {
-            "description": "`refresh_token=<token>; HttpOnly; SameSite=Strict; Path=/; Max-Age=<refresh lifetime>`, \
-                            Secure unless ENVIRONMENT=development; the path is REFRESH_COOKIE_PATH",
-            "schema": string(),
-        },
-        "ClearRefreshCookie": {
-            "description": "`refresh_token=; Max-Age=0` with the same path: clears the cookie",
-            "schema": string(),
-        },
-        "NoStore": { "description": "`no-store`: token responses are never cached", "schema": string() },
-        "RetryAfter": { "description": "Seconds until the next attempt may succeed", "schema": integer() },
-        "WwwAuthenticate": { "description": "The accepted authentication schemes", "schema": string() },
-    })
-}
-
-fn responses() -> Value {
-    json!({
-        "NotAuthenticated": with_headers(
-            err("Missing, invalid or expired bearer token, or its user is inactive or its session revoked: \
-                 `{\"detail\": \"Not authenticated\"}`"),
-            &[("WWW-Authenticate", "WwwAuthenticate")],
-        ),
-        "Forbidden": err("PermissionDenied: admin privileges required"),
-        "UserNotFound": err("UserNotFound"),
-        "ValidationError": ok("Invalid input", "HTTPValidationError"),
-        "RateLimited": with_headers(err("RateLimitExceeded"), &[("Retry-After", "RetryAfter")]),
-    })
-}
-
-fn schemas() -> Value {
-    let mut all = Map::new();
-    for group in [
-        api_schemas(),
-        error_schemas(),
-        request_schemas(),
-        oauth_schemas(),
-        service_schemas(),
-    ] {
-        let Value::Object(group) = group else {
-            unreachable!("BUG: a schema group is not an object")
-        };
-        all.extend(group);
-    }
-    Value::Object(all)
-}
-
-/// Responses of the `/v1` API.
-fn api_schemas() -> Value {
-    let access_token = describe(string(), "JWT; send as `Authorization: Bearer <token>`");
-    let refresh_token = describe(
-        string(),
-        "Opaque, 43 characters, single use: every refresh returns a successor",
+/// A `{detail, type}` response, with headers `(name, description, type)`.
+fn service_error(description: &str, headers: &[(&str, &str, Type)]) -> RefOr<Response> {
+    let mut r = ResponseBuilder::new().description(description).content(
+        JSON,
+        Content::new(Some(Ref::from_schema_name("ServiceError"))),
     );
-    let token_type = json!({ "const": "bearer", "type": "string" });
-    let page = |items: &str| {
-        object(
-            &["items", "total", "page", "size"],
-            json!({
-                "items": { "type": "array", "items": schema_ref(items) },
-                "total": describe(json!({ "type": "integer", "minimum": 0 }), "Items on every page"),
-                "page": { "type": "integer", "minimum": 1 },
-                "size": { "type": "integer", "minimum": 1 },
-            }),
-        )
+    for (name, description, ty) in headers {
+        r = r.header(
+            *name,
+            HeaderBuilder::new()
+                .schema(utoipa::openapi::schema::Object::with_type(ty.clone()))
+                .description(Some(*description))
+                .build(),
+        );
+    }
+    r.build().into()
+}
+
+/// Declares a response shared by several operations: `(status = 401, response = X)`
+/// in a `#[utoipa::path]` refers to it in `components/responses`.
+macro_rules! shared_response {
+    ($(#[$doc:meta])* $name:ident => $body:expr) => {
+        $(#[$doc])*
+        pub struct $name;
+        impl<'s> ToResponse<'s> for $name {
+            fn response() -> (&'s str, RefOr<Response>) {
+                (stringify!($name), $body)
+            }
+        }
     };
-    json!({
-        "User": object(
-            &["id", "created_at", "updated_at", "email", "full_name", "is_active", "is_verified", "role"],
-            json!({
-                "id": uuid(),
-                "created_at": date_time(),
-                "updated_at": describe(nullable(date_time()), "null until the first update"),
-                "email": email(),
-                "full_name": nullable(json!({ "type": "string", "maxLength": 255 })),
-                "is_active": boolean(),
-                "is_verified": boolean(),
-                "role": role(),
-            }),
-        ),
-        "TokenResponse": object(
-            &["access_token", "token_type"],
-            json!({ "access_token": access_token, "token_type": token_type }),
-        ),
-        "LoginResponse": object(
-            &["access_token", "token_type", "user"],
-            json!({ "access_token": access_token, "token_type": token_type, "user": schema_ref("User") }),
-        ),
-        "MobileLoginResponse": object(
-            &["access_token", "refresh_token", "token_type", "user"],
-            json!({
-                "access_token": access_token,
-                "refresh_token": refresh_token,
-                "token_type": token_type,
-                "user": schema_ref("User"),
-            }),
-        ),
-        "MobileTokenResponse": object(
-            &["access_token", "refresh_token", "token_type"],
-            json!({ "access_token": access_token, "refresh_token": refresh_token, "token_type": token_type }),
-        ),
-        "RevokedSessions": object(
-            &["revoked_sessions"],
-            json!({ "revoked_sessions": { "type": "integer", "minimum": 0 } }),
-        ),
-        "Session": object(
-            &["id", "device_id", "device_name", "user_agent", "ip_address", "created_at", "last_used_at",
-              "expires_at", "current"],
-            json!({
-                "id": describe(uuid(), "The session (refresh-token family) id"),
-                "device_id": nullable(string()),
-                "device_name": nullable(string()),
-                "user_agent": nullable(string()),
-                "ip_address": nullable(string()),
-                "created_at": describe(date_time(), "When the session began (the login)"),
-                "last_used_at": describe(date_time(), "The latest login or refresh"),
-                "expires_at": describe(date_time(), "When the current refresh token expires"),
-                "current": describe(boolean(), "True for the session of the calling access token"),
-            }),
-        ),
-        "SessionList": object(
-            &["sessions"],
-            json!({ "sessions": { "type": "array", "items": schema_ref("Session") } }),
-        ),
-        "AuditEvent": object(
-            &["id", "created_at", "kind", "user_id", "session_id", "ip_address", "user_agent", "detail"],
-            json!({
-                "id": uuid(),
-                "created_at": date_time(),
-                "kind": describe(string(), "login_succeeded, login_failed, refresh, replay_detected, logout, \
-                                            session_revoked, logout_others, logout_all, password_changed, \
-                                            user_created, user_deactivated, user_deleted, token_revoked"),
-                "user_id": nullable(uuid()),
-                "session_id": nullable(uuid()),
-                "ip_address": nullable(string()),
-                "user_agent": nullable(string()),
-                "detail": nullable(string()),
-            }),
-        ),
-        "UserPage": page("User"),
-        "EventPage": page("AuditEvent"),
-    })
 }
 
-fn error_schemas() -> Value {
-    json!({
-        "ServiceError": object(
-            &["detail"],
-            json!({
-                "detail": describe(string(), "What went wrong"),
-                "type": describe(string(), "The error kind, e.g. InvalidCredentials, TokenError, TokenRevokedError, \
-                                            InactiveUser, PermissionDenied, UserNotFound, SessionNotFound, \
-                                            EmailAlreadyExists, RateLimitExceeded; absent on 401 Not authenticated"),
-            }),
-        ),
-        "ValidationError": object(
-            &["loc", "msg", "type"],
-            json!({
-                "loc": describe(
-                    json!({ "type": "array", "items": { "type": ["string", "integer"] } }),
-                    "Where: [\"body\" | \"query\" | \"path\", field]",
-                ),
-                "msg": string(),
-                "type": describe(string(), "e.g. missing, string_too_short, value_error, json_invalid"),
-            }),
-        ),
-        "HTTPValidationError": object(
-            &["detail"],
-            json!({ "detail": { "type": "array", "items": schema_ref("ValidationError") } }),
-        ),
-    })
+shared_response!(
+    /// 401 from the `Auth`/`Admin` extractors.
+    NotAuthenticated => service_error(
+        "Missing, invalid or expired bearer token, or its user is inactive or its session revoked: \
+         `{\"detail\": \"Not authenticated\"}`",
+        &[("WWW-Authenticate", "The accepted authentication schemes", Type::String)],
+    )
+);
+shared_response!(
+    /// 403 from the `Admin` extractor.
+    Forbidden => service_error("PermissionDenied: admin privileges required", &[])
+);
+shared_response!(UserNotFound => service_error("UserNotFound", &[]));
+shared_response!(
+    /// 422: FastAPI's validation error body.
+    Invalid => ResponseBuilder::new()
+        .description("Invalid input")
+        .content(JSON, Content::new(Some(Ref::from_schema_name("HTTPValidationError"))))
+        .build()
+        .into()
+);
+shared_response!(
+    /// 429 from the rate limiter.
+    RateLimited => service_error(
+        "RateLimitExceeded",
+        &[
+            ("Retry-After", "Seconds until the next attempt may succeed", Type::Integer),
+            ("X-RateLimit-Limit", "Requests allowed per window", Type::Integer),
+            ("X-RateLimit-Remaining", "Requests left in this window (0)", Type::Integer),
+            ("X-RateLimit-Reset", "When the window ends, in Unix seconds", Type::Integer),
+        ],
+    )
+);
+
+/// The OpenAPI document; `version` is the server's version, reported in `info`, and
+/// `max_page_size` the `PAGINATION_MAX_SIZE` the `size` parameters are capped at.
+pub fn document(version: &str, max_page_size: u32) -> Value {
+    let mut doc = Base::openapi();
+    doc.info.version = version.to_owned();
+    doc.info.description = Some(DESCRIPTION.to_owned());
+    let schemas = &mut doc.components.get_or_insert_with(Default::default).schemas;
+    for route in super::routes::table() {
+        let (route_schemas, paths) = route.documentation();
+        schemas.extend(route_schemas);
+        doc.paths.merge(paths);
+    }
+    cap_page_size(&mut doc.paths, max_page_size);
+    let mut doc = serde_json::to_value(&doc).expect("BUG: the OpenAPI document does not serialize");
+    doc["info"]["summary"] =
+        "Sessions and rotating refresh tokens, JWT access tokens, users.".into();
+    doc
 }
 
-/// Request bodies of the `/v1` API.
-fn request_schemas() -> Value {
-    let full_name = || nullable(json!({ "type": "string", "maxLength": 255 }));
-    json!({
-        "LoginForm": object(
-            &["username", "password"],
-            json!({
-                "username": describe(sized(1, 320), "The email address"),
-                "password": sized(1, 1024),
-                "device_id": describe(json!({ "type": "string", "maxLength": 255 }), "Overrides X-Device-Id"),
-                "device_name": describe(json!({ "type": "string", "maxLength": 100 }), "Overrides X-Device-Name"),
-            }),
-        ),
-        "RefreshMobileRequest": object(
-            &["refresh_token"],
-            json!({ "refresh_token": { "type": "string", "minLength": 1 } }),
-        ),
-        "ChangePasswordRequest": object(
-            &["current_password", "new_password"],
-            json!({ "current_password": sized(1, 1024), "new_password": sized(8, 128) }),
-        ),
-        "UserCreate": object(
-            &["email", "password"],
-            json!({
-                "email": email(),
-                "password": describe(sized(8, 128), "At least one uppercase letter and one digit"),
-                "full_name": full_name(),
-            }),
-        ),
-        "UserUpdateMe": object(
-            &[],
-            json!({ "full_name": describe(full_name(), "Absent: unchanged; null: cleared") }),
-        ),
-        "AdminUserCreate": object(
-            &["email", "password"],
-            json!({
-                "email": email(),
-                "password": sized(8, 128),
-                "full_name": full_name(),
-                "role": describe(role(), "Default user"),
-                "is_active": describe(boolean(), "Default true"),
-                "is_verified": describe(boolean(), "Default false"),
-            }),
-        ),
-        "AdminUserUpdate": object(
-            &[],
-            json!({
-                "email": email(),
-                "full_name": describe(full_name(), "Absent: unchanged; null: cleared"),
-                "role": role(),
-                "is_active": boolean(),
-                "is_verified": boolean(),
-                "password": describe(nullable(sized(8, 128)), "A new password; absent or null: unchanged"),
-            }),
-        ),
-    })
-}
-
-fn oauth_schemas() -> Value {
-    let max = |n: usize, description: &str| {
-        describe(json!({ "type": "string", "maxLength": n }), description)
-    };
-    let token_hint = describe(
-        json!({ "type": "string", "enum": ["access_token", "refresh_token"] }),
-        "Optional; the token's kind is detected either way",
-    );
-    let url = json!({ "type": "string", "format": "uri" });
-    let strings = json!({ "type": "array", "items": { "type": "string" } });
-    json!({
-        "OAuthTokenRequest": object(
-            &["grant_type"],
-            json!({
-                "grant_type": { "type": "string", "enum": ["password", "refresh_token"] },
-                "username": max(320, "grant_type=password: the email"),
-                "password": max(1024, "grant_type=password"),
-                "refresh_token": max(4096, "grant_type=refresh_token"),
-                "scope": max(1024, "Echoed in the response"),
-                "client_id": max(255, "Recorded with the session (HTTP Basic user name wins)"),
-                "device_id": max(255, "grant_type=password"),
-                "device_name": max(100, "grant_type=password"),
-            }),
-        ),
-        "OAuthRevokeRequest": object(&["token"], json!({ "token": string(), "token_type_hint": token_hint })),
-        "OAuthIntrospectRequest": object(&["token"], json!({ "token": string(), "token_type_hint": token_hint })),
-        "OAuthTokenResponse": object(
-            &["access_token", "token_type", "expires_in", "refresh_token"],
-            json!({
-                "access_token": describe(string(), "JWT"),
-                "token_type": { "const": "Bearer", "type": "string" },
-                "expires_in": describe(integer(), "Access token lifetime in seconds"),
-                "refresh_token": describe(string(), "Single use: every refresh returns a successor"),
-                "scope": describe(string(), "The requested scope, when one was given"),
-            }),
-        ),
-        "OAuthError": object(
-            &["error", "error_description"],
-            json!({
-                "error": {
-                    "type": "string",
-                    "enum": ["invalid_request", "invalid_client", "invalid_grant", "unsupported_grant_type"],
-                },
-                "error_description": string(),
-            }),
-        ),
-        "IntrospectionResponse": object(
-            &["active"],
-            json!({
-                "active": boolean(),
-                "sub": describe(uuid(), "The user id"),
-                "username": describe(string(), "The user's email"),
-                "token_type": { "type": "string", "enum": ["access_token", "refresh_token"] },
-                "exp": describe(integer(), "Unix seconds"),
-                "iat": describe(integer(), "Unix seconds"),
-                "client_id": string(),
-                "sid": describe(uuid(), "The session id"),
-                "jti": string(),
-                "iss": string(),
-                "aud": string(),
-            }),
-        ),
-        "Jwk": object(
-            &["kty", "kid", "alg", "use"],
-            json!({
-                "kty": { "type": "string", "enum": ["OKP", "EC"] },
-                "crv": { "type": "string", "enum": ["Ed25519", "P-256"] },
-                "x": describe(string(), "base64url"),
-                "y": describe(string(), "base64url; EC keys only"),
-                "kid": string(),
-                "alg": { "type": "string", "enum": ["EdDSA", "ES256"] },
-                "use": { "const": "sig", "type": "string" },
-            }),
-        ),
-        "Jwks": object(&["keys"], json!({ "keys": { "type": "array", "items": schema_ref("Jwk") } })),
-        "AuthorizationServerMetadata": object(
-            &["issuer", "token_endpoint", "grant_types_supported", "response_types_supported"],
-            json!({
-                "issuer": describe(url.clone(), "JWT_ISSUER, else this server's URL"),
-                "token_endpoint": url,
-                "revocation_endpoint": url,
-                "introspection_endpoint": url,
-                "jwks_uri": url,
-                "grant_types_supported": strings,
-                "response_types_supported": strings,
-                "token_endpoint_auth_methods_supported": strings,
-                "revocation_endpoint_auth_methods_supported": strings,
-                "introspection_endpoint_auth_methods_supported": strings,
-                "id_token_signing_alg_values_supported": strings,
-                "token_endpoint_auth_signing_alg_values_supported": strings,
-                "service_documentation": url,
-            }),
-        ),
-    })
-}
-
-/// The service's own routes.
-fn service_schemas() -> Value {
-    let environment = json!({ "type": "string", "enum": ["development", "staging", "production"] });
-    json!({
-        "Health": object(
-            &["status", "environment", "version"],
-            json!({
-                "status": { "const": "healthy", "type": "string" },
-                "environment": environment,
-                "version": string(),
-            }),
-        ),
-        "DetailedHealth": object(
-            &["status", "environment", "version", "database"],
-            json!({
-                "status": { "type": "string", "enum": ["healthy", "degraded"] },
-                "environment": environment,
-                "version": string(),
-                "database": { "type": "string", "enum": ["healthy", "unhealthy"] },
-                "database_backend": { "type": "string", "enum": ["sqlite", "postgresql"] },
-            }),
-        ),
-        "Readiness": object(&["ready"], json!({ "ready": boolean() })),
-        "Root": object(
-            &["name", "version", "environment", "docs_url"],
-            json!({
-                "name": { "const": "rotor", "type": "string" },
-                "version": string(),
-                "environment": environment,
-                "docs_url": { "const": "/docs", "type": "string" },
-            }),
-        ),
-    })
+/// Sets the `maximum` of every `size` query parameter: a setting, not a constant.
+fn cap_page_size(paths: &mut utoipa::openapi::path::Paths, max: u32) {
+    use utoipa::openapi::{path::ParameterIn, schema::Schema};
+    let operations = paths.paths.values_mut().flat_map(|item| {
+        [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ]
+        .into_iter()
+        .flatten()
+    });
+    for op in operations {
+        for p in op.parameters.iter_mut().flatten() {
+            if p.name == "size" && p.parameter_in == ParameterIn::Query {
+                if let Some(RefOr::T(Schema::Object(o))) = p.schema.as_mut() {
+                    o.maximum = Some(f64::from(max).into());
+                }
+            }
+        }
+    }
 }
 
 /// A self-contained HTML reference for [`document`]: it fetches `/openapi.json` and
@@ -1259,44 +396,6 @@ mod tests {
 
     use super::*;
 
-    /// Every route rotor serves (see the routers in `http::{auth, users, admin, oauth, meta}`).
-    const ROUTES: &[(&str, &str)] = &[
-        ("post", "/v1/auth/login"),
-        ("post", "/v1/auth/refresh"),
-        ("post", "/v1/auth/login-mobile"),
-        ("post", "/v1/auth/refresh-mobile"),
-        ("post", "/v1/auth/logout"),
-        ("post", "/v1/auth/logout-all"),
-        ("post", "/v1/auth/logout-others"),
-        ("get", "/v1/auth/me"),
-        ("post", "/v1/auth/change-password"),
-        ("get", "/v1/auth/sessions"),
-        ("delete", "/v1/auth/sessions/{id}"),
-        ("get", "/v1/auth/events"),
-        ("post", "/v1/users"),
-        ("get", "/v1/users/me"),
-        ("patch", "/v1/users/me"),
-        ("get", "/v1/users/{id}"),
-        ("get", "/v1/admin/users"),
-        ("post", "/v1/admin/users"),
-        ("get", "/v1/admin/users/{id}"),
-        ("patch", "/v1/admin/users/{id}"),
-        ("delete", "/v1/admin/users/{id}"),
-        ("get", "/v1/admin/events"),
-        ("get", "/health"),
-        ("get", "/health/detailed"),
-        ("get", "/ready"),
-        ("get", "/"),
-        ("get", "/openapi.json"),
-        ("get", "/docs"),
-        ("get", "/metrics"),
-        ("get", "/.well-known/jwks.json"),
-        ("get", "/.well-known/oauth-authorization-server"),
-        ("post", "/oauth/token"),
-        ("post", "/oauth/revoke"),
-        ("post", "/oauth/introspect"),
-    ];
-
     const METHODS: &[&str] = &[
         "get", "put", "post", "delete", "options", "head", "patch", "trace",
     ];
@@ -1316,33 +415,26 @@ mod tests {
     }
 
     #[test]
-    fn the_document_describes_exactly_the_routes_rotor_serves() {
-        let doc = document("0.0.0");
+    fn the_document_describes_exactly_the_routes_of_the_table() {
+        let doc = document("0.0.0", 100);
         let documented: HashSet<(String, String)> = operations(&doc)
             .into_iter()
             .map(|(m, p, _)| (m, p))
             .collect();
-        let served: HashSet<(String, String)> = ROUTES
-            .iter()
-            .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+        let served: HashSet<(String, String)> = super::super::routes::list()
+            .into_iter()
+            .map(|(m, p, _, _)| (m.as_str().to_ascii_lowercase(), p))
             .collect();
-        let missing: Vec<_> = served.difference(&documented).collect();
-        let extra: Vec<_> = documented.difference(&served).collect();
-        assert!(
-            missing.is_empty(),
-            "routes missing from the document: {missing:?}"
-        );
-        assert!(
-            extra.is_empty(),
-            "documented routes rotor does not serve: {extra:?}"
-        );
+        assert_eq!(served.len(), 34, "a route is declared twice");
+        assert_eq!(documented, served);
         assert_eq!(doc["openapi"], "3.1.0");
         assert_eq!(doc["info"]["version"], "0.0.0");
+        assert_eq!(doc["info"]["title"], "rotor");
     }
 
     #[test]
     fn every_operation_has_a_unique_id_a_known_tag_and_responses() {
-        let doc = document("0.0.0");
+        let doc = document("0.0.0", 100);
         let tags: HashSet<&str> = doc["tags"]
             .as_array()
             .unwrap()
@@ -1356,6 +448,10 @@ mod tests {
                 .as_str()
                 .unwrap_or_else(|| panic!("{method} {path}: no operationId"));
             assert!(ids.insert(id.to_owned()), "duplicate operationId {id}");
+            assert!(
+                !id.contains('_'),
+                "{id}: operation ids are camelCase (set operation_id)"
+            );
             let tag = op["tags"][0]
                 .as_str()
                 .unwrap_or_else(|| panic!("{id}: no tag"));
@@ -1415,7 +511,7 @@ mod tests {
 
     #[test]
     fn every_ref_resolves_to_a_component() {
-        let doc = document("0.0.0");
+        let doc = document("0.0.0", 100);
         let mut refs = Vec::new();
         collect_refs(&doc, &mut refs);
         assert!(
@@ -1455,7 +551,7 @@ mod tests {
 
     #[test]
     fn form_and_json_bodies_are_told_apart() {
-        let doc = document("0.0.0");
+        let doc = document("0.0.0", 100);
         let media = |path: &str, method: &str| {
             let body = &doc["paths"][path][method]["requestBody"]["content"];
             body.as_object().unwrap().keys().next().unwrap().clone()
@@ -1475,6 +571,37 @@ mod tests {
             ("/v1/users/me", "patch"),
         ] {
             assert_eq!(media(path, method), JSON, "{path}");
+        }
+    }
+
+    #[test]
+    fn the_rate_limited_routes_are_the_credential_routes() {
+        let limited: HashSet<(String, String, &str)> = super::super::routes::list()
+            .into_iter()
+            .filter_map(|(m, p, _, b)| Some((m.to_string(), p, b?)))
+            .collect();
+        let expected: HashSet<(String, String, &str)> = [
+            ("POST", "/v1/auth/login", "password"),
+            ("POST", "/v1/auth/login-mobile", "password"),
+            ("POST", "/v1/auth/change-password", "password"),
+            ("POST", "/v1/auth/refresh", "refresh"),
+            ("POST", "/v1/auth/refresh-mobile", "refresh"),
+            ("POST", "/oauth/token", "oauth-token"),
+            ("POST", "/v1/users", "register"),
+            ("POST", "/v1/admin/users", "admin-create"),
+        ]
+        .into_iter()
+        .map(|(m, p, b)| (m.to_owned(), p.to_owned(), b))
+        .collect();
+        assert_eq!(limited, expected);
+        // Each limited operation documents its 429.
+        let doc = document("0.0.0", 100);
+        for (method, path, _) in limited {
+            let op = &doc["paths"][&path][method.to_ascii_lowercase()];
+            assert!(
+                op["responses"]["429"].is_object(),
+                "{method} {path}: no 429"
+            );
         }
     }
 

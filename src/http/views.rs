@@ -1,63 +1,484 @@
-//! Response bodies: how users, sessions and events look on the wire. Timestamps are
-//! RFC 3339 UTC with a `Z` and microseconds, as the original's frontend requires.
+//! Response bodies: how users, sessions, events and tokens look on the wire. Each is a
+//! type that both serializes the response and, through `ToSchema`, describes it in the
+//! OpenAPI document, so the two cannot drift. Timestamps are RFC 3339 UTC with a `Z`
+//! and microseconds, as the original's frontend requires.
+//!
+//! Bodies are written with [`body`]: through a `serde_json::Value`, so an object's keys
+//! come out in alphabetical order, as rotor has always sent them.
 
+use axum::Json;
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::storage::{AuditEvent, SessionView, User};
+use crate::storage::{AuditEvent as AuditRow, SessionView, User as UserRow};
 
 pub fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
-fn ts_opt(t: Option<DateTime<Utc>>) -> Value {
-    t.map_or(Value::Null, |t| Value::String(ts(t)))
+/// A view as a JSON body (keys in alphabetical order, as `serde_json::json!` writes them).
+pub fn body<T: Serialize>(view: &T) -> Json<Value> {
+    Json(serde_json::to_value(view).expect("BUG: a view does not serialize"))
 }
 
-/// `{id, created_at, updated_at, email, full_name, is_active, is_verified, role}`;
-/// never the password hash.
-pub fn user(u: &User) -> Value {
-    json!({
-        "id": u.id,
-        "created_at": ts(u.created_at),
-        "updated_at": ts_opt(u.updated_at),
-        "email": u.email,
-        "full_name": u.full_name,
-        "is_active": u.is_active,
-        "is_verified": u.is_verified,
-        "role": u.role.as_str(),
-    })
+/// A user's role.
+#[derive(Serialize, ToSchema, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    User,
+    Admin,
 }
 
-pub fn session(s: &SessionView, current: Option<Uuid>) -> Value {
-    json!({
-        "id": s.id,
-        "device_id": s.device_id,
-        "device_name": s.device_name,
-        "user_agent": s.user_agent,
-        "ip_address": s.ip_address,
-        "created_at": ts(s.created_at),
-        "last_used_at": ts(s.last_used_at),
-        "expires_at": ts(s.expires_at),
-        "current": current == Some(s.id),
-    })
+/// A user; never the password hash.
+#[derive(Serialize, ToSchema)]
+pub struct User {
+    pub id: Uuid,
+    #[schema(format = DateTime, example = "2026-11-23T03:51:16.034306Z")]
+    pub created_at: String,
+    /// null until the first update
+    #[schema(required = true, format = DateTime, example = "2026-11-23T03:51:16.034306Z")]
+    pub updated_at: Option<String>,
+    #[schema(format = Email)]
+    pub email: String,
+    #[schema(required = true, max_length = 255)]
+    pub full_name: Option<String>,
+    pub is_active: bool,
+    pub is_verified: bool,
+    pub role: Role,
 }
 
-pub fn event(e: &AuditEvent) -> Value {
-    json!({
-        "id": e.id,
-        "created_at": ts(e.created_at),
-        "kind": e.kind,
-        "user_id": e.user_id,
-        "session_id": e.session_id,
-        "ip_address": e.ip_address,
-        "user_agent": e.user_agent,
-        "detail": e.detail,
-    })
+pub fn user(u: &UserRow) -> User {
+    User {
+        id: u.id,
+        created_at: ts(u.created_at),
+        updated_at: u.updated_at.map(ts),
+        email: u.email.clone(),
+        full_name: u.full_name.clone(),
+        is_active: u.is_active,
+        is_verified: u.is_verified,
+        role: match u.role {
+            crate::storage::Role::Admin => Role::Admin,
+            crate::storage::Role::User => Role::User,
+        },
+    }
 }
 
-/// `{items, total, page, size}`.
-pub fn page(items: Vec<Value>, total: u64, page: u32, size: u32) -> Value {
-    json!({ "items": items, "total": total, "page": page, "size": size })
+/// `bearer`, the token type of the `/v1` routes.
+#[derive(Serialize, ToSchema, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub enum BearerType {
+    Bearer,
+}
+
+/// JWT; send as `Authorization: Bearer <token>`.
+type AccessToken = String;
+
+#[derive(Serialize, ToSchema)]
+pub struct TokenResponse {
+    /// JWT; send as `Authorization: Bearer <token>`
+    pub access_token: AccessToken,
+    pub token_type: BearerType,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LoginResponse {
+    /// JWT; send as `Authorization: Bearer <token>`
+    pub access_token: AccessToken,
+    pub token_type: BearerType,
+    pub user: User,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MobileLoginResponse {
+    /// JWT; send as `Authorization: Bearer <token>`
+    pub access_token: AccessToken,
+    /// Opaque, 43 characters, single use: every refresh returns a successor
+    pub refresh_token: String,
+    pub token_type: BearerType,
+    pub user: User,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MobileTokenResponse {
+    /// JWT; send as `Authorization: Bearer <token>`
+    pub access_token: AccessToken,
+    /// Opaque, 43 characters, single use: every refresh returns a successor
+    pub refresh_token: String,
+    pub token_type: BearerType,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RevokedSessions {
+    pub revoked_sessions: u64,
+}
+
+/// A session: one login and its refresh-token family.
+#[derive(Serialize, ToSchema)]
+pub struct Session {
+    /// The session (refresh-token family) id
+    pub id: Uuid,
+    #[schema(required = true)]
+    pub device_id: Option<String>,
+    #[schema(required = true)]
+    pub device_name: Option<String>,
+    #[schema(required = true)]
+    pub user_agent: Option<String>,
+    #[schema(required = true)]
+    pub ip_address: Option<String>,
+    /// When the session began (the login)
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    /// The latest login or refresh
+    #[schema(format = DateTime)]
+    pub last_used_at: String,
+    /// When the current refresh token expires
+    #[schema(format = DateTime)]
+    pub expires_at: String,
+    /// True for the session of the calling access token
+    pub current: bool,
+}
+
+pub fn session(s: &SessionView, current: Option<Uuid>) -> Session {
+    Session {
+        id: s.id,
+        device_id: s.device_id.clone(),
+        device_name: s.device_name.clone(),
+        user_agent: s.user_agent.clone(),
+        ip_address: s.ip_address.clone(),
+        created_at: ts(s.created_at),
+        last_used_at: ts(s.last_used_at),
+        expires_at: ts(s.expires_at),
+        current: current == Some(s.id),
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SessionList {
+    pub sessions: Vec<Session>,
+}
+
+/// An entry of the security log.
+#[derive(Serialize, ToSchema)]
+pub struct AuditEvent {
+    pub id: Uuid,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    /// login_succeeded, login_failed, refresh, replay_detected, logout, session_revoked,
+    /// logout_others, logout_all, password_changed, user_created, user_deactivated,
+    /// user_deleted, token_revoked
+    pub kind: String,
+    #[schema(required = true)]
+    pub user_id: Option<Uuid>,
+    #[schema(required = true)]
+    pub session_id: Option<Uuid>,
+    #[schema(required = true)]
+    pub ip_address: Option<String>,
+    #[schema(required = true)]
+    pub user_agent: Option<String>,
+    #[schema(required = true)]
+    pub detail: Option<String>,
+}
+
+pub fn event(e: &AuditRow) -> AuditEvent {
+    AuditEvent {
+        id: e.id,
+        created_at: ts(e.created_at),
+        kind: e.kind.clone(),
+        user_id: e.user_id,
+        session_id: e.session_id,
+        ip_address: e.ip_address.clone(),
+        user_agent: e.user_agent.clone(),
+        detail: e.detail.clone(),
+    }
+}
+
+/// A page of users, oldest first.
+#[derive(Serialize, ToSchema)]
+pub struct UserPage {
+    pub items: Vec<User>,
+    /// Items on every page
+    pub total: u64,
+    #[schema(minimum = 1)]
+    pub page: u32,
+    #[schema(minimum = 1)]
+    pub size: u32,
+}
+
+/// A page of events, newest first.
+#[derive(Serialize, ToSchema)]
+pub struct EventPage {
+    pub items: Vec<AuditEvent>,
+    /// Items on every page
+    pub total: u64,
+    #[schema(minimum = 1)]
+    pub page: u32,
+    #[schema(minimum = 1)]
+    pub size: u32,
+}
+
+// --- errors ---------------------------------------------------------------------
+
+/// A service error: `{detail, type}`.
+#[derive(Serialize, ToSchema)]
+pub struct ServiceError {
+    /// What went wrong
+    pub detail: String,
+    /// The error kind, e.g. InvalidCredentials, TokenError, TokenRevokedError,
+    /// InactiveUser, PermissionDenied, UserNotFound, SessionNotFound,
+    /// EmailAlreadyExists, RateLimitExceeded; absent on 401 Not authenticated
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+}
+
+/// One invalid input, in pydantic v2's shape (keys in this order on the wire).
+#[derive(Serialize, ToSchema)]
+pub struct ValidationError {
+    /// e.g. missing, string_too_short, value_error, json_invalid
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Where: ["body" | "query" | "path", field]
+    pub loc: Vec<Loc>,
+    pub msg: String,
+    /// The value that was refused (the whole body object for a missing body field,
+    /// null for a missing form or query field)
+    pub input: serde_json::Value,
+    /// The constraint, where pydantic gives one: {"min_length": 8}, {"le": 100},
+    /// {"expected": "'user' or 'admin'"}, {"error": …}
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ctx: Option<serde_json::Value>,
+}
+
+/// A part of an error's location: a name or a list index.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum Loc {
+    Name(String),
+    Index(u64),
+}
+
+/// FastAPI's 422 body.
+#[derive(Serialize, ToSchema)]
+#[allow(clippy::upper_case_acronyms)]
+#[schema(as = HTTPValidationError)]
+pub struct HttpValidationError {
+    pub detail: Vec<ValidationError>,
+}
+
+// --- OAuth ----------------------------------------------------------------------
+
+/// `Bearer`, the token type of `/oauth/token`.
+#[derive(Serialize, ToSchema, Clone, Copy)]
+pub enum OAuthBearerType {
+    Bearer,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct OAuthTokenResponse {
+    /// JWT
+    pub access_token: String,
+    pub token_type: OAuthBearerType,
+    /// Access token lifetime in seconds
+    pub expires_in: i64,
+    /// Single use: every refresh returns a successor
+    pub refresh_token: String,
+    /// The requested scope, when one was given
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+#[derive(Serialize, ToSchema, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum OAuthErrorCode {
+    InvalidRequest,
+    InvalidClient,
+    InvalidGrant,
+    UnsupportedGrantType,
+}
+
+/// RFC 6749 §5.2 error body.
+#[derive(Serialize, ToSchema)]
+pub struct OAuthError {
+    pub error: OAuthErrorCode,
+    pub error_description: String,
+}
+
+#[derive(Serialize, ToSchema, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum IntrospectedTokenType {
+    AccessToken,
+    RefreshToken,
+}
+
+/// RFC 7662: `{"active": false}` alone for an inactive, unknown or invalid token.
+#[derive(Serialize, ToSchema, Default)]
+pub struct IntrospectionResponse {
+    pub active: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub token_type: Option<IntrospectedTokenType>,
+    /// The user id
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub sub: Option<Uuid>,
+    /// The user's email
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub username: Option<String>,
+    /// Unix seconds
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub iat: Option<i64>,
+    /// Unix seconds
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub exp: Option<i64>,
+    /// The session id
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub sid: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub client_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub jti: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub iss: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub aud: Option<String>,
+}
+
+/// A public signing key (RFC 7517).
+#[derive(Serialize, ToSchema)]
+pub struct Jwk {
+    /// OKP or EC
+    pub kty: String,
+    /// Ed25519 or P-256
+    pub crv: String,
+    /// base64url
+    pub x: String,
+    /// base64url; EC keys only
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub y: Option<String>,
+    pub kid: String,
+    /// EdDSA or ES256
+    pub alg: String,
+    /// sig
+    #[serde(rename = "use")]
+    pub use_: String,
+}
+
+/// The key set (JWKS); written by `jwt::TokenService::jwks`.
+#[derive(Serialize, ToSchema)]
+pub struct Jwks {
+    pub keys: Vec<Jwk>,
+}
+
+/// RFC 8414 authorization server metadata.
+#[derive(Serialize, ToSchema)]
+pub struct AuthorizationServerMetadata {
+    /// JWT_ISSUER, else PUBLIC_URL
+    pub issuer: String,
+    #[schema(format = "uri")]
+    pub token_endpoint: String,
+    #[schema(format = "uri")]
+    pub revocation_endpoint: String,
+    #[schema(format = "uri")]
+    pub introspection_endpoint: String,
+    #[schema(format = "uri")]
+    pub jwks_uri: String,
+    pub grant_types_supported: Vec<&'static str>,
+    pub response_types_supported: Vec<&'static str>,
+    pub token_endpoint_auth_methods_supported: Vec<&'static str>,
+    pub revocation_endpoint_auth_methods_supported: Vec<&'static str>,
+    pub introspection_endpoint_auth_methods_supported: Vec<&'static str>,
+    pub id_token_signing_alg_values_supported: Vec<&'static str>,
+    pub token_endpoint_auth_signing_alg_values_supported: Vec<&'static str>,
+    #[schema(format = "uri")]
+    pub service_documentation: String,
+}
+
+// --- the service ----------------------------------------------------------------
+
+#[derive(Serialize, ToSchema, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    Development,
+    Staging,
+    Production,
+}
+
+impl Environment {
+    pub fn of(e: &crate::config::Environment) -> Self {
+        use crate::config::Environment as E;
+        match e {
+            E::Development => Self::Development,
+            E::Staging => Self::Staging,
+            E::Production => Self::Production,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub enum Healthy {
+    Healthy,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    pub status: Healthy,
+    pub environment: Environment,
+    pub version: &'static str,
+}
+
+#[derive(Serialize, ToSchema, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    Healthy,
+    Degraded,
+}
+
+#[derive(Serialize, ToSchema, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub enum DatabaseStatus {
+    Healthy,
+    Unhealthy,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DetailedHealth {
+    /// degraded when the database does not answer
+    pub status: HealthStatus,
+    pub environment: Environment,
+    pub version: &'static str,
+    pub database: DatabaseStatus,
+    /// sqlite or postgresql
+    pub database_backend: &'static str,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Readiness {
+    pub ready: bool,
+}
+
+#[derive(Serialize, ToSchema, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceName {
+    Rotor,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Root {
+    pub name: ServiceName,
+    pub version: &'static str,
+    pub environment: Environment,
+    /// /docs
+    pub docs_url: &'static str,
 }

@@ -31,6 +31,8 @@ mod ops;
 mod original;
 /// Several server processes on one PostgreSQL; SIGKILL at random points.
 mod resilience;
+/// The OpenAPI document checked by Schemathesis against the live server.
+mod schema;
 /// Forged tokens, brute force, oversized and slow requests, login floods.
 mod security;
 /// Device sessions, the grace window, absolute lifetime, the security log.

@@ -1,0 +1,177 @@
+//! The route table: every route rotor serves, declared once.
+//!
+//! A route's method, path and documentation are the `#[utoipa::path]` on its handler;
+//! its entry here adds where it is served ([`Scope`]) and its `RATE_LIMIT_AUTH`
+//! bucket. The axum routers ([`router`]), the rate-limit lookup ([`bucket`]), the
+//! OpenAPI document ([`super::openapi::document`]) and the route list the tests walk
+//! ([`list`]) are all read off [`table`].
+//!
+//! Adding a route: write the handler with its `#[utoipa::path]`, add one line below.
+
+use std::{collections::HashMap, sync::LazyLock};
+
+use axum::{http::Method, routing::MethodRouter, Router};
+use utoipa::openapi::{path::Paths, schema::Schema, RefOr};
+use utoipa_axum::{router::UtoipaMethodRouter, routes};
+
+use super::{admin, auth, meta, oauth, users, AppState};
+
+/// The rate-limit bucket of every password check of a client: login, login-mobile,
+/// change-password and the OAuth password grant (charged by its handler).
+pub const PASSWORD_BUCKET: &str = "password";
+
+/// Where a route is served.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Scope {
+    /// rotor's API (`/v1`, `/oauth`, `/.well-known`): [`super::routes`], what an
+    /// embedding application merges, and rotor's own server.
+    Api,
+    /// The service's own routes (`/`, health, docs): rotor's server only.
+    Service,
+    /// `/metrics`: rotor's server unless metrics are off or moved to `METRICS_BIND`,
+    /// where [`super::metrics_app`] serves it.
+    Metrics,
+}
+
+/// One route: its handler, where it is served, its rate-limit bucket and its
+/// documentation.
+pub struct Route {
+    pub method: Method,
+    /// The path template, as axum and OpenAPI both spell it (`/v1/users/{id}`).
+    pub path: String,
+    pub scope: Scope,
+    /// Its `RATE_LIMIT_AUTH` bucket; `None`: not limited by it (but by
+    /// `RATE_LIMIT_DEFAULT`, if set).
+    pub bucket: Option<&'static str>,
+    handler: MethodRouter<AppState>,
+    schemas: Vec<(String, RefOr<Schema>)>,
+    paths: Paths,
+}
+
+impl Route {
+    fn new(scope: Scope, (schemas, paths, handler): UtoipaMethodRouter<AppState>) -> Self {
+        let mut items = paths.paths.iter();
+        let (Some((path, item)), None) = (items.next(), items.next()) else {
+            unreachable!("BUG: a route entry names one handler")
+        };
+        let methods: Vec<Method> = [
+            (&item.get, Method::GET),
+            (&item.post, Method::POST),
+            (&item.put, Method::PUT),
+            (&item.patch, Method::PATCH),
+            (&item.delete, Method::DELETE),
+        ]
+        .into_iter()
+        .filter_map(|(op, m)| op.as_ref().map(|_| m))
+        .collect();
+        let [method] = methods.as_slice() else {
+            unreachable!("BUG: {path}: a handler documents exactly one method")
+        };
+        Self {
+            method: method.clone(),
+            path: path.clone(),
+            scope,
+            bucket: None,
+            handler,
+            schemas,
+            paths,
+        }
+    }
+
+    fn api(r: UtoipaMethodRouter<AppState>) -> Self {
+        Self::new(Scope::Api, r)
+    }
+
+    fn service(r: UtoipaMethodRouter<AppState>) -> Self {
+        Self::new(Scope::Service, r)
+    }
+
+    /// Limited under `RATE_LIMIT_AUTH`, per client IP, in `bucket`.
+    fn limit(mut self, bucket: &'static str) -> Self {
+        self.bucket = Some(bucket);
+        self
+    }
+
+    /// The operation and the schemas it refers to.
+    pub(crate) fn documentation(self) -> (Vec<(String, RefOr<Schema>)>, Paths) {
+        (self.schemas, self.paths)
+    }
+}
+
+/// Every route rotor serves.
+pub fn table() -> Vec<Route> {
+    vec![
+        // /v1/auth: every password check shares one bucket, so alternating routes gains a
+        // guesser nothing.
+        Route::api(routes!(auth::login)).limit(PASSWORD_BUCKET),
+        Route::api(routes!(auth::refresh)).limit("refresh"),
+        Route::api(routes!(auth::login_mobile)).limit(PASSWORD_BUCKET),
+        Route::api(routes!(auth::refresh_mobile)).limit("refresh"),
+        Route::api(routes!(auth::logout)),
+        Route::api(routes!(auth::logout_all)),
+        Route::api(routes!(auth::me)),
+        Route::api(routes!(auth::change_password)).limit(PASSWORD_BUCKET),
+        // Sessions and the caller's security log.
+        Route::api(routes!(auth::logout_others)),
+        Route::api(routes!(auth::list_sessions)),
+        Route::api(routes!(auth::revoke_session)),
+        Route::api(routes!(auth::my_events)),
+        // /v1/users. Each account creation runs Argon2: limited so a flood cannot starve
+        // logins.
+        Route::api(routes!(users::register)).limit("register"),
+        Route::api(routes!(users::get_me)),
+        Route::api(routes!(users::update_me)),
+        Route::api(routes!(users::get_user)),
+        // /v1/admin
+        Route::api(routes!(admin::list_users)),
+        Route::api(routes!(admin::create_user)).limit("admin-create"),
+        Route::api(routes!(admin::get_user)),
+        Route::api(routes!(admin::update_user)),
+        Route::api(routes!(admin::delete_user)),
+        Route::api(routes!(admin::list_events)),
+        // OAuth 2.0 and the signing keys. The password grant is also charged to the
+        // password bucket, by the handler (which alone knows the grant type).
+        Route::api(routes!(oauth::token)).limit("oauth-token"),
+        Route::api(routes!(oauth::revoke)),
+        Route::api(routes!(oauth::introspect)),
+        Route::api(routes!(meta::oauth_metadata)),
+        Route::api(routes!(meta::jwks)),
+        // The service itself.
+        Route::service(routes!(meta::health)),
+        Route::service(routes!(meta::health_detailed)),
+        Route::service(routes!(meta::ready)),
+        Route::new(Scope::Metrics, routes!(meta::metrics)),
+        Route::service(routes!(meta::root)),
+        Route::service(routes!(meta::openapi_json)),
+        Route::service(routes!(meta::docs)),
+    ]
+}
+
+/// The routes of `scope`, unlayered.
+pub(crate) fn router(scope: Scope) -> Router<AppState> {
+    table()
+        .into_iter()
+        .filter(|r| r.scope == scope)
+        .fold(Router::new(), |router, r| router.route(&r.path, r.handler))
+}
+
+static BUCKETS: LazyLock<HashMap<(Method, String), &'static str>> = LazyLock::new(|| {
+    table()
+        .into_iter()
+        .filter_map(|r| Some(((r.method, r.path), r.bucket?)))
+        .collect()
+});
+
+/// The `RATE_LIMIT_AUTH` bucket of a request to the route `route` (its matched path),
+/// or `None` when it is not limited under it.
+pub(crate) fn bucket(route: Option<&str>, method: &Method) -> Option<&'static str> {
+    BUCKETS.get(&(method.clone(), route?.to_owned())).copied()
+}
+
+/// `(method, path template, scope, bucket)` of every route, for tests and tools.
+pub fn list() -> Vec<(Method, String, Scope, Option<&'static str>)> {
+    table()
+        .into_iter()
+        .map(|r| (r.method, r.path, r.scope, r.bucket))
+        .collect()
+}
