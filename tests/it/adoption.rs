@@ -10,7 +10,9 @@ use uuid::Uuid;
 use crate::{
     original::{self, older_hash, original_hash, repo, OToken, OUser, Original},
     process::run,
-    support::{count, refresh_cookie_value, Backend, TestApp, TestDb},
+    support::{
+        count, live_tokens, live_tokens_in_family, refresh_cookie_value, Backend, TestApp, TestDb,
+    },
 };
 
 pub const SECRET: &str = "integration-test-secret-key-0123456789abcdef";
@@ -166,11 +168,7 @@ async fn dry_run_reports_the_plan_and_changes_nothing() {
     assert!(!table_exists(&f.db, "_sqlx_migrations").await);
     assert!(!table_exists(&f.db, "sessions").await);
     assert_eq!(
-        count(
-            &f.db,
-            "SELECT count(*) FROM refresh_tokens WHERE NOT is_revoked"
-        )
-        .await,
+        live_tokens(&f.db).await,
         5
     );
 }
@@ -263,11 +261,7 @@ async fn adoption_in_place_logs_no_one_out() {
         1
     );
     // The forked family keeps its newest live token; the repair is audited.
-    let live_in_fork = format!(
-        "SELECT count(*) FROM refresh_tokens WHERE family_id = '{}' AND NOT is_revoked",
-        f.forked.0.family_id
-    );
-    assert_eq!(count(db, &live_in_fork).await, 1);
+    assert_eq!(live_tokens_in_family(db, f.forked.0.family_id).await, 1);
     assert_eq!(
         count(
             db,
@@ -369,14 +363,7 @@ async fn adoption_in_place_logs_no_one_out() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["type"], "TokenRevokedError");
     assert_eq!(
-        count(
-            db,
-            &format!(
-                "SELECT count(*) FROM refresh_tokens WHERE family_id = '{}' AND NOT is_revoked",
-                ancestor.family_id
-            )
-        )
-        .await,
+        live_tokens_in_family(db, ancestor.family_id).await,
         0
     );
 

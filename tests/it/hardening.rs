@@ -3,25 +3,15 @@
 //! password-guessing buckets, world-readable database files, Host-header poisoning of
 //! the OAuth metadata, and access tokens naming sessions that never existed.
 
-use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
 
 use crate::{
     both,
-    support::{count, Backend, TestApp},
+    support::{body, claims, count, raw_exchange, Backend, TestApp},
 };
 
 const SECRET: &str = "integration-test-secret-key-0123456789abcdef";
-
-async fn body(r: Response) -> Value {
-    r.json().await.expect("json body")
-}
-
-fn claims(jwt: &str) -> Value {
-    let part = jwt.split('.').nth(1).expect("jwt payload");
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).expect("base64")).expect("json")
-}
 
 /// A pydantic-shaped 422 naming `loc`.
 async fn assert_422_at(r: Response, loc: &[&str], what: &str) {
@@ -45,15 +35,6 @@ async fn assert_invalid_request(r: Response, what: &str) {
     let b = body(r).await;
     assert_eq!(b["error"], "invalid_request", "{what}: {b}");
     assert!(b["error_description"].is_string(), "{what}: {b}");
-}
-
-async fn raw_exchange(app: &TestApp, request: &[u8]) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(app.addr).await.unwrap();
-    let _ = s.write_all(request).await;
-    let mut buf = Vec::new();
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut buf)).await;
-    String::from_utf8_lossy(&buf).into_owned()
 }
 
 // ---------------------------------------------------------------------------------
@@ -270,7 +251,7 @@ both!(
              Connection: close\r\n\r\n{form}",
                 form.len()
             );
-            let answer = raw_exchange(&app, request.as_bytes()).await;
+            let answer = raw_exchange(app.addr, request.as_bytes(), std::time::Duration::from_secs(5)).await;
             assert!(answer.starts_with("HTTP/1.1 400"), "{header}: {answer:.80}");
         }
         assert_eq!(
@@ -630,7 +611,7 @@ async fn metadata_with_host(app: &TestApp, host: &str) -> Value {
         "GET /.well-known/oauth-authorization-server HTTP/1.1\r\nHost: {host}\r\n\
          X-Forwarded-Host: {host}\r\nConnection: close\r\n\r\n"
     );
-    let answer = raw_exchange(app, request.as_bytes()).await;
+    let answer = raw_exchange(app.addr, request.as_bytes(), std::time::Duration::from_secs(5)).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer:.80}");
     let (_, json) = answer.split_once("\r\n\r\n").expect("body");
     serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}"))

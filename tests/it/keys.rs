@@ -23,14 +23,8 @@ use sqlx::Connection;
 
 use crate::{
     both,
-    support::{Backend, TestApp, TestDb},
+    support::{jwt_part, Backend, TestApp, TestDb},
 };
-
-/// The header (part 0) or the claims (part 1) of a compact JWT.
-pub(crate) fn jwt_part(token: &str, part: usize) -> Value {
-    let encoded = token.split('.').nth(part).expect("a JWT has three parts");
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(encoded).expect("base64url")).expect("JSON")
-}
 
 fn kid_of(token: &str) -> String {
     jwt_part(token, 0)["kid"]

@@ -20,17 +20,8 @@ use serde_json::Value;
 use crate::{
     both,
     process::{run, Server},
-    support::{count, Backend, TestApp, TestDb},
+    support::{count, live_tokens, Backend, TestApp, TestDb},
 };
-
-fn bool_sql(b: Backend, column: &str, value: bool) -> String {
-    match (b, value) {
-        (Backend::Sqlite, true) => format!("{column} = 1"),
-        (Backend::Sqlite, false) => format!("{column} = 0"),
-        (Backend::Postgres, true) => column.to_owned(),
-        (Backend::Postgres, false) => format!("NOT {column}"),
-    }
-}
 
 both!(cli_migrate_creates_the_schema, |b| async move {
     let db = TestDb::new(b).await;
@@ -78,19 +69,14 @@ both!(
             app.get_auth("/v1/auth/me", &access).await.status(),
             StatusCode::UNAUTHORIZED
         );
-        let live = format!(
-            "SELECT count(*) FROM refresh_tokens WHERE {}",
-            bool_sql(b, "is_revoked", false)
-        );
-        assert_eq!(count(&db, &live).await, 0);
+        assert_eq!(live_tokens(&db).await, 0);
 
         let out = run(&db, &["users", "deactivate", "boss@example.com"], &[]).await;
         assert!(out.ok, "{}", out.stderr);
-        let inactive = format!(
-            "SELECT count(*) FROM users WHERE {}",
-            bool_sql(b, "is_active", false)
+        assert_eq!(
+            count(&db, "SELECT count(*) FROM users WHERE NOT is_active").await,
+            1
         );
-        assert_eq!(count(&db, &inactive).await, 1);
         assert_eq!(
             app.post_login("boss@example.com", "AdminPass123")
                 .await
@@ -401,11 +387,7 @@ both!(
         // What remains: the session's tokens only (one live, the rest revoked ancestors).
         let remaining = count(&app.db, "SELECT count(*) FROM refresh_tokens").await;
         assert_eq!(remaining, refreshes + 1);
-        let live = format!(
-            "SELECT count(*) FROM refresh_tokens WHERE {}",
-            bool_sql(b, "is_revoked", false)
-        );
-        assert_eq!(count(&app.db, &live).await, 1);
+        assert_eq!(live_tokens(&app.db).await, 1);
     }
 );
 

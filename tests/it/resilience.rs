@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use crate::{
     process::{free_port, Server},
-    support::{count, Backend, TestDb},
+    support::{count, live_tokens, max_live_per_family, Backend, TestDb},
 };
 
 async fn register_and_login(
@@ -63,10 +63,6 @@ async fn refresh(
     Ok((status, body["refresh_token"].as_str().map(str::to_owned)))
 }
 
-async fn max_live_per_family(db: &TestDb) -> i64 {
-    count(db, "SELECT COALESCE(MAX(n), 0) FROM (SELECT count(*) AS n FROM refresh_tokens WHERE NOT is_revoked GROUP BY family_id) f").await
-}
-
 #[tokio::test]
 async fn two_processes_racing_on_the_same_tokens_yield_one_successor_each() {
     let db = TestDb::new(Backend::Postgres).await;
@@ -108,11 +104,7 @@ async fn two_processes_racing_on_the_same_tokens_yield_one_successor_each() {
     }
     assert_eq!(max_live_per_family(&db).await, 1);
     assert_eq!(
-        count(
-            &db,
-            "SELECT count(*) FROM refresh_tokens WHERE NOT is_revoked"
-        )
-        .await,
+        live_tokens(&db).await,
         20
     );
     assert_eq!(
@@ -177,11 +169,7 @@ async fn two_processes_in_strict_mode_never_leave_two_live_tokens() {
     );
     // Every family saw a replay (the losers), so every family is revoked, committed.
     assert_eq!(
-        count(
-            &db,
-            "SELECT count(*) FROM refresh_tokens WHERE NOT is_revoked"
-        )
-        .await,
+        live_tokens(&db).await,
         0
     );
 }

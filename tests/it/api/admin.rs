@@ -10,7 +10,7 @@ both!(admin_lists_users_page_by_page, |b| async move {
     let app = TestApp::spawn(b).await;
     let (_, admin) = app.admin_session().await;
     for _ in 0..4 {
-        new_user(&app).await;
+        app.new_user().await;
     }
 
     let all = get(&app, "/v1/admin/users", Some(&admin)).await;
@@ -156,8 +156,8 @@ both!(
 both!(admin_gets_patches_and_deletes_users, |b| async move {
     let app = TestApp::spawn(b).await;
     let (_, admin) = app.admin_session().await;
-    let target = new_user(&app).await;
-    let other = new_user(&app).await;
+    let target = app.new_user().await;
+    let other = app.new_user().await;
     let (target_access, target_refresh) = app.login_mobile(&target.email, PASSWORD).await;
     let path = format!("/v1/admin/users/{}", target.id);
 

@@ -11,7 +11,7 @@ both!(
     login_answers_a_bearer_token_the_user_and_a_strict_http_only_cookie,
     |b| async move {
         let app = TestApp::spawn(b).await;
-        let user = new_user(&app).await;
+        let user = app.new_user().await;
 
         let r = app.post_login(&user.email, PASSWORD).await;
 
@@ -52,7 +52,7 @@ both!(
     |b| async move {
         for env in ["staging", "production"] {
             let app = TestApp::spawn_with(b, &[("ENVIRONMENT", env)]).await;
-            let user = new_user(&app).await;
+            let user = app.new_user().await;
 
             let login = app.post_login(&user.email, PASSWORD).await;
             assert_eq!(login.status(), StatusCode::OK, "{env}");
@@ -76,7 +76,7 @@ both!(
 
 both!(refresh_cookie_path_is_configurable, |b| async move {
     let app = TestApp::spawn_with(b, &[("REFRESH_COOKIE_PATH", "/v1/auth")]).await;
-    let user = new_user(&app).await;
+    let user = app.new_user().await;
 
     let login = app.post_login(&user.email, PASSWORD).await;
     let raw = refresh_cookie_value(&login).unwrap();
@@ -107,7 +107,7 @@ both!(
     |b| async move {
         let app = TestApp::spawn(b).await;
         let store = app.store().as_ref();
-        let active = new_user(&app).await;
+        let active = app.new_user().await;
         let inactive =
             UserFactory::create_with(store, &UserFactory::next_email(), Role::User, false)
                 .await
@@ -210,7 +210,7 @@ both!(
     login_mobile_answers_both_tokens_and_the_user_without_a_cookie,
     |b| async move {
         let app = TestApp::spawn(b).await;
-        let user = new_user(&app).await;
+        let user = app.new_user().await;
 
         let r = app.post_login_mobile(&user.email, PASSWORD, &[]).await;
 
@@ -249,7 +249,7 @@ both!(
     logout_clears_the_cookie_and_ends_the_session,
     |b| async move {
         let app = TestApp::spawn(b).await;
-        let user = new_user(&app).await;
+        let user = app.new_user().await;
         let (_, raw) = cookie_login(&app, &user.email).await;
         let (_, other) = cookie_login(&app, &user.email).await;
         let family = family_of(&app, &raw).await;
@@ -260,7 +260,7 @@ both!(
         let cleared = refresh_set_cookie(&r).expect("the cookie is cleared");
         assert!(cleared.starts_with("refresh_token=;"), "{cleared}");
         assert_strict_cookie(&cleared, 0, "/", false);
-        assert_eq!(live_in_family(&app, family).await, 0);
+        assert_eq!(live_tokens_in_family(&app.db, family).await, 0);
         assert_eq!(
             app.post_refresh_cookie(&raw).await.status(),
             StatusCode::UNAUTHORIZED
@@ -286,7 +286,7 @@ both!(
     logout_all_ends_every_session_and_kills_access_tokens,
     |b| async move {
         let app = TestApp::spawn(b).await;
-        let user = new_user(&app).await;
+        let user = app.new_user().await;
         let mut sessions = Vec::new();
         for _ in 0..3 {
             sessions.push(app.login_mobile(&user.email, PASSWORD).await);
@@ -430,7 +430,7 @@ both!(
     change_password_ends_other_sessions_but_keeps_the_callers,
     |b| async move {
         let app = TestApp::spawn(b).await;
-        let user = new_user(&app).await;
+        let user = app.new_user().await;
         let (mine_access, mine_refresh) = app.login_mobile(&user.email, PASSWORD).await;
         let (_, other_refresh) = app.login_mobile(&user.email, PASSWORD).await;
         let mine = family_of(&app, &mine_refresh).await;
@@ -446,12 +446,12 @@ both!(
 
         assert_eq!(r.status(), StatusCode::NO_CONTENT);
         assert_eq!(
-            live_in_family(&app, other).await,
+            live_tokens_in_family(&app.db, other).await,
             0,
             "the other session is ended"
         );
         assert_eq!(
-            live_in_family(&app, mine).await,
+            live_tokens_in_family(&app.db, mine).await,
             1,
             "the caller's session is kept"
         );
@@ -479,7 +479,7 @@ both!(
 // Device records (light: sessions have a file of their own): a login records its device.
 both!(sessions_record_the_device_and_are_listed, |b| async move {
     let app = TestApp::spawn(b).await;
-    let user = new_user(&app).await;
+    let user = app.new_user().await;
     let r = app
         .client
         .post(app.url("/v1/auth/login-mobile"))
@@ -530,7 +530,7 @@ both!(
     forwarded_for_is_ignored_from_untrusted_peers,
     |b| async move {
         let app = TestApp::spawn(b).await;
-        let user = new_user(&app).await;
+        let user = app.new_user().await;
 
         let r = app
             .client
@@ -553,7 +553,7 @@ both!(
     forwarded_for_is_honoured_from_a_trusted_proxy,
     |b| async move {
         let app = TestApp::spawn_with(b, &[("TRUSTED_PROXIES", "127.0.0.1/32")]).await;
-        let user = new_user(&app).await;
+        let user = app.new_user().await;
 
         let r = app
             .client
@@ -638,7 +638,7 @@ both!(
     refreshes_are_served_during_a_burst_of_logins,
     |b| async move {
         let app = TestApp::spawn_with(b, &[("ARGON2_MAX_CONCURRENCY", "1")]).await;
-        let user = new_user(&app).await;
+        let user = app.new_user().await;
         let (_, mut refresh) = app.login_mobile(&user.email, PASSWORD).await;
 
         let mut logins = Vec::new();

@@ -24,7 +24,10 @@ use uuid::Uuid;
 
 use crate::{
     both,
-    support::{count, refresh_cookie_value, refresh_set_cookie, Backend, TestApp},
+    support::{
+        body, count, live_tokens_in_family, refresh_cookie_value, refresh_set_cookie, Backend,
+        TestApp,
+    },
 };
 
 mod admin;
@@ -51,10 +54,6 @@ const USER_KEYS: [&str; 8] = [
 // ---------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------
-
-async fn body(r: Response) -> Value {
-    r.json().await.expect("a JSON body")
-}
 
 fn keys(v: &Value) -> BTreeSet<String> {
     v.as_object()
@@ -180,15 +179,9 @@ fn assert_strict_cookie(set_cookie: &str, max_age: i64, path: &str, secure: bool
     assert_eq!(attrs.contains("secure"), secure, "Secure in {set_cookie}");
 }
 
-async fn new_user(app: &TestApp) -> User {
-    UserFactory::create(app.store().as_ref())
-        .await
-        .expect("create user")
-}
-
 /// A logged-in user through the mobile route: (user, access, refresh).
 async fn mobile_session(app: &TestApp) -> (User, String, String) {
-    let user = new_user(app).await;
+    let user = app.new_user().await;
     let (access, refresh) = app.login_mobile(&user.email, PASSWORD).await;
     (user, access, refresh)
 }
@@ -258,16 +251,6 @@ async fn tokens_in_family(app: &TestApp, family: Uuid) -> i64 {
     count(
         &app.db,
         &format!("SELECT count(*) FROM refresh_tokens WHERE family_id = '{family}'"),
-    )
-    .await
-}
-
-async fn live_in_family(app: &TestApp, family: Uuid) -> i64 {
-    count(
-        &app.db,
-        &format!(
-            "SELECT count(*) FROM refresh_tokens WHERE family_id = '{family}' AND NOT is_revoked"
-        ),
     )
     .await
 }

@@ -11,7 +11,7 @@ both!(
     the_fourth_login_in_a_minute_is_429_with_retry_after,
     |b| async move {
         let app = TestApp::spawn_with(b, &[("RATE_LIMIT_AUTH", "3/minute")]).await;
-        let user = new_user(&app).await;
+        let user = app.new_user().await;
         let mut access = String::new();
         for i in 0..3 {
             let r = app.post_login(&user.email, PASSWORD).await;
@@ -70,7 +70,7 @@ both!(
     limited_routes_report_their_quota_on_every_answer,
     |b| async move {
         let app = TestApp::spawn_with(b, &[("RATE_LIMIT_AUTH", "3/minute")]).await;
-        let user = new_user(&app).await;
+        let user = app.new_user().await;
         let now = || {
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -173,7 +173,7 @@ both!(
     with_rate_limits_off_no_route_sends_rate_limit_headers,
     |b| async move {
         let app = TestApp::spawn_with(b, &[("RATE_LIMIT_AUTH", "off")]).await;
-        let user = new_user(&app).await;
+        let user = app.new_user().await;
         let r = app.post_login(&user.email, PASSWORD).await;
         assert_eq!(r.status(), StatusCode::OK);
         assert_eq!(rate_limit_headers(&r), None);
@@ -183,7 +183,7 @@ both!(
 
 both!(rate_limit_off_never_answers_429, |b| async move {
     let app = TestApp::spawn_with(b, &[("RATE_LIMIT_AUTH", "off")]).await;
-    let user = new_user(&app).await;
+    let user = app.new_user().await;
 
     let mut tasks = Vec::new();
     for i in 0..30 {

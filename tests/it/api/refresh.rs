@@ -11,7 +11,7 @@ both!(
     refresh_rotates_the_cookie_and_answers_a_new_access_token,
     |b| async move {
         let app = TestApp::spawn(b).await;
-        let user = new_user(&app).await;
+        let user = app.new_user().await;
         let (_, first) = cookie_login(&app, &user.email).await;
         let family = family_of(&app, &first).await;
 
@@ -43,7 +43,7 @@ both!(
         );
         assert_eq!(family_of(&app, &second).await, family);
         assert_eq!(tokens_in_family(&app, family).await, 2);
-        assert_eq!(live_in_family(&app, family).await, 1);
+        assert_eq!(live_tokens_in_family(&app.db, family).await, 1);
 
         // And the successor rotates in turn.
         assert_eq!(
@@ -89,7 +89,7 @@ both!(refresh_with_an_unknown_token_is_401, |b| async move {
 
 both!(refresh_after_the_token_expired_is_401, |b| async move {
     let app = TestApp::spawn(b).await;
-    let user = new_user(&app).await;
+    let user = app.new_user().await;
     let (_, raw) = cookie_login(&app, &user.email).await;
     let family = family_of(&app, &raw).await;
 
@@ -109,7 +109,7 @@ both!(
     refresh_with_a_revoked_token_is_401_token_revoked,
     |b| async move {
         let app = TestApp::spawn(b).await;
-        let user = new_user(&app).await;
+        let user = app.new_user().await;
         let (_, raw) = cookie_login(&app, &user.email).await;
         let token = app
             .store()
@@ -128,7 +128,7 @@ both!(
             1,
             "no successor was issued"
         );
-        assert_eq!(live_in_family(&app, token.family_id).await, 0);
+        assert_eq!(live_tokens_in_family(&app.db, token.family_id).await, 0);
     }
 );
 
@@ -136,8 +136,8 @@ both!(
     refresh_fails_once_the_user_is_deleted_or_deactivated,
     |b| async move {
         let app = TestApp::spawn(b).await;
-        let gone = new_user(&app).await;
-        let disabled = new_user(&app).await;
+        let gone = app.new_user().await;
+        let disabled = app.new_user().await;
         let (_, gone_raw) = cookie_login(&app, &gone.email).await;
         let (_, disabled_raw) = cookie_login(&app, &disabled.email).await;
         let disabled_family = family_of(&app, &disabled_raw).await;
@@ -182,7 +182,7 @@ both!(
     refresh_and_logout_ignore_authorization_headers,
     |b| async move {
         let app = TestApp::spawn(b).await;
-        let user = new_user(&app).await;
+        let user = app.new_user().await;
         let (access, raw) = cookie_login(&app, &user.email).await;
         let refresh = |cookie: String, bearer: String| {
             app.client
@@ -252,7 +252,7 @@ both!(
         let second = v["refresh_token"].as_str().unwrap();
         assert_ne!(second, first);
         assert_eq!(family_of(&app, second).await, family);
-        assert_eq!(live_in_family(&app, family).await, 1);
+        assert_eq!(live_tokens_in_family(&app.db, family).await, 1);
         assert!(app
             .store()
             .get_valid_by_hash(&hash_token(second), app.now())
@@ -321,7 +321,7 @@ both!(
 
         expect_error(replay, StatusCode::UNAUTHORIZED, "TokenRevokedError").await;
         assert_eq!(
-            live_in_family(&app, family).await,
+            live_tokens_in_family(&app.db, family).await,
             0,
             "no live token remains in the family"
         );
@@ -343,7 +343,7 @@ both!(
             "the successor is dead"
         );
         assert_eq!(
-            live_in_family(&app, family).await,
+            live_tokens_in_family(&app.db, family).await,
             0,
             "still revoked afterwards"
         );
@@ -390,7 +390,7 @@ both!(
             "only 200 or 401: {results:?}"
         );
         assert!(
-            live_in_family(&app, family).await <= 1,
+            live_tokens_in_family(&app.db, family).await <= 1,
             "never two live tokens in a family"
         );
         assert!(
@@ -399,7 +399,7 @@ both!(
         );
         if ok.len() == 1 && results.len() > 1 {
             // The losers replayed a rotated token: the family is revoked for good.
-            assert_eq!(live_in_family(&app, family).await, 0);
+            assert_eq!(live_tokens_in_family(&app.db, family).await, 0);
             let successor = ok[0].1.clone().unwrap();
             assert_eq!(
                 app.post_refresh_mobile(&successor).await.status(),
@@ -431,7 +431,7 @@ both!(
         assert_eq!(successors.len(), 1, "every 200 carries the same successor");
         let successor = successors.into_iter().next().unwrap();
         assert_eq!(tokens_in_family(&app, family).await, 2);
-        assert_eq!(live_in_family(&app, family).await, 1);
+        assert_eq!(live_tokens_in_family(&app.db, family).await, 1);
         assert!(app
             .store()
             .get_valid_by_hash(&hash_token(&successor), app.now())
@@ -478,7 +478,7 @@ mod two_servers_sharing_one_postgres_rotate_a_token_once {
             "exactly one successor exists"
         );
         assert_eq!(
-            live_in_family(&first, family).await,
+            live_tokens_in_family(&first.db, family).await,
             0,
             "the replays revoked the family"
         );

@@ -59,7 +59,7 @@ both!(
     registration_rejects_a_taken_email_in_any_case_with_409,
     |b| async move {
         let app = TestApp::spawn(b).await;
-        let existing = new_user(&app).await;
+        let existing = app.new_user().await;
 
         let same = post_json(
             &app,
@@ -124,7 +124,7 @@ both!(
     |b| async move {
         let app = TestApp::spawn(b).await;
         let (_, access, _) = mobile_session(&app).await;
-        let other = new_user(&app).await;
+        let other = app.new_user().await;
         let path = format!("/v1/users/{}", other.id);
 
         let found = get(&app, &path, Some(&access)).await;
