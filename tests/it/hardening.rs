@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use crate::{
     both,
-    support::{body, claims, count, raw_exchange, Backend, TestApp},
+    support::{body, claims, count, eventually, poll, raw_exchange, Backend, TestApp},
 };
 
 const SECRET: &str = "integration-test-secret-key-0123456789abcdef";
@@ -322,7 +322,7 @@ both!(
             .as_array()
             .unwrap()
             .iter()
-            .map(|e| e["detail"].as_str().unwrap_or_default().to_owned())
+            .map(|e| e["detail"].as_str().expect("each event has a detail").to_owned())
             .collect();
         assert_eq!(details.len(), 3, "{events}");
         let mut distinct = details.clone();
@@ -514,14 +514,15 @@ async fn logins_are_served_while_many_registrations_queue_for_argon2() {
         })
         .collect();
     // Wait (by progress, not by time) until most registrations are queued.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while hasher.pending() < FLOOD - 5 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "registrations never queued"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    eventually(
+        std::time::Duration::from_secs(60),
+        "most registrations queued for Argon2",
+        || {
+            let queued = hasher.pending();
+            async move { queued >= FLOOD - 5 }
+        },
+    )
+    .await;
     let queued = hasher.pending();
 
     let r = app
@@ -685,16 +686,13 @@ async fn data_dir_and_database_files_are_private_under_umask_022() {
         .expect("spawn rotor serve");
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
-    let mut ready = false;
-    for _ in 0..200 {
-        if let Ok(r) = client.get(format!("{base}/ready")).send().await {
-            if r.status() == StatusCode::OK {
-                ready = true;
-                break;
-            }
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    // Polled without panicking, so that the child is killed before any assertion.
+    let ready = poll(std::time::Duration::from_secs(10), || async {
+        let r = client.get(format!("{base}/ready")).send().await;
+        r.is_ok_and(|r| r.status() == StatusCode::OK).then_some(())
+    })
+    .await
+    .is_some();
     // Writes, so the WAL and shared-memory files exist.
     let r = client
         .post(format!("{base}/v1/users"))

@@ -12,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::{
     both,
-    support::{raw_exchange, Backend, TestApp},
+    support::{eventually, raw_exchange, Backend, TestApp},
 };
 
 const SECRET: &str = "integration-test-secret-key-0123456789abcdef";
@@ -149,7 +149,12 @@ both!(
             "re-encoded payload",
         )
         .await;
-        let _ = tampered;
+        assert_rejected(
+            &app,
+            &format!("{}.{}.{}", parts[0], tampered, parts[2]),
+            "re-encoded payload with another token_version",
+        )
+        .await;
         assert_rejected(&app, &format!("{access}=="), "padded").await;
         for garbage in ["", "a", "a.b.c", "....", "eyJ.eyJ.sig", &"x".repeat(10_000)] {
             let r = app
@@ -344,7 +349,13 @@ async fn a_thousand_concurrent_logins_do_not_starve_refreshes() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Wait until the flood is queued for Argon2 (two workers, a thousand logins).
+    let hasher = app.rotor.hasher().clone();
+    eventually(Duration::from_secs(30), "100 logins queued for Argon2", || {
+        let queued = hasher.pending();
+        async move { queued >= 100 }
+    })
+    .await;
     // While the logins queue for Argon2, rotation keeps going.
     for _ in 0..20 {
         let r = app.post_refresh_mobile(&refresh).await;
