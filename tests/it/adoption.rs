@@ -426,7 +426,7 @@ print(c['sub'])";
     // …refreshes on the original: its own statements find it, revoke it, insert a
     // successor in the same family.
     let hash = rotor::domain::token::hash_token(&rotor_refresh);
-    let (_, user_id, family) = repo::get_valid_by_hash(&mut conn, &hash)
+    let (id, user_id, family) = repo::get_valid_by_hash(&mut conn, &hash)
         .await
         .expect("the original sees rotor's session");
     assert_eq!(user_id, f.ada.id);
@@ -451,7 +451,7 @@ print(c['sub'])";
     );
 
     // The original's racing refresh now fails instead of forking the family.
-    let (_, user_id, family) =
+    let (id, user_id, family) =
         repo::get_valid_by_hash(&mut conn, &rotor::domain::token::hash_token(&on_rotor))
             .await
             .unwrap();
