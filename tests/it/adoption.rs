@@ -451,7 +451,7 @@ print(c['sub'])";
     );
 
     // The original's racing refresh now fails instead of forking the family.
-    let (id, user_id, family) =
+    let (_, user_id, family) =
         repo::get_valid_by_hash(&mut conn, &rotor::domain::token::hash_token(&on_rotor))
             .await
             .unwrap();
