@@ -167,10 +167,7 @@ async fn dry_run_reports_the_plan_and_changes_nothing() {
     }
     assert!(!table_exists(&f.db, "_sqlx_migrations").await);
     assert!(!table_exists(&f.db, "sessions").await);
-    assert_eq!(
-        live_tokens(&f.db).await,
-        5
-    );
+    assert_eq!(live_tokens(&f.db).await, 5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -362,10 +359,7 @@ async fn adoption_in_place_logs_no_one_out() {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["type"], "TokenRevokedError");
-    assert_eq!(
-        live_tokens_in_family(db, ancestor.family_id).await,
-        0
-    );
+    assert_eq!(live_tokens_in_family(db, ancestor.family_id).await, 0);
 
     // The original's access tokens authenticate while they last; token_version and
     // roles carried over.

@@ -251,7 +251,12 @@ both!(
              Connection: close\r\n\r\n{form}",
                 form.len()
             );
-            let answer = raw_exchange(app.addr, request.as_bytes(), std::time::Duration::from_secs(5)).await;
+            let answer = raw_exchange(
+                app.addr,
+                request.as_bytes(),
+                std::time::Duration::from_secs(5),
+            )
+            .await;
             assert!(answer.starts_with("HTTP/1.1 400"), "{header}: {answer:.80}");
         }
         assert_eq!(
@@ -322,7 +327,12 @@ both!(
             .as_array()
             .unwrap()
             .iter()
-            .map(|e| e["detail"].as_str().expect("each event has a detail").to_owned())
+            .map(|e| {
+                e["detail"]
+                    .as_str()
+                    .expect("each event has a detail")
+                    .to_owned()
+            })
             .collect();
         assert_eq!(details.len(), 3, "{events}");
         let mut distinct = details.clone();
@@ -612,7 +622,12 @@ async fn metadata_with_host(app: &TestApp, host: &str) -> Value {
         "GET /.well-known/oauth-authorization-server HTTP/1.1\r\nHost: {host}\r\n\
          X-Forwarded-Host: {host}\r\nConnection: close\r\n\r\n"
     );
-    let answer = raw_exchange(app.addr, request.as_bytes(), std::time::Duration::from_secs(5)).await;
+    let answer = raw_exchange(
+        app.addr,
+        request.as_bytes(),
+        std::time::Duration::from_secs(5),
+    )
+    .await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer:.80}");
     let (_, json) = answer.split_once("\r\n\r\n").expect("body");
     serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}"))

@@ -173,7 +173,10 @@ both!(
             assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
             let body: Value = r.json().await.unwrap();
             assert_eq!(body["type"], "TokenRevokedError");
-            assert_eq!(live_tokens_in_family(&tgt, &replay.family_id.to_string()).await, 0);
+            assert_eq!(
+                live_tokens_in_family(&tgt, &replay.family_id.to_string()).await,
+                0
+            );
         }
         // The original's access tokens: token_version and role respected.
         let bob = original_access_token(f.bob.id, f.bob.token_version);

@@ -562,9 +562,11 @@ async fn json_logs_carry_the_correlation_id_and_never_a_secret() {
         .unwrap();
     assert_eq!(replay.status(), StatusCode::UNAUTHORIZED);
     // The log is written by another process: wait for the replay's warning to land.
-    eventually(Duration::from_secs(10), "the replay warning in the log", || async {
-        server.log_text().contains("replay detected")
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the replay warning in the log",
+        || async { server.log_text().contains("replay detected") },
+    )
     .await;
 
     let log = server.log_text();

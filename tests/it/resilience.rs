@@ -103,10 +103,7 @@ async fn two_processes_racing_on_the_same_tokens_yield_one_successor_each() {
         );
     }
     assert_eq!(max_live_per_family(&db).await, 1);
-    assert_eq!(
-        live_tokens(&db).await,
-        20
-    );
+    assert_eq!(live_tokens(&db).await, 20);
     assert_eq!(
         count(&db, "SELECT count(*) FROM refresh_tokens").await,
         40,
@@ -168,10 +165,7 @@ async fn two_processes_in_strict_mode_never_leave_two_live_tokens() {
         max_live_per_family(&db).await
     );
     // Every family saw a replay (the losers), so every family is revoked, committed.
-    assert_eq!(
-        live_tokens(&db).await,
-        0
-    );
+    assert_eq!(live_tokens(&db).await, 0);
 }
 
 #[tokio::test]
@@ -192,7 +186,8 @@ async fn sigkill_at_random_points_loses_no_session_and_leaves_no_half_rotation()
 
     let stop = Arc::new(AtomicBool::new(false));
     // Rotations per client, so the test can wait for every client to be served again.
-    let progress: Arc<Vec<AtomicU32>> = Arc::new((0..initial.len()).map(|_| AtomicU32::new(0)).collect());
+    let progress: Arc<Vec<AtomicU32>> =
+        Arc::new((0..initial.len()).map(|_| AtomicU32::new(0)).collect());
     let mut workers = Vec::new();
     for (w, token) in initial.into_iter().enumerate() {
         let (client, base, stop) = (client.clone(), base.clone(), stop.clone());

@@ -351,10 +351,14 @@ async fn a_thousand_concurrent_logins_do_not_starve_refreshes() {
         .collect();
     // Wait until the flood is queued for Argon2 (two workers, a thousand logins).
     let hasher = app.rotor.hasher().clone();
-    eventually(Duration::from_secs(30), "100 logins queued for Argon2", || {
-        let queued = hasher.pending();
-        async move { queued >= 100 }
-    })
+    eventually(
+        Duration::from_secs(30),
+        "100 logins queued for Argon2",
+        || {
+            let queued = hasher.pending();
+            async move { queued >= 100 }
+        },
+    )
     .await;
     // While the logins queue for Argon2, rotation keeps going.
     for _ in 0..20 {

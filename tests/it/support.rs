@@ -356,9 +356,7 @@ impl TestApp {
         let admin = UserFactory::create_admin(self.store().as_ref())
             .await
             .expect("admin");
-        let (a, _) = self
-            .login_mobile(&admin.email, UserFactory::PASSWORD)
-            .await;
+        let (a, _) = self.login_mobile(&admin.email, UserFactory::PASSWORD).await;
         (admin.email, a)
     }
 
@@ -530,7 +528,11 @@ pub async fn live_tokens_in_family(db: &TestDb, family: impl Display) -> i64 {
 
 /// Live (unrevoked) refresh tokens in the whole database.
 pub async fn live_tokens(db: &TestDb) -> i64 {
-    count(db, "SELECT count(*) FROM refresh_tokens WHERE NOT is_revoked").await
+    count(
+        db,
+        "SELECT count(*) FROM refresh_tokens WHERE NOT is_revoked",
+    )
+    .await
 }
 
 /// The most live tokens any one family holds (invariant 1: never more than 1).
@@ -594,6 +596,9 @@ where
     .await
     .is_none()
     {
-        panic!("timed out after {:?} waiting for: {what}", started.elapsed());
+        panic!(
+            "timed out after {:?} waiting for: {what}",
+            started.elapsed()
+        );
     }
 }
