@@ -10,7 +10,9 @@ use uuid::Uuid;
 use crate::{
     original::{self, older_hash, original_hash, repo, OToken, OUser, Original},
     process::run,
-    support::{count, refresh_cookie_value, Backend, TestApp, TestDb},
+    support::{
+        count, live_tokens, live_tokens_in_family, refresh_cookie_value, Backend, TestApp, TestDb,
+    },
 };
 
 pub const SECRET: &str = "integration-test-secret-key-0123456789abcdef";
@@ -165,14 +167,7 @@ async fn dry_run_reports_the_plan_and_changes_nothing() {
     }
     assert!(!table_exists(&f.db, "_sqlx_migrations").await);
     assert!(!table_exists(&f.db, "sessions").await);
-    assert_eq!(
-        count(
-            &f.db,
-            "SELECT count(*) FROM refresh_tokens WHERE NOT is_revoked"
-        )
-        .await,
-        5
-    );
+    assert_eq!(live_tokens(&f.db).await, 5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -263,11 +258,7 @@ async fn adoption_in_place_logs_no_one_out() {
         1
     );
     // The forked family keeps its newest live token; the repair is audited.
-    let live_in_fork = format!(
-        "SELECT count(*) FROM refresh_tokens WHERE family_id = '{}' AND NOT is_revoked",
-        f.forked.0.family_id
-    );
-    assert_eq!(count(db, &live_in_fork).await, 1);
+    assert_eq!(live_tokens_in_family(db, f.forked.0.family_id).await, 1);
     assert_eq!(
         count(
             db,
@@ -368,17 +359,7 @@ async fn adoption_in_place_logs_no_one_out() {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["type"], "TokenRevokedError");
-    assert_eq!(
-        count(
-            db,
-            &format!(
-                "SELECT count(*) FROM refresh_tokens WHERE family_id = '{}' AND NOT is_revoked",
-                ancestor.family_id
-            )
-        )
-        .await,
-        0
-    );
+    assert_eq!(live_tokens_in_family(db, ancestor.family_id).await, 0);
 
     // The original's access tokens authenticate while they last; token_version and
     // roles carried over.
@@ -464,11 +445,10 @@ print(c['sub'])";
     );
 
     // The original's racing refresh now fails instead of forking the family.
-    let (id, user_id, family) =
+    let (_, user_id, family) =
         repo::get_valid_by_hash(&mut conn, &rotor::domain::token::hash_token(&on_rotor))
             .await
             .unwrap();
-    let _ = id;
     let fork = repo::create_token(
         &mut conn,
         user_id,

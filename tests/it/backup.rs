@@ -5,7 +5,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc,
     },
     time::{Duration, Instant},
@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 
 use crate::{
     process::{run, Server},
-    support::{Backend, TestDb},
+    support::{eventually, Backend, TestDb},
 };
 
 const USERS: usize = 5;
@@ -120,6 +120,8 @@ async fn a_backup_taken_during_a_refresh_storm_is_consistent_and_every_session_i
     // The storm: each task rotates its own families in turn, as fast as it can, and
     // keeps every token it was given.
     let stop = Arc::new(AtomicBool::new(false));
+    // Rotations done so far, over all tasks: what the waits below watch.
+    let rotated = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for t in 0..STORM_TASKS {
         let mine: Vec<(usize, Vec<String>)> = families
@@ -129,6 +131,7 @@ async fn a_backup_taken_during_a_refresh_storm_is_consistent_and_every_session_i
             .map(|(i, f)| (i, f.clone()))
             .collect();
         let (client, base, stop) = (client.clone(), base.clone(), stop.clone());
+        let rotated = rotated.clone();
         tasks.push(tokio::spawn(async move {
             let mut mine = mine;
             let mut samples = Vec::new();
@@ -143,7 +146,10 @@ async fn a_backup_taken_during_a_refresh_storm_is_consistent_and_every_session_i
                         status,
                     });
                     match (status, next) {
-                        (Some(StatusCode::OK), Some(next)) => tokens.push(next),
+                        (Some(StatusCode::OK), Some(next)) => {
+                            tokens.push(next);
+                            rotated.fetch_add(1, Ordering::Relaxed);
+                        }
                         _ => break 'storm,
                     }
                 }
@@ -152,14 +158,31 @@ async fn a_backup_taken_during_a_refresh_storm_is_consistent_and_every_session_i
         }));
     }
 
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // The storm is under way once every session has rotated (one round on average).
+    let storm_under_way = |target: usize| {
+        let rotated = rotated.clone();
+        async move {
+            eventually(
+                Duration::from_secs(60),
+                &format!("{target} rotations in the storm"),
+                || {
+                    let done = rotated.load(Ordering::Relaxed);
+                    async move { done >= target }
+                },
+            )
+            .await;
+        }
+    };
+    storm_under_way(sessions).await;
     let copy_db = TestDb::new(Backend::Sqlite).await;
     let copy_path = copy_db.sqlite_path();
     let copy_arg = copy_path.display().to_string();
     let backup_start = Instant::now();
     let backup = run(&db, &["backup", &copy_arg], &[]).await;
     let backup_end = Instant::now();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The storm goes on past the copy: another round of every session after it, so
+    // tokens exist that the copy cannot know.
+    storm_under_way(rotated.load(Ordering::Relaxed) + sessions).await;
     stop.store(true, Ordering::Relaxed);
 
     let mut samples = Vec::new();
@@ -296,11 +319,13 @@ async fn a_backup_taken_during_a_refresh_storm_is_consistent_and_every_session_i
         latest.push(next.expect("successor"));
     }
     // A token issued after the copy was taken is unknown to it.
-    if let Some((f, _)) = in_copy.iter().find(|(f, k)| **k + 1 < families[**f].len()) {
-        let newest = families[*f].last().expect("a token");
-        let (status, _) = refresh(&client, &restored.base, newest).await;
-        assert_eq!(status, Some(StatusCode::UNAUTHORIZED));
-    }
+    let (f, _) = in_copy
+        .iter()
+        .find(|(f, k)| **k + 1 < families[**f].len())
+        .expect("the storm rotated some session after the copy was taken");
+    let newest = families[*f].last().expect("a token");
+    let (status, _) = refresh(&client, &restored.base, newest).await;
+    assert_eq!(status, Some(StatusCode::UNAUTHORIZED));
 
     // What the secret is needed for (README, "Backups"): under another SECRET_KEY the
     // refresh tokens still rotate (the database holds their hashes; successors are

@@ -3,25 +3,15 @@
 //! password-guessing buckets, world-readable database files, Host-header poisoning of
 //! the OAuth metadata, and access tokens naming sessions that never existed.
 
-use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
 
 use crate::{
     both,
-    support::{count, Backend, TestApp},
+    support::{body, claims, count, eventually, poll, raw_exchange, Backend, TestApp},
 };
 
 const SECRET: &str = "integration-test-secret-key-0123456789abcdef";
-
-async fn body(r: Response) -> Value {
-    r.json().await.expect("json body")
-}
-
-fn claims(jwt: &str) -> Value {
-    let part = jwt.split('.').nth(1).expect("jwt payload");
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).expect("base64")).expect("json")
-}
 
 /// A pydantic-shaped 422 naming `loc`.
 async fn assert_422_at(r: Response, loc: &[&str], what: &str) {
@@ -45,15 +35,6 @@ async fn assert_invalid_request(r: Response, what: &str) {
     let b = body(r).await;
     assert_eq!(b["error"], "invalid_request", "{what}: {b}");
     assert!(b["error_description"].is_string(), "{what}: {b}");
-}
-
-async fn raw_exchange(app: &TestApp, request: &[u8]) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(app.addr).await.unwrap();
-    let _ = s.write_all(request).await;
-    let mut buf = Vec::new();
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut buf)).await;
-    String::from_utf8_lossy(&buf).into_owned()
 }
 
 // ---------------------------------------------------------------------------------
@@ -270,7 +251,12 @@ both!(
              Connection: close\r\n\r\n{form}",
                 form.len()
             );
-            let answer = raw_exchange(&app, request.as_bytes()).await;
+            let answer = raw_exchange(
+                app.addr,
+                request.as_bytes(),
+                std::time::Duration::from_secs(5),
+            )
+            .await;
             assert!(answer.starts_with("HTTP/1.1 400"), "{header}: {answer:.80}");
         }
         assert_eq!(
@@ -341,7 +327,12 @@ both!(
             .as_array()
             .unwrap()
             .iter()
-            .map(|e| e["detail"].as_str().unwrap_or_default().to_owned())
+            .map(|e| {
+                e["detail"]
+                    .as_str()
+                    .expect("each event has a detail")
+                    .to_owned()
+            })
             .collect();
         assert_eq!(details.len(), 3, "{events}");
         let mut distinct = details.clone();
@@ -533,14 +524,15 @@ async fn logins_are_served_while_many_registrations_queue_for_argon2() {
         })
         .collect();
     // Wait (by progress, not by time) until most registrations are queued.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while hasher.pending() < FLOOD - 5 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "registrations never queued"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    eventually(
+        std::time::Duration::from_secs(60),
+        "most registrations queued for Argon2",
+        || {
+            let queued = hasher.pending();
+            async move { queued >= FLOOD - 5 }
+        },
+    )
+    .await;
     let queued = hasher.pending();
 
     let r = app
@@ -630,7 +622,12 @@ async fn metadata_with_host(app: &TestApp, host: &str) -> Value {
         "GET /.well-known/oauth-authorization-server HTTP/1.1\r\nHost: {host}\r\n\
          X-Forwarded-Host: {host}\r\nConnection: close\r\n\r\n"
     );
-    let answer = raw_exchange(app, request.as_bytes()).await;
+    let answer = raw_exchange(
+        app.addr,
+        request.as_bytes(),
+        std::time::Duration::from_secs(5),
+    )
+    .await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer:.80}");
     let (_, json) = answer.split_once("\r\n\r\n").expect("body");
     serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}"))
@@ -704,16 +701,13 @@ async fn data_dir_and_database_files_are_private_under_umask_022() {
         .expect("spawn rotor serve");
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
-    let mut ready = false;
-    for _ in 0..200 {
-        if let Ok(r) = client.get(format!("{base}/ready")).send().await {
-            if r.status() == StatusCode::OK {
-                ready = true;
-                break;
-            }
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    // Polled without panicking, so that the child is killed before any assertion.
+    let ready = poll(std::time::Duration::from_secs(10), || async {
+        let r = client.get(format!("{base}/ready")).send().await;
+        r.is_ok_and(|r| r.status() == StatusCode::OK).then_some(())
+    })
+    .await
+    .is_some();
     // Writes, so the WAL and shared-memory files exist.
     let r = client
         .post(format!("{base}/v1/users"))

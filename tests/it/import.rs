@@ -11,7 +11,7 @@ use crate::{
     both,
     original::Original,
     process::run,
-    support::{count, refresh_cookie_value, Backend, TestApp, TestDb},
+    support::{count, live_tokens_in_family, refresh_cookie_value, Backend, TestApp, TestDb},
 };
 
 const TABLES: [&str; 5] = [
@@ -29,18 +29,6 @@ async fn counts(db: &TestDb) -> Vec<i64> {
         out.push(count(db, &format!("SELECT count(*) FROM {t}")).await);
     }
     out
-}
-
-async fn live_in_family(db: &TestDb, family: &str) -> i64 {
-    let live = match db.backend {
-        Backend::Sqlite => "is_revoked = 0",
-        Backend::Postgres => "NOT is_revoked",
-    };
-    count(
-        db,
-        &format!("SELECT count(*) FROM refresh_tokens WHERE family_id = '{family}' AND {live}"),
-    )
-    .await
 }
 
 async fn import(target: &TestDb, from: &str) -> crate::process::Output {
@@ -92,7 +80,7 @@ both!(
         );
         // The forked family keeps its newest live token; the repair is audited.
         assert_eq!(
-            live_in_family(&tgt, &f.forked.0.family_id.to_string()).await,
+            live_tokens_in_family(&tgt, &f.forked.0.family_id.to_string()).await,
             1
         );
         assert_eq!(
@@ -185,7 +173,10 @@ both!(
             assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
             let body: Value = r.json().await.unwrap();
             assert_eq!(body["type"], "TokenRevokedError");
-            assert_eq!(live_in_family(&tgt, &replay.family_id.to_string()).await, 0);
+            assert_eq!(
+                live_tokens_in_family(&tgt, &replay.family_id.to_string()).await,
+                0
+            );
         }
         // The original's access tokens: token_version and role respected.
         let bob = original_access_token(f.bob.id, f.bob.token_version);
@@ -401,7 +392,7 @@ async fn rotor_on_sqlite_moves_to_postgres_and_reruns_bring_revocations() {
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(live_in_family(&tgt, &bob_family).await, 1);
+    assert_eq!(live_tokens_in_family(&tgt, &bob_family).await, 1);
     expected[2] += 1; // Bob's successor
     expected[3] += 2; // its refresh event, and this run's database_imported
     assert_eq!(counts(&tgt).await, expected);
@@ -455,7 +446,7 @@ async fn rotor_on_sqlite_moves_to_postgres_and_reruns_bring_revocations() {
         let body: Value = r.json().await.unwrap();
         assert_eq!(body["type"], "TokenRevokedError");
     }
-    assert_eq!(live_in_family(&tgt, &bob_family).await, 0);
+    assert_eq!(live_tokens_in_family(&tgt, &bob_family).await, 0);
     assert_eq!(
         app.post_refresh_mobile(&ended).await.status(),
         StatusCode::UNAUTHORIZED

@@ -23,14 +23,8 @@ use sqlx::Connection;
 
 use crate::{
     both,
-    support::{Backend, TestApp, TestDb},
+    support::{jwt_part, Backend, TestApp, TestDb},
 };
-
-/// The header (part 0) or the claims (part 1) of a compact JWT.
-pub(crate) fn jwt_part(token: &str, part: usize) -> Value {
-    let encoded = token.split('.').nth(part).expect("a JWT has three parts");
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(encoded).expect("base64url")).expect("JSON")
-}
 
 fn kid_of(token: &str) -> String {
     jwt_part(token, 0)["kid"]
@@ -498,11 +492,18 @@ async fn confusion_is_rejected(b: Backend, alg_name: &str) {
 
     // The public key as an HMAC secret, in every form a confused verifier might use.
     let mut public_forms: Vec<Vec<u8>> = vec![jwk.to_string().into_bytes()];
-    for coordinate in ["x", "y"] {
-        if let Some(c) = jwk[coordinate].as_str() {
-            public_forms.push(c.as_bytes().to_vec());
-            public_forms.push(URL_SAFE_NO_PAD.decode(c).unwrap());
-        }
+    // An Ed25519 key has one coordinate, a P-256 key two: each must be there.
+    let coordinates: &[&str] = if alg_name == "EdDSA" {
+        &["x"]
+    } else {
+        &["x", "y"]
+    };
+    for coordinate in coordinates {
+        let c = jwk[*coordinate]
+            .as_str()
+            .unwrap_or_else(|| panic!("{alg_name} JWK without {coordinate}: {jwk}"));
+        public_forms.push(c.as_bytes().to_vec());
+        public_forms.push(URL_SAFE_NO_PAD.decode(c).unwrap());
     }
     let stored_public = stored_keys(&app.db).await.remove(0).1;
     public_forms.push(stored_public);

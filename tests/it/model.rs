@@ -17,7 +17,7 @@ use rotor::{
 };
 use uuid::Uuid;
 
-use crate::support::{count, Backend, TestDb};
+use crate::support::{live_tokens_in_family, max_live_per_family, Backend, TestDb};
 
 const GRACE: i64 = 10;
 const REFRESH_DAYS: i64 = 7;
@@ -317,21 +317,10 @@ impl Harness {
     }
 
     async fn check_invariants(&self) -> Result<(), TestCaseError> {
-        let max_live = count(
-            &self.db,
-            "SELECT COALESCE(MAX(n), 0) FROM (SELECT count(*) AS n FROM refresh_tokens WHERE is_revoked = 0 GROUP BY family_id)",
-        )
-        .await;
+        let max_live = max_live_per_family(&self.db).await;
         prop_assert!(max_live <= 1, "a family holds {} live tokens", max_live);
         for f in &self.families {
-            let live = count(
-                &self.db,
-                &format!(
-                    "SELECT count(*) FROM refresh_tokens WHERE family_id = '{}' AND is_revoked = 0",
-                    f.id
-                ),
-            )
-            .await;
+            let live = live_tokens_in_family(&self.db, f.id).await;
             prop_assert_eq!(
                 live as usize,
                 f.live_count(),

@@ -25,8 +25,7 @@ use serde_json::{json, Value};
 
 use crate::{
     both,
-    keys::jwt_part,
-    support::{count, Backend, TestApp, TestDb},
+    support::{count, jwt_part, live_tokens_in_family, sid, Backend, TestApp, TestDb},
 };
 
 const INTROSPECTION_SECRET: &str = "resource-server-introspection-secret";
@@ -84,12 +83,6 @@ async fn assert_token_response(r: Response) -> (String, String) {
     (access, refresh)
 }
 
-async fn registered(app: &TestApp) -> String {
-    let email = rotor::testing::UserFactory::next_email();
-    app.register(&email, "TestPass123").await;
-    email
-}
-
 async fn password_grant(app: &TestApp, email: &str) -> (String, String) {
     let r = token(
         app,
@@ -101,18 +94,6 @@ async fn password_grant(app: &TestApp, email: &str) -> (String, String) {
     )
     .await;
     assert_token_response(r).await
-}
-
-fn sid(access: &str) -> String {
-    jwt_part(access, 1)["sid"].as_str().expect("sid").to_owned()
-}
-
-async fn live_tokens_in_family(app: &TestApp, family: &str) -> i64 {
-    count(
-        &app.db,
-        &format!("SELECT count(*) FROM refresh_tokens WHERE family_id = '{family}' AND is_revoked = false"),
-    )
-    .await
 }
 
 async fn session_ended(app: &TestApp, family: &str) -> bool {
@@ -142,7 +123,7 @@ both!(
     password_grant_issues_an_rfc6749_token_response,
     |b| async move {
         let app = TestApp::spawn(b).await;
-        let email = registered(&app).await;
+        let email = app.registered_user().await.1;
         let (access, refresh) = password_grant(&app, &email).await;
         let me = app.get_auth("/v1/auth/me", &access).await;
         assert_eq!(me.status(), StatusCode::OK);
@@ -172,7 +153,7 @@ both!(
 
 both!(token_endpoint_errors_use_rfc6749_codes, |b| async move {
     let app = TestApp::spawn(b).await;
-    let email = registered(&app).await;
+    let email = app.registered_user().await.1;
     let r = token(
         &app,
         &[("username", email.as_str()), ("password", "TestPass123")],
@@ -275,7 +256,7 @@ both!(
     refresh_grant_rotates_with_the_v1_grace_and_replay_rules,
     |b| async move {
         let app = TestApp::spawn(b).await;
-        let email = registered(&app).await;
+        let email = app.registered_user().await.1;
         let (access0, r0) = password_grant(&app, &email).await;
         let family = sid(&access0);
 
@@ -289,7 +270,7 @@ both!(
         .await;
         assert_ne!(r1, r0, "the refresh token rotates");
         assert_eq!(sid(&access1), family, "same session");
-        assert_eq!(live_tokens_in_family(&app, &family).await, 1);
+        assert_eq!(live_tokens_in_family(&app.db, &family).await, 1);
 
         // Within the grace window the just-rotated token answers with the same successor.
         let (_, again) = assert_token_response(
@@ -301,7 +282,7 @@ both!(
         )
         .await;
         assert_eq!(again, r1, "idempotent retry within the grace window");
-        assert_eq!(live_tokens_in_family(&app, &family).await, 1);
+        assert_eq!(live_tokens_in_family(&app.db, &family).await, 1);
 
         // After the window it is a replay: invalid_grant, and the family is revoked in the
         // database (committed before the answer).
@@ -323,7 +304,7 @@ both!(
                 .contains("revoked"),
             "{body}"
         );
-        assert_eq!(live_tokens_in_family(&app, &family).await, 0);
+        assert_eq!(live_tokens_in_family(&app.db, &family).await, 0);
         assert!(session_ended(&app, &family).await);
         // The successor died with its family, on /oauth and on /v1 alike.
         let r = token(
@@ -345,7 +326,7 @@ both!(
 
 both!(oauth_and_v1_share_one_rotation_chain, |b| async move {
     let app = TestApp::spawn_with(b, &[("REFRESH_REUSE_GRACE_SECONDS", "0")]).await;
-    let email = registered(&app).await;
+    let email = app.registered_user().await.1;
     let (_, r0) = password_grant(&app, &email).await;
     // Rotate through /v1, then present the /oauth-issued ancestor to /oauth: a replay
     // (grace 0 is the strict original behaviour).
@@ -389,7 +370,7 @@ both!(
     client_id_is_accepted_in_basic_or_form_and_recorded,
     |b| async move {
         let app = TestApp::spawn_with(b, &[("INTROSPECTION_SECRET", INTROSPECTION_SECRET)]).await;
-        let email = registered(&app).await;
+        let email = app.registered_user().await.1;
         let form = [
             ("grant_type", "password"),
             ("username", email.as_str()),
@@ -471,7 +452,7 @@ both!(
 
 both!(revocation_follows_rfc7009, |b| async move {
     let app = TestApp::spawn(b).await;
-    let email = registered(&app).await;
+    let email = app.registered_user().await.1;
 
     // Unknown or malformed tokens: 200, nothing happens.
     for unknown in [
@@ -497,7 +478,7 @@ both!(revocation_follows_rfc7009, |b| async move {
     .await;
     assert_eq!(r.status(), StatusCode::OK);
     assert!(session_ended(&app, &sid(&access)).await);
-    assert_eq!(live_tokens_in_family(&app, &sid(&access)).await, 0);
+    assert_eq!(live_tokens_in_family(&app.db, &sid(&access)).await, 0);
     let r = token(
         &app,
         &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
@@ -579,7 +560,7 @@ both!(
     introspection_requires_an_authenticated_caller,
     |b| async move {
         let app = TestApp::spawn_with(b, &[("INTROSPECTION_SECRET", INTROSPECTION_SECRET)]).await;
-        let email = registered(&app).await;
+        let email = app.registered_user().await.1;
         let (user_access, _) = password_grant(&app, &email).await;
         let introspect = |auth: Option<(&'static str, String)>| {
             let mut req = app
@@ -635,7 +616,7 @@ both!(
     introspection_without_a_configured_secret_accepts_no_basic_secret,
     |b| async move {
         let app = TestApp::spawn(b).await;
-        let email = registered(&app).await;
+        let email = app.registered_user().await.1;
         let (access, _) = password_grant(&app, &email).await;
         for basic in ["resource-server:", ":", "resource-server:anything"] {
             let r = app
@@ -658,7 +639,7 @@ both!(
     introspection_describes_live_tokens_and_only_those,
     |b| async move {
         let app = TestApp::spawn_with(b, &[("INTROSPECTION_SECRET", INTROSPECTION_SECRET)]).await;
-        let email = registered(&app).await;
+        let email = app.registered_user().await.1;
         let (access, refresh) = password_grant(&app, &email).await;
         let user_id = jwt_part(&access, 1)["sub"].as_str().unwrap().to_owned();
 

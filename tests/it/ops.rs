@@ -4,7 +4,6 @@
 
 use rotor::domain::email::EmailKey;
 use std::{
-    io::Read,
     process::Command,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -20,17 +19,8 @@ use serde_json::Value;
 use crate::{
     both,
     process::{run, Server},
-    support::{count, Backend, TestApp, TestDb},
+    support::{count, eventually, live_tokens, raw_exchange, Backend, TestApp, TestDb},
 };
-
-fn bool_sql(b: Backend, column: &str, value: bool) -> String {
-    match (b, value) {
-        (Backend::Sqlite, true) => format!("{column} = 1"),
-        (Backend::Sqlite, false) => format!("{column} = 0"),
-        (Backend::Postgres, true) => column.to_owned(),
-        (Backend::Postgres, false) => format!("NOT {column}"),
-    }
-}
 
 both!(cli_migrate_creates_the_schema, |b| async move {
     let db = TestDb::new(b).await;
@@ -78,19 +68,14 @@ both!(
             app.get_auth("/v1/auth/me", &access).await.status(),
             StatusCode::UNAUTHORIZED
         );
-        let live = format!(
-            "SELECT count(*) FROM refresh_tokens WHERE {}",
-            bool_sql(b, "is_revoked", false)
-        );
-        assert_eq!(count(&db, &live).await, 0);
+        assert_eq!(live_tokens(&db).await, 0);
 
         let out = run(&db, &["users", "deactivate", "boss@example.com"], &[]).await;
         assert!(out.ok, "{}", out.stderr);
-        let inactive = format!(
-            "SELECT count(*) FROM users WHERE {}",
-            bool_sql(b, "is_active", false)
+        assert_eq!(
+            count(&db, "SELECT count(*) FROM users WHERE NOT is_active").await,
+            1
         );
-        assert_eq!(count(&db, &inactive).await, 1);
         assert_eq!(
             app.post_login("boss@example.com", "AdminPass123")
                 .await
@@ -401,11 +386,7 @@ both!(
         // What remains: the session's tokens only (one live, the rest revoked ancestors).
         let remaining = count(&app.db, "SELECT count(*) FROM refresh_tokens").await;
         assert_eq!(remaining, refreshes + 1);
-        let live = format!(
-            "SELECT count(*) FROM refresh_tokens WHERE {}",
-            bool_sql(b, "is_revoked", false)
-        );
-        assert_eq!(count(&app.db, &live).await, 1);
+        assert_eq!(live_tokens(&app.db).await, 1);
     }
 );
 
@@ -490,17 +471,20 @@ both!(
             .await
             .unwrap();
         assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
-        // 10 MiB: refused from its Content-Length, before it is read.
-        let r = app
-            .client
-            .post(app.url("/v1/auth/login"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(vec![b'a'; 10 * 1024 * 1024])
-            .send()
-            .await;
-        if let Ok(r) = r {
-            assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
-        }
+        // 10 MiB: refused from its Content-Length, before it is read. Only the head is
+        // sent, so the answer cannot be lost to a reset while a client is still writing
+        // the body: a server that waited for the body would answer 408, not 413.
+        let head = format!(
+            "POST /v1/auth/login HTTP/1.1\r\nHost: rotor\r\nConnection: close\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\n\
+             Content-Length: {}\r\n\r\n",
+            10 * 1024 * 1024
+        );
+        let answer = raw_exchange(app.addr, head.as_bytes(), Duration::from_secs(5)).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 413"),
+            "a 10 MiB Content-Length is refused at once: {answer:.80}"
+        );
         assert_eq!(count(&app.db, "SELECT count(*) FROM users").await, 0);
         // The server still answers.
         assert_eq!(app.status_of("/health").await, StatusCode::OK);
@@ -577,7 +561,13 @@ async fn json_logs_carry_the_correlation_id_and_never_a_secret() {
         .await
         .unwrap();
     assert_eq!(replay.status(), StatusCode::UNAUTHORIZED);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The log is written by another process: wait for the replay's warning to land.
+    eventually(
+        Duration::from_secs(10),
+        "the replay warning in the log",
+        || async { server.log_text().contains("replay detected") },
+    )
+    .await;
 
     let log = server.log_text();
     let lines: Vec<Value> = log
@@ -603,13 +593,20 @@ async fn json_logs_carry_the_correlation_id_and_never_a_secret() {
         assert!(!log.contains(secret), "log leaks a secret");
     }
     // Nor does the database hold any of them (the file and its WAL, byte for byte).
+    // Both files exist while the server runs (WAL mode); a missing one is a failure,
+    // not a file with nothing to find in it.
     let mut bytes = Vec::new();
     for f in ["rotor.db", "rotor.db-wal"] {
-        if let Ok(mut file) = std::fs::File::open(db.dir.join(f)) {
-            let _ = file.read_to_end(&mut bytes);
-        }
+        let path = db.dir.join(f);
+        bytes.extend(
+            std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display())),
+        );
     }
     let haystack = String::from_utf8_lossy(&bytes);
+    assert!(
+        haystack.contains("hygiene@test.com") && haystack.contains("$argon2id$"),
+        "the bytes read are the database's (the user's row is among them)"
+    );
     for secret in [password, first.as_str(), second.as_str()] {
         assert!(!haystack.contains(secret), "database holds a raw secret");
     }
@@ -641,7 +638,20 @@ async fn sigterm_finishes_in_flight_requests_then_exits() {
                 .map(|r| r.status())
         }));
     }
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    // SIGTERM once logins are in flight: accepted and hashing (or queued for it).
+    let metrics = format!("{}/metrics", server.base);
+    eventually(Duration::from_secs(10), "a login in flight", || async {
+        let text = client
+            .get(&metrics)
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        metric(&text, "rotor_argon2_pending ") >= 1.0
+    })
+    .await;
     server.signal("TERM");
     let mut answered = 0;
     for t in inflight {
@@ -700,7 +710,7 @@ async fn metrics_can_be_served_on_a_separate_address() {
 #[tokio::test]
 async fn postgres_holds_no_raw_token_or_password_after_a_full_scenario() {
     let app = TestApp::spawn_with(Backend::Postgres, &[("REFRESH_REUSE_GRACE_SECONDS", "0")]).await;
-    let (email, access, first) = app.user_session().await;
+    let (_, access, first) = app.user_session().await;
     let r = app.post_refresh_mobile(&first).await;
     let second = r.json::<Value>().await.unwrap()["refresh_token"]
         .as_str()
@@ -722,7 +732,6 @@ async fn postgres_holds_no_raw_token_or_password_after_a_full_scenario() {
         .unwrap();
     // The first session was revoked by the replay, so its access token is dead.
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let _ = email;
     use sqlx::Connection;
     let mut c = sqlx::PgConnection::connect(&app.db.url).await.unwrap();
     let mut dump = String::new();

@@ -1,7 +1,6 @@
 //! Running the real `rotor` binary: one-shot commands and `rotor serve` processes.
 
 use std::{
-    io::Read,
     net::TcpListener,
     process::{Child, Command, Stdio},
     time::Duration,
@@ -9,7 +8,7 @@ use std::{
 
 use reqwest::StatusCode;
 
-use crate::support::TestDb;
+use crate::support::{poll, TestDb};
 
 /// `rotor` (the binary under test) with this database's settings, run in its own
 /// temporary directory (so no `.env` of the repository is read).
@@ -91,26 +90,22 @@ impl Server {
             log,
         };
         let client = reqwest::Client::new();
-        for _ in 0..200 {
-            if let Ok(r) = client.get(format!("{}/ready", server.base)).send().await {
-                if r.status() == StatusCode::OK {
-                    return server;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!(
-            "rotor serve did not become ready; log:\n{}",
+        let ready = poll(Duration::from_secs(10), || async {
+            let r = client.get(format!("{}/ready", server.base)).send().await;
+            r.is_ok_and(|r| r.status() == StatusCode::OK).then_some(())
+        })
+        .await;
+        assert!(
+            ready.is_some(),
+            "rotor serve did not become ready within 10 s; log:\n{}",
             server.log_text()
         );
+        server
     }
 
     pub fn log_text(&self) -> String {
-        let mut s = String::new();
-        if let Ok(mut f) = std::fs::File::open(&self.log) {
-            let _ = f.read_to_string(&mut s);
-        }
-        s
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_else(|e| panic!("read the server log {}: {e}", self.log.display()))
     }
 
     pub fn signal(&self, sig: &str) {
@@ -123,14 +118,12 @@ impl Server {
     }
 
     pub async fn wait(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = std::time::Instant::now() + timeout;
-        while std::time::Instant::now() < deadline {
-            if let Some(s) = self.child.try_wait().expect("try_wait") {
-                return Some(s);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        None
+        let child = &mut self.child;
+        poll(timeout, || {
+            let exited = child.try_wait().expect("try_wait");
+            async move { exited }
+        })
+        .await
     }
 }
 

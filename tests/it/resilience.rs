@@ -5,7 +5,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU32, Ordering},
         Arc,
     },
     time::Duration,
@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use crate::{
     process::{free_port, Server},
-    support::{count, Backend, TestDb},
+    support::{count, eventually, live_tokens, max_live_per_family, Backend, TestDb},
 };
 
 async fn register_and_login(
@@ -63,10 +63,6 @@ async fn refresh(
     Ok((status, body["refresh_token"].as_str().map(str::to_owned)))
 }
 
-async fn max_live_per_family(db: &TestDb) -> i64 {
-    count(db, "SELECT COALESCE(MAX(n), 0) FROM (SELECT count(*) AS n FROM refresh_tokens WHERE NOT is_revoked GROUP BY family_id) f").await
-}
-
 #[tokio::test]
 async fn two_processes_racing_on_the_same_tokens_yield_one_successor_each() {
     let db = TestDb::new(Backend::Postgres).await;
@@ -107,14 +103,7 @@ async fn two_processes_racing_on_the_same_tokens_yield_one_successor_each() {
         );
     }
     assert_eq!(max_live_per_family(&db).await, 1);
-    assert_eq!(
-        count(
-            &db,
-            "SELECT count(*) FROM refresh_tokens WHERE NOT is_revoked"
-        )
-        .await,
-        20
-    );
+    assert_eq!(live_tokens(&db).await, 20);
     assert_eq!(
         count(&db, "SELECT count(*) FROM refresh_tokens").await,
         40,
@@ -176,14 +165,7 @@ async fn two_processes_in_strict_mode_never_leave_two_live_tokens() {
         max_live_per_family(&db).await
     );
     // Every family saw a replay (the losers), so every family is revoked, committed.
-    assert_eq!(
-        count(
-            &db,
-            "SELECT count(*) FROM refresh_tokens WHERE NOT is_revoked"
-        )
-        .await,
-        0
-    );
+    assert_eq!(live_tokens(&db).await, 0);
 }
 
 #[tokio::test]
@@ -203,9 +185,13 @@ async fn sigkill_at_random_points_loses_no_session_and_leaves_no_half_rotation()
     let initial = register_and_login(&client, &base, "crash@test.com", 8).await;
 
     let stop = Arc::new(AtomicBool::new(false));
+    // Rotations per client, so the test can wait for every client to be served again.
+    let progress: Arc<Vec<AtomicU32>> =
+        Arc::new((0..initial.len()).map(|_| AtomicU32::new(0)).collect());
     let mut workers = Vec::new();
-    for token in initial {
+    for (w, token) in initial.into_iter().enumerate() {
         let (client, base, stop) = (client.clone(), base.clone(), stop.clone());
+        let progress = progress.clone();
         workers.push(tokio::spawn(async move {
             let mut last = token;
             let mut rotations = 0u32;
@@ -214,13 +200,16 @@ async fn sigkill_at_random_points_loses_no_session_and_leaves_no_half_rotation()
                     Ok((StatusCode::OK, Some(next))) => {
                         last = next;
                         rotations += 1;
+                        progress[w].fetch_add(1, Ordering::Relaxed);
                     }
-                    // Restarted and still migrating: retry.
+                    // Restarted and still migrating: retry. Not a wait in the test: the
+                    // simulated client's back-off between retries.
                     Ok((StatusCode::SERVICE_UNAVAILABLE, _)) => {
                         tokio::time::sleep(Duration::from_millis(20)).await
                     }
                     Ok((status, _)) => panic!("a client lost its session: {status}"),
-                    // Server down: retry the same token once it is back.
+                    // Server down: retry the same token once it is back (the client's
+                    // back-off, as above).
                     Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
                 }
             }
@@ -231,13 +220,27 @@ async fn sigkill_at_random_points_loses_no_session_and_leaves_no_half_rotation()
     for round in 0..5u64 {
         // Pseudo-random points: vary the time under load before each kill.
         let wait = 150 + (round * 7919 + 31) % 600;
+        // Not a wait for anything: choosing the kill point is the experiment.
         tokio::time::sleep(Duration::from_millis(wait)).await;
         server.signal("KILL");
         server.wait(Duration::from_secs(5)).await.expect("killed");
         kills += 1;
         server = Server::start_on(&db, port, &env).await;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Every client is served by the last server before the load stops.
+    let served: Vec<u32> = progress.iter().map(|p| p.load(Ordering::Relaxed)).collect();
+    eventually(
+        Duration::from_secs(30),
+        "every client rotated after the last restart",
+        || {
+            let all = progress
+                .iter()
+                .zip(&served)
+                .all(|(p, before)| p.load(Ordering::Relaxed) > *before);
+            async move { all }
+        },
+    )
+    .await;
     stop.store(true, Ordering::Relaxed);
     let mut finals = Vec::new();
     let mut total = 0;

@@ -12,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::{
     both,
-    support::{Backend, TestApp},
+    support::{eventually, raw_exchange, Backend, TestApp},
 };
 
 const SECRET: &str = "integration-test-secret-key-0123456789abcdef";
@@ -149,7 +149,12 @@ both!(
             "re-encoded payload",
         )
         .await;
-        let _ = tampered;
+        assert_rejected(
+            &app,
+            &format!("{}.{}.{}", parts[0], tampered, parts[2]),
+            "re-encoded payload with another token_version",
+        )
+        .await;
         assert_rejected(&app, &format!("{access}=="), "padded").await;
         for garbage in ["", "a", "a.b.c", "....", "eyJ.eyJ.sig", &"x".repeat(10_000)] {
             let r = app
@@ -284,22 +289,12 @@ both!(login_brute_force_hits_the_rate_limit, |b| async move {
     assert_eq!(app.status_of("/health").await, StatusCode::OK);
 });
 
-/// Sends raw bytes on a fresh connection and returns what came back (until close or
-/// `wait`).
-async fn raw_exchange(app: &TestApp, request: &[u8], wait: Duration) -> String {
-    let mut s = tokio::net::TcpStream::connect(app.addr).await.unwrap();
-    let _ = s.write_all(request).await;
-    let mut buf = Vec::new();
-    let _ = tokio::time::timeout(wait, s.read_to_end(&mut buf)).await;
-    String::from_utf8_lossy(&buf).into_owned()
-}
-
 #[tokio::test]
 async fn a_one_mebibyte_header_is_refused_and_the_server_carries_on() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     let big = "a".repeat(1024 * 1024);
     let request = format!("GET /health HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n");
-    let answer = raw_exchange(&app, request.as_bytes(), Duration::from_secs(5)).await;
+    let answer = raw_exchange(app.addr, request.as_bytes(), Duration::from_secs(5)).await;
     assert!(
         answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
         "{:.80}",
@@ -354,7 +349,17 @@ async fn a_thousand_concurrent_logins_do_not_starve_refreshes() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Wait until the flood is queued for Argon2 (two workers, a thousand logins).
+    let hasher = app.rotor.hasher().clone();
+    eventually(
+        Duration::from_secs(30),
+        "100 logins queued for Argon2",
+        || {
+            let queued = hasher.pending();
+            async move { queued >= 100 }
+        },
+    )
+    .await;
     // While the logins queue for Argon2, rotation keeps going.
     for _ in 0..20 {
         let r = app.post_refresh_mobile(&refresh).await;

@@ -2,15 +2,17 @@
 //! (docs/behaviour.md, "Sessions"),
 //! over HTTP on SQLite and PostgreSQL alike. Time moves only through `app.clock`.
 
-use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use chrono::{DateTime, Duration, Utc};
 use reqwest::{header, Response, StatusCode};
-use rotor::{domain::token::hash_token, testing::UserFactory};
+use rotor::domain::token::hash_token;
 use serde_json::{json, Value};
 
 use crate::{
     both,
-    support::{count, refresh_cookie_value, refresh_set_cookie, TestApp},
+    support::{
+        body, claims, count, live_tokens_in_family, refresh_cookie_value, refresh_set_cookie, sid,
+        TestApp,
+    },
 };
 
 const PASSWORD: &str = "TestPass123";
@@ -19,25 +21,6 @@ const UA: &str = "rotor-it/sessions (X11; Linux)";
 // ---------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------
-
-async fn body(r: Response) -> Value {
-    r.json().await.expect("JSON body")
-}
-
-/// The payload of a JWT, decoded without verification.
-fn claims(jwt: &str) -> Value {
-    let payload = jwt.split('.').nth(1).expect("a JWT has a payload");
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("base64url payload"))
-        .expect("JSON payload")
-}
-
-/// The session (refresh family) an access token belongs to.
-fn sid(access: &str) -> String {
-    claims(access)["sid"]
-        .as_str()
-        .expect("access token carries sid")
-        .to_owned()
-}
 
 fn time(v: &Value) -> DateTime<Utc> {
     let s = v.as_str().unwrap_or_else(|| panic!("a timestamp, got {v}"));
@@ -56,21 +39,6 @@ fn cookie_max_age(r: &Response) -> i64 {
         .expect("Max-Age")
         .parse()
         .expect("numeric Max-Age")
-}
-
-/// SQL counting the live (unrevoked) refresh tokens of a family; `= false` works on
-/// both backends (SQLite reads `false` as 0).
-fn live_in_family(family: &str) -> String {
-    format!(
-        "SELECT count(*) FROM refresh_tokens WHERE family_id = '{family}' AND is_revoked = false"
-    )
-}
-
-/// Registers a fresh user; returns (id, email).
-async fn new_user(app: &TestApp) -> (String, String) {
-    let email = UserFactory::next_email();
-    let user = app.register(&email, PASSWORD).await;
-    (user["id"].as_str().expect("id").to_owned(), email)
 }
 
 /// Logs in through the mobile route with extra form fields; returns (access, refresh).
@@ -145,7 +113,7 @@ both!(
     |b| async move {
         // Arrange: a phone (form fields) and a browser (headers), a minute apart.
         let app = TestApp::spawn(b).await;
-        let (_, email) = new_user(&app).await;
+        let (_, email) = app.registered_user().await;
         let t0 = app.now();
         let r = app
             .client
@@ -262,7 +230,7 @@ both!(
     |b| async move {
         // Arrange: one user on a laptop and a phone.
         let app = TestApp::spawn(b).await;
-        let (_, email) = new_user(&app).await;
+        let (_, email) = app.registered_user().await;
         let (laptop_access, laptop_refresh) =
             login_device(&app, &email, &[("device_name", "Laptop")]).await;
         let (phone_access, phone_refresh) =
@@ -283,7 +251,7 @@ both!(
         assert_eq!(body(r).await["detail"], "Not authenticated");
         let r = app.post_refresh_mobile(&phone_refresh).await;
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-        assert_eq!(count(&app.db, &live_in_family(&phone_sid)).await, 0);
+        assert_eq!(live_tokens_in_family(&app.db, &phone_sid).await, 0);
         assert_eq!(
         count(&app.db, &format!("SELECT count(*) FROM sessions WHERE id = '{phone_sid}' AND revoked_at IS NOT NULL")).await,
         1
@@ -310,7 +278,7 @@ both!(
 
 both!(a_user_can_end_their_own_current_session, |b| async move {
     let app = TestApp::spawn(b).await;
-    let (_, email) = new_user(&app).await;
+    let (_, email) = app.registered_user().await;
     let (access, refresh) = login_device(&app, &email, &[]).await;
 
     let r = delete_session(&app, &access, &sid(&access)).await;
@@ -331,8 +299,8 @@ both!(
     |b| async move {
         // Arrange: Alice and Bob, each logged in.
         let app = TestApp::spawn(b).await;
-        let (_, alice) = new_user(&app).await;
-        let (_, bob) = new_user(&app).await;
+        let (_, alice) = app.registered_user().await;
+        let (_, bob) = app.registered_user().await;
         let (alice_access, _) = login_device(&app, &alice, &[]).await;
         let (bob_access, bob_refresh) = login_device(&app, &bob, &[]).await;
 
@@ -357,7 +325,7 @@ both!(
             app.get_auth("/v1/auth/me", &bob_access).await.status(),
             StatusCode::OK
         );
-        assert_eq!(count(&app.db, &live_in_family(&sid(&bob_access))).await, 1);
+        assert_eq!(live_tokens_in_family(&app.db, &sid(&bob_access)).await, 1);
         rotate(&app, &bob_refresh).await;
         // Without a bearer it is 401.
         let r = app
@@ -375,8 +343,8 @@ both!(
     |b| async move {
         // Arrange: three sessions of one user, and another user's session.
         let app = TestApp::spawn(b).await;
-        let (_, email) = new_user(&app).await;
-        let (_, other) = new_user(&app).await;
+        let (_, email) = app.registered_user().await;
+        let (_, other) = app.registered_user().await;
         let (a_access, a_refresh) = login_device(&app, &email, &[("device_name", "A")]).await;
         let (b_access, b_refresh) = login_device(&app, &email, &[("device_name", "B")]).await;
         let (_, c_refresh) = login_device(&app, &email, &[("device_name", "C")]).await;
@@ -432,7 +400,7 @@ both!(
             ],
         )
         .await;
-        let (user_id, email) = new_user(&app).await;
+        let (user_id, email) = app.registered_user().await;
 
         // Act
         let (first, refresh) = login_device(&app, &email, &[]).await;
@@ -483,7 +451,7 @@ both!(
     tokens_without_configured_issuer_carry_the_public_url_and_no_audience,
     |b| async move {
         let app = TestApp::spawn(b).await;
-        let (_, email) = new_user(&app).await;
+        let (_, email) = app.registered_user().await;
         let (access, _) = login_device(&app, &email, &[]).await;
         let c = claims(&access);
         assert_eq!(c["iss"], app.base.as_str(), "{c}");
@@ -496,7 +464,7 @@ both!(a_token_for_another_audience_is_rejected, |b| async move {
     // Arrange: two deployments on one database, same secret, different audiences.
     let web = TestApp::spawn_with(b, &[("JWT_AUDIENCE", "rotor-web")]).await;
     let admin_api = web.spawn_beside(&[("JWT_AUDIENCE", "rotor-admin")]).await;
-    let (_, email) = new_user(&web).await;
+    let (_, email) = web.registered_user().await;
     let (web_token, _) = login_device(&web, &email, &[]).await;
     let (admin_token, _) = login_device(&admin_api, &email, &[]).await;
     assert_eq!(claims(&admin_token)["aud"], "rotor-admin");
@@ -540,7 +508,7 @@ both!(
     |b| async move {
         // Arrange: a browser tab rotated r0 into r1.
         let app = TestApp::spawn(b).await;
-        let (_, email) = new_user(&app).await;
+        let (_, email) = app.registered_user().await;
         let (access0, r0) = login_device(&app, &email, &[]).await;
         let family = sid(&access0);
         let first = app.post_refresh_cookie(&r0).await;
@@ -568,7 +536,7 @@ both!(
             app.get_auth("/v1/auth/me", &retry_access).await.status(),
             StatusCode::OK
         );
-        assert_eq!(count(&app.db, &live_in_family(&family)).await, 1);
+        assert_eq!(live_tokens_in_family(&app.db, &family).await, 1);
         assert_eq!(
             count(
                 &app.db,
@@ -591,7 +559,7 @@ both!(
         assert_eq!(body(r).await["refresh_token"], r1.as_str());
         let (_, r2) = rotate(&app, &r1).await;
         assert_ne!(r2, r1);
-        assert_eq!(count(&app.db, &live_in_family(&family)).await, 1);
+        assert_eq!(live_tokens_in_family(&app.db, &family).await, 1);
     }
 );
 
@@ -600,7 +568,7 @@ both!(
     |b| async move {
         // Arrange
         let app = TestApp::spawn(b).await;
-        let (_, email) = new_user(&app).await;
+        let (_, email) = app.registered_user().await;
         let (access0, r0) = login_device(&app, &email, &[]).await;
         let family = sid(&access0);
         let (access1, r1) = rotate(&app, &r0).await;
@@ -612,7 +580,7 @@ both!(
         // Assert: 401 TokenRevokedError, committed: nothing live remains in the family.
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(body(r).await["type"], "TokenRevokedError");
-        assert_eq!(count(&app.db, &live_in_family(&family)).await, 0);
+        assert_eq!(live_tokens_in_family(&app.db, &family).await, 0);
         assert_eq!(
             app.post_refresh_mobile(&r1).await.status(),
             StatusCode::UNAUTHORIZED
@@ -629,7 +597,7 @@ both!(
     |b| async move {
         // Arrange: r0 -> r1 -> r2 -> r3, all within a few seconds.
         let app = TestApp::spawn(b).await;
-        let (_, email) = new_user(&app).await;
+        let (_, email) = app.registered_user().await;
         let (access0, r0) = login_device(&app, &email, &[]).await;
         let family = sid(&access0);
         let (_, r1) = rotate(&app, &r0).await;
@@ -643,7 +611,7 @@ both!(
         assert_replay(&app, &r1).await;
 
         // Assert
-        assert_eq!(count(&app.db, &live_in_family(&family)).await, 0);
+        assert_eq!(live_tokens_in_family(&app.db, &family).await, 0);
         assert_eq!(
             app.post_refresh_mobile(&r3).await.status(),
             StatusCode::UNAUTHORIZED
@@ -656,7 +624,7 @@ both!(
     |b| async move {
         // Arrange: r0 -> r1, a grace retry of r0 (gets r1 again), then r1 -> r2.
         let app = TestApp::spawn(b).await;
-        let (_, email) = new_user(&app).await;
+        let (_, email) = app.registered_user().await;
         let (access0, r0) = login_device(&app, &email, &[]).await;
         let family = sid(&access0);
         let (_, r1) = rotate(&app, &r0).await;
@@ -669,7 +637,7 @@ both!(
         assert_replay(&app, &r0).await;
 
         // Assert
-        assert_eq!(count(&app.db, &live_in_family(&family)).await, 0);
+        assert_eq!(live_tokens_in_family(&app.db, &family).await, 0);
         assert_eq!(
             app.post_refresh_mobile(&r2).await.status(),
             StatusCode::UNAUTHORIZED
@@ -681,14 +649,14 @@ both!(
     with_zero_grace_an_immediate_retry_is_a_replay,
     |b| async move {
         let app = TestApp::spawn_with(b, &[("REFRESH_REUSE_GRACE_SECONDS", "0")]).await;
-        let (_, email) = new_user(&app).await;
+        let (_, email) = app.registered_user().await;
         let (access0, r0) = login_device(&app, &email, &[]).await;
         let family = sid(&access0);
         let (_, r1) = rotate(&app, &r0).await;
 
         assert_replay(&app, &r0).await;
 
-        assert_eq!(count(&app.db, &live_in_family(&family)).await, 0);
+        assert_eq!(live_tokens_in_family(&app.db, &family).await, 0);
         assert_eq!(
             app.post_refresh_mobile(&r1).await.status(),
             StatusCode::UNAUTHORIZED
@@ -701,7 +669,7 @@ both!(
     |b| async move {
         // Arrange
         let app = TestApp::spawn(b).await;
-        let (_, email) = new_user(&app).await;
+        let (_, email) = app.registered_user().await;
         let (access0, r0) = login_device(&app, &email, &[]).await;
         let family = sid(&access0);
 
@@ -740,7 +708,7 @@ both!(
         // Assert: at most one distinct successor, and it is the family's one live token.
         assert!(ok >= 1, "someone must win");
         assert_eq!(successors.len(), 1, "{successors:?}");
-        assert_eq!(count(&app.db, &live_in_family(&family)).await, 1);
+        assert_eq!(live_tokens_in_family(&app.db, &family).await, 1);
         let successor = successors.into_iter().next().unwrap();
         let live = app
             .store()
@@ -762,7 +730,7 @@ both!(
     |b| async move {
         // Arrange: sessions live at most one day; refresh tokens would live seven.
         let app = TestApp::spawn_with(b, &[("SESSION_MAX_LIFETIME_DAYS", "1")]).await;
-        let (_, email) = new_user(&app).await;
+        let (_, email) = app.registered_user().await;
         let created = app.now();
         let login = app.post_login(&email, PASSWORD).await;
         assert_eq!(login.status(), StatusCode::OK);
@@ -816,7 +784,7 @@ both!(
     |b| async move {
         // Arrange: default configuration (7-day refresh tokens, 30-day sessions).
         let app = TestApp::spawn(b).await;
-        let (_, email) = new_user(&app).await;
+        let (_, email) = app.registered_user().await;
         let (_, r0) = login_device(&app, &email, &[]).await;
 
         // A use within the idle timeout renews the token for another 7 days.
@@ -851,7 +819,7 @@ both!(
         let mut app = TestApp::spawn(b).await;
         app.client = reqwest::Client::builder().user_agent(UA).build().unwrap();
         let tick = |app: &TestApp| advance(app, Duration::seconds(1));
-        let (user_id, email) = new_user(&app).await; // user_created
+        let (user_id, email) = app.registered_user().await; // user_created
         tick(&app);
 
         // Act: one of each action, a second apart.
@@ -1004,8 +972,8 @@ both!(
         // Arrange: a user with some history, another user, an admin.
         let mut app = TestApp::spawn(b).await;
         app.client = reqwest::Client::builder().user_agent(UA).build().unwrap();
-        let (user_id, email) = new_user(&app).await;
-        let (other_id, other_email) = new_user(&app).await;
+        let (user_id, email) = app.registered_user().await;
+        let (other_id, other_email) = app.registered_user().await;
         let (user_access, _) = login_device(&app, &email, &[]).await;
         let (other_access, _) = login_device(&app, &other_email, &[]).await;
         assert_eq!(
@@ -1148,7 +1116,7 @@ both!(
     |b| async move {
         // Arrange: events at t0, more at t0 + 2 days; then 89 more days pass.
         let app = TestApp::spawn(b).await;
-        let (user_id, email) = new_user(&app).await; // user_created
+        let (user_id, email) = app.registered_user().await; // user_created
         login_device(&app, &email, &[]).await; // login_succeeded
         advance(&app, Duration::days(2));
         assert_eq!(

@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::{
     both,
     process::Server,
-    support::{count, Backend, TestDb},
+    support::{count, poll, Backend, TestDb},
 };
 
 /// Attacking connections, as in the review's finding.
@@ -109,6 +109,7 @@ fn trickle(addr: SocketAddr) -> (TcpStream, usize) {
             break; // The server closed the connection: nothing more to hold.
         }
         sent += 1;
+        // Not a wait: the pause is the attack (one byte per packet, each read alone).
         std::thread::sleep(WRITE_PAUSE);
     }
     (s, sent)
@@ -150,6 +151,8 @@ both!(
                 slowest = slowest.max(took);
                 next_refresh = Instant::now() + Duration::from_millis(100);
             }
+            // Not a wait: the sampling period of the RSS readings taken while the
+            // attack runs (the loop ends when the attackers have finished).
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let attack_time = started.elapsed();
@@ -240,20 +243,14 @@ async fn connect_from(from: [u8; 4], addr: SocketAddr) -> tokio::net::TcpStream 
     socket.connect(addr).await.expect("connect")
 }
 
-/// Polls (every 50 ms, up to 5 s) until a new connection from `from` is served.
+/// Polls (up to 5 s) until a new connection from `from` is served; returns it.
 async fn served_soon(from: [u8; 4], addr: SocketAddr) -> tokio::net::TcpStream {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
+    poll(Duration::from_secs(5), || async {
         let mut s = connect_from(from, addr).await;
-        if health_on(&mut s).await == Some(200) {
-            return s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "a connection from {from:?} was not served within 5 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        (health_on(&mut s).await == Some(200)).then_some(s)
+    })
+    .await
+    .unwrap_or_else(|| panic!("a connection from {from:?} was not served within 5 s"))
 }
 
 #[tokio::test]
@@ -288,6 +285,7 @@ async fn a_stalled_or_trickled_body_gets_a_408_within_the_body_read_timeout() {
             if trickled_tx.write_all(b" ").await.is_err() {
                 break;
             }
+            // Not a wait: the trickle's pace (a byte every 200 ms) is the slow client.
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     });

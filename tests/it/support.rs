@@ -1,14 +1,25 @@
 //! Test support: a database per test (SQLite file or a freshly created PostgreSQL
 //! database, dropped afterwards), the real app on a random port, and typed helpers.
 
-use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, sync::Arc};
+use std::{
+    collections::BTreeMap,
+    fmt::Display,
+    future::Future,
+    net::SocketAddr,
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 
 use reqwest::{header, Response, StatusCode};
 use rotor::{
     clock::{Clock, ManualClock},
     config::Settings,
     http::{self, AppState},
-    storage::{self, Store},
+    storage::{self, Store, User},
+    testing::UserFactory,
     Rotor,
 };
 use serde_json::Value;
@@ -319,20 +330,33 @@ impl TestApp {
 
     /// A registered, logged-in user: (email, access, refresh).
     pub async fn user_session(&self) -> (String, String, String) {
-        let email = rotor::testing::UserFactory::next_email();
-        self.register(&email, "TestPass123").await;
-        let (a, r) = self.login_mobile(&email, "TestPass123").await;
+        let (_, email) = self.registered_user().await;
+        let (a, r) = self.login_mobile(&email, UserFactory::PASSWORD).await;
         (email, a, r)
+    }
+
+    /// A user created through the store (no Argon2 work, no audit row); its password is
+    /// [`UserFactory::PASSWORD`].
+    pub async fn new_user(&self) -> User {
+        UserFactory::create(self.store().as_ref())
+            .await
+            .expect("create user")
+    }
+
+    /// A user registered through `POST /v1/users` (so its `user_created` event exists),
+    /// with the password [`UserFactory::PASSWORD`]: (id, email).
+    pub async fn registered_user(&self) -> (String, String) {
+        let email = UserFactory::next_email();
+        let user = self.register(&email, UserFactory::PASSWORD).await;
+        (user["id"].as_str().expect("id").to_owned(), email)
     }
 
     /// An admin (via the store) logged in: (email, access).
     pub async fn admin_session(&self) -> (String, String) {
-        let admin = rotor::testing::UserFactory::create_admin(self.store().as_ref())
+        let admin = UserFactory::create_admin(self.store().as_ref())
             .await
             .expect("admin");
-        let (a, _) = self
-            .login_mobile(&admin.email, rotor::testing::UserFactory::PASSWORD)
-            .await;
+        let (a, _) = self.login_mobile(&admin.email, UserFactory::PASSWORD).await;
         (admin.email, a)
     }
 
@@ -463,5 +487,118 @@ impl TestApp {
     /// A second app (own clock, own settings `extra`) on this app's database.
     pub async fn spawn_beside(&self, extra: &[(&str, &str)]) -> TestApp {
         TestApp::spawn_on(self.db.share(), extra).await
+    }
+}
+
+/// The JSON body of a response.
+pub async fn body(r: Response) -> Value {
+    r.json().await.expect("a JSON body")
+}
+
+/// Part `part` of a JWT (0: header, 1: claims), decoded without verification.
+pub fn jwt_part(token: &str, part: usize) -> Value {
+    let encoded = token.split('.').nth(part).expect("a JWT has three parts");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(encoded).expect("base64url")).expect("JSON")
+}
+
+/// The claims of a JWT, decoded without verification.
+pub fn claims(jwt: &str) -> Value {
+    jwt_part(jwt, 1)
+}
+
+/// The session (refresh family) an access token names.
+pub fn sid(access: &str) -> String {
+    claims(access)["sid"]
+        .as_str()
+        .expect("access token carries sid")
+        .to_owned()
+}
+
+/// Live (unrevoked) refresh tokens of one family. `NOT is_revoked` reads the same on
+/// both backends (a boolean on PostgreSQL, 0/1 on SQLite).
+pub async fn live_tokens_in_family(db: &TestDb, family: impl Display) -> i64 {
+    count(
+        db,
+        &format!(
+            "SELECT count(*) FROM refresh_tokens WHERE family_id = '{family}' AND NOT is_revoked"
+        ),
+    )
+    .await
+}
+
+/// Live (unrevoked) refresh tokens in the whole database.
+pub async fn live_tokens(db: &TestDb) -> i64 {
+    count(
+        db,
+        "SELECT count(*) FROM refresh_tokens WHERE NOT is_revoked",
+    )
+    .await
+}
+
+/// The most live tokens any one family holds (invariant 1: never more than 1).
+pub async fn max_live_per_family(db: &TestDb) -> i64 {
+    count(
+        db,
+        "SELECT COALESCE(MAX(n), 0) FROM \
+         (SELECT count(*) AS n FROM refresh_tokens WHERE NOT is_revoked GROUP BY family_id) f",
+    )
+    .await
+}
+
+/// Sends raw bytes on a fresh connection to `addr` and returns what came back, until
+/// the server closes the connection or `wait` passes.
+pub async fn raw_exchange(addr: SocketAddr, request: &[u8], wait: Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    // The server may answer (and close) before it has read everything, as it does for
+    // an oversized head: what it answered is what the caller asserts on.
+    let _ = s.write_all(request).await;
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(wait, s.read_to_end(&mut buf)).await;
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// How often [`poll`] and [`eventually`] look again.
+const POLL_EVERY: Duration = Duration::from_millis(20);
+
+/// Runs `probe` until it returns `Some` (returned) or `timeout` has passed (`None`);
+/// for waits whose failure the caller reports itself (after cleaning up).
+pub async fn poll<T, F, Fut>(timeout: Duration, mut probe: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = probe().await {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(POLL_EVERY).await;
+    }
+}
+
+/// Waits for `condition` to hold, checking it every 20 ms: the way to wait for
+/// something to happen (a server to answer, a log line, a state change) instead of a
+/// fixed sleep. Panics naming `what` if it does not hold within `timeout`.
+pub async fn eventually<F, Fut>(timeout: Duration, what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let started = Instant::now();
+    if poll(timeout, || {
+        let check = condition();
+        async move { check.await.then_some(()) }
+    })
+    .await
+    .is_none()
+    {
+        panic!(
+            "timed out after {:?} waiting for: {what}",
+            started.elapsed()
+        );
     }
 }
