@@ -149,6 +149,8 @@ async fn dry_run_reports_the_plan_and_changes_nothing() {
     let f = fixture().await;
     let out = run(&f.db, &["migrate", "--dry-run"], &[]).await;
     assert!(out.ok, "{}", out.stderr);
+    // Shown with --nocapture: what an operator sees for this fixture.
+    println!("{}", out.stdout);
     for needle in [
         "original backend schema (Alembic revision 801b86be184b)",
         "users:                  3",
