@@ -15,6 +15,7 @@ pub mod import;
 mod migrations;
 mod models;
 pub mod postgres;
+pub mod repository;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 pub use models::*;
+pub use repository::SeedRepository;
 
 use crate::{
     config::{DatabaseTarget, Settings},
@@ -100,9 +102,6 @@ pub trait UserStore: Send + Sync {
     async fn get_user_by_unkeyed_email(&self, email: &str) -> StoreResult<Option<User>>;
     /// Whether an account's email has this identity key.
     async fn email_exists(&self, key: &EmailKey) -> StoreResult<bool>;
-    /// Stores the email with its identity key ([`EmailKey::of`]). Fails with
-    /// `Conflict` when another account's email has the same key.
-    async fn create_user(&self, new: &NewUser, now: DateTime<Utc>) -> StoreResult<User>;
     /// Applies the set fields (a new email with its identity key); `None` when the user
     /// does not exist. `Conflict` when the new email's key is taken.
     async fn update_user(
@@ -111,28 +110,6 @@ pub trait UserStore: Send + Sync {
         patch: &UserPatch,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<User>>;
-    /// Replaces the password hash and bumps `token_version` (kills every access token).
-    async fn update_password(
-        &self,
-        id: Uuid,
-        hashed_password: &str,
-        now: DateTime<Utc>,
-    ) -> StoreResult<bool>;
-    /// Replaces the password hash *without* touching `token_version` (rehash on login).
-    async fn rehash_password(
-        &self,
-        id: Uuid,
-        hashed_password: &str,
-        now: DateTime<Utc>,
-    ) -> StoreResult<bool>;
-    /// Returns the new version, or `None` when the user does not exist.
-    async fn increment_token_version(
-        &self,
-        id: Uuid,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Option<i64>>;
-    /// Deletes the user; their sessions and refresh tokens go with them (cascade).
-    async fn delete_user(&self, id: Uuid) -> StoreResult<bool>;
     /// Oldest first.
     async fn list_users(&self, skip: u64, limit: u64) -> StoreResult<Vec<User>>;
     async fn count_users(&self) -> StoreResult<u64>;
@@ -149,57 +126,10 @@ pub trait RefreshTokenStore: Send + Sync {
         token_hash: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<RefreshToken>>;
-    async fn get_token(&self, id: Uuid) -> StoreResult<Option<RefreshToken>>;
-    /// Stores a token. A family may hold only one live token: creating a second live
-    /// token in a family fails with `Conflict`.
-    async fn create_token(
-        &self,
-        new: &NewRefreshToken,
-        now: DateTime<Utc>,
-    ) -> StoreResult<RefreshToken>;
-    /// Sets `is_revoked` and `revoked_at = now` (if not already revoked); returns the row.
-    async fn revoke_token(&self, id: Uuid, now: DateTime<Utc>)
-        -> StoreResult<Option<RefreshToken>>;
-    /// Revokes every live token of the family and marks its session ended. Returns the
-    /// number of tokens revoked. Committed when this returns.
-    async fn revoke_family(&self, family_id: Uuid, now: DateTime<Utc>) -> StoreResult<u64>;
-    /// Revokes every live token of the user ("logout everywhere") and ends their
-    /// sessions; returns the number of tokens revoked.
-    async fn revoke_all_user_tokens(&self, user_id: Uuid, now: DateTime<Utc>) -> StoreResult<u64>;
-    /// As `revoke_all_user_tokens`, sparing one family; returns the families ended.
-    async fn revoke_user_families_except(
-        &self,
-        user_id: Uuid,
-        keep: Option<Uuid>,
-        now: DateTime<Utc>,
-    ) -> StoreResult<u64>;
-    /// The user's tokens that are neither revoked nor expired, newest first.
-    async fn get_user_active_sessions(
-        &self,
-        user_id: Uuid,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Vec<RefreshToken>>;
-    /// Deletes tokens with `expires_at <= now`, in batches of `batch` rows (at least
-    /// one), each its own transaction. Revoked tokens that have not expired are kept:
-    /// replay detection reads them. Returns the number deleted.
-    async fn cleanup_expired(&self, now: DateTime<Utc>, batch: u32) -> StoreResult<u64> {
-        let batch = batch.max(1);
-        let mut total = 0;
-        loop {
-            let n = self.delete_expired_tokens_batch(now, batch).await?;
-            total += n;
-            if n < u64::from(batch) {
-                return Ok(total);
-            }
-        }
-    }
     /// Deletes at most `batch` expired tokens in one short transaction.
     async fn delete_expired_tokens_batch(&self, now: DateTime<Utc>, batch: u32)
         -> StoreResult<u64>;
     async fn count_expired_tokens(&self, now: DateTime<Utc>) -> StoreResult<u64>;
-    async fn delete_token(&self, id: Uuid) -> StoreResult<bool>;
-    async fn list_tokens(&self, skip: u64, limit: u64) -> StoreResult<Vec<RefreshToken>>;
-    async fn count_tokens(&self) -> StoreResult<u64>;
 
     /// The atomic rotation primitive: in one transaction (one statement on PostgreSQL),
     /// revoke the presented token only if it is live (not revoked, not expired, its
@@ -215,13 +145,6 @@ pub trait RefreshTokenStore: Send + Sync {
 /// Sessions: one per refresh family, with the device it belongs to.
 #[async_trait]
 pub trait SessionStore: Send + Sync {
-    /// Creates the session and its first refresh token in one transaction.
-    async fn create_session(
-        &self,
-        session: &NewSession,
-        first_token: &NewRefreshToken,
-        now: DateTime<Utc>,
-    ) -> StoreResult<RefreshToken>;
     /// The session; its `last_used_at` and `ip_address` are those of the latest login,
     /// rotation (the live token's creation) or grace-window reuse.
     async fn get_session(&self, id: Uuid) -> StoreResult<Option<Session>>;
@@ -290,6 +213,9 @@ pub trait KeyStore: Send + Sync {
 pub trait Store:
     UserStore + RefreshTokenStore + SessionStore + AuditStore + KeyStore + 'static
 {
+    /// The seed's repository API on this store (see [`repository`]); what
+    /// `impl SeedRepository for dyn Store` forwards to.
+    fn repository(&self) -> &dyn SeedRepository;
     /// `"sqlite"` or `"postgresql"`.
     fn backend(&self) -> &'static str;
     /// Commits every write of the change, in order, in one transaction, or none of

@@ -13,7 +13,7 @@ use chrono::Duration;
 use reqwest::{header, Response, StatusCode};
 use rotor::{
     domain::token::hash_token,
-    storage::{EventFilter, Role, User, UserPatch},
+    storage::{EventFilter, Role, SeedRepository, User, UserPatch},
     testing::UserFactory,
 };
 use serde_json::{json, Value};

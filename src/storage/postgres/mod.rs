@@ -8,6 +8,7 @@
 pub mod adopt;
 mod audit;
 mod keys;
+mod repository;
 mod sessions;
 mod tokens;
 mod users;
@@ -385,6 +386,10 @@ fn bigint(n: u64) -> i64 {
 
 #[async_trait]
 impl Store for PgStore {
+    fn repository(&self) -> &dyn super::SeedRepository {
+        self
+    }
+
     fn backend(&self) -> &'static str {
         "postgresql"
     }

@@ -4,18 +4,6 @@ use super::*;
 
 #[async_trait]
 impl SessionStore for PgStore {
-    async fn create_session(
-        &self,
-        s: &NewSession,
-        first: &NewRefreshToken,
-        now: DateTime<Utc>,
-    ) -> StoreResult<RefreshToken> {
-        let mut tx = self.pool.begin().await?;
-        let token = writes::create_session(&mut tx, s, first, now).await?;
-        tx.commit().await?;
-        Ok(token)
-    }
-
     async fn get_session(&self, id: Uuid) -> StoreResult<Option<Session>> {
         sqlx::query(SESSION_WITH_LAST_USE)
             .bind(id)

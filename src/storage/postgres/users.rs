@@ -46,10 +46,6 @@ impl UserStore for PgStore {
         Ok(n > 0)
     }
 
-    async fn create_user(&self, new: &NewUser, now: DateTime<Utc>) -> StoreResult<User> {
-        writes::create_user(&self.pool, new, now).await
-    }
-
     async fn update_user(
         &self,
         id: Uuid,
@@ -60,44 +56,6 @@ impl UserStore for PgStore {
             return self.get_user(id).await;
         }
         writes::update_user(&self.pool, id, patch, now).await
-    }
-
-    async fn update_password(
-        &self,
-        id: Uuid,
-        hashed_password: &str,
-        now: DateTime<Utc>,
-    ) -> StoreResult<bool> {
-        let r = sqlx::query(
-            "UPDATE users SET hashed_password = $2, token_version = token_version + 1, updated_at = $3 WHERE id = $1",
-        )
-        .bind(id)
-        .bind(hashed_password)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected() == 1)
-    }
-
-    async fn rehash_password(
-        &self,
-        id: Uuid,
-        hashed_password: &str,
-        now: DateTime<Utc>,
-    ) -> StoreResult<bool> {
-        writes::rehash_password(&self.pool, id, hashed_password, now).await
-    }
-
-    async fn increment_token_version(
-        &self,
-        id: Uuid,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Option<i64>> {
-        writes::bump_token_version(&self.pool, id, now).await
-    }
-
-    async fn delete_user(&self, id: Uuid) -> StoreResult<bool> {
-        writes::delete_user(&self.pool, id).await
     }
 
     async fn list_users(&self, skip: u64, limit: u64) -> StoreResult<Vec<User>> {

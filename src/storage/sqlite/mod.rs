@@ -13,6 +13,7 @@ mod audit;
 pub mod backup;
 mod engine;
 mod keys;
+mod repository;
 pub(crate) mod rows;
 mod sessions;
 mod tokens;
@@ -229,6 +230,10 @@ fn key_emails(c: &Connection) -> StoreResult<()> {
 
 #[async_trait]
 impl Store for SqliteStore {
+    fn repository(&self) -> &dyn super::SeedRepository {
+        self
+    }
+
     fn backend(&self) -> &'static str {
         "sqlite"
     }

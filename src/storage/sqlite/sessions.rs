@@ -4,17 +4,6 @@ use super::*;
 
 #[async_trait]
 impl SessionStore for SqliteStore {
-    async fn create_session(
-        &self,
-        s: &NewSession,
-        first: &NewRefreshToken,
-        now: DateTime<Utc>,
-    ) -> StoreResult<RefreshToken> {
-        let (s, first) = (s.clone(), first.clone());
-        self.write(move |c| writes::create_session(c, &s, &first, now))
-            .await
-    }
-
     async fn get_session(&self, id: Uuid) -> StoreResult<Option<Session>> {
         self.read(move |c| one(c, SESSION_WITH_LAST_USE, [id.to_string()], rows::session))
             .await

@@ -38,87 +38,6 @@ impl RefreshTokenStore for SqliteStore {
         .await
     }
 
-    async fn get_token(&self, id: Uuid) -> StoreResult<Option<RefreshToken>> {
-        self.read(move |c| {
-            one(
-                c,
-                &format!("SELECT {TOKEN_COLS} FROM refresh_tokens WHERE id = ?1"),
-                [id.to_string()],
-                rows::token,
-            )
-        })
-        .await
-    }
-
-    async fn create_token(
-        &self,
-        new: &NewRefreshToken,
-        now: DateTime<Utc>,
-    ) -> StoreResult<RefreshToken> {
-        let new = new.clone();
-        self.write(move |c| insert_token(c, &new, now)).await
-    }
-
-    async fn revoke_token(
-        &self,
-        id: Uuid,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Option<RefreshToken>> {
-        self.write(move |c| {
-            one(
-                c,
-                &format!(
-                    "UPDATE refresh_tokens
-                     SET is_revoked = 1, revoked_at = COALESCE(revoked_at, ?2), updated_at = ?2
-                     WHERE id = ?1 RETURNING {TOKEN_COLS}"
-                ),
-                [id.to_string(), ts(now)],
-                rows::token,
-            )
-        })
-        .await
-    }
-
-    async fn revoke_family(&self, family_id: Uuid, now: DateTime<Utc>) -> StoreResult<u64> {
-        self.write(move |c| writes::revoke_family(c, family_id, now))
-            .await
-    }
-
-    async fn revoke_all_user_tokens(&self, user_id: Uuid, now: DateTime<Utc>) -> StoreResult<u64> {
-        self.write(move |c| writes::end_user_sessions(c, user_id, None, now).map(|(t, _)| t))
-            .await
-    }
-
-    async fn revoke_user_families_except(
-        &self,
-        user_id: Uuid,
-        keep: Option<Uuid>,
-        now: DateTime<Utc>,
-    ) -> StoreResult<u64> {
-        self.write(move |c| writes::end_user_sessions(c, user_id, keep, now).map(|(_, f)| f))
-            .await
-    }
-
-    async fn get_user_active_sessions(
-        &self,
-        user_id: Uuid,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Vec<RefreshToken>> {
-        self.read(move |c| {
-            all(
-                c,
-                &format!(
-                    "SELECT {TOKEN_COLS} FROM refresh_tokens
-                     WHERE user_id = ?1 AND is_revoked = 0 AND expires_at > ?2
-                     ORDER BY created_at DESC, id DESC"
-                ),
-                [user_id.to_string(), ts(now)],
-                rows::token,
-            )
-        })
-        .await
-    }
-
     async fn delete_expired_tokens_batch(
         &self,
         now: DateTime<Utc>,
@@ -144,37 +63,6 @@ impl RefreshTokenStore for SqliteStore {
             )
         })
         .await
-    }
-
-    async fn delete_token(&self, id: Uuid) -> StoreResult<bool> {
-        self.write(move |c| {
-            exec(
-                c,
-                "DELETE FROM refresh_tokens WHERE id = ?1",
-                [id.to_string()],
-            )
-        })
-        .await
-        .map(|n| n == 1)
-    }
-
-    async fn list_tokens(&self, skip: u64, limit: u64) -> StoreResult<Vec<RefreshToken>> {
-        self.read(move |c| {
-            all(
-                c,
-                &format!(
-                    "SELECT {TOKEN_COLS} FROM refresh_tokens ORDER BY created_at, id LIMIT ?1 OFFSET ?2"
-                ),
-                [int(limit), int(skip)],
-                rows::token,
-            )
-        })
-        .await
-    }
-
-    async fn count_tokens(&self) -> StoreResult<u64> {
-        self.read(|c| count(c, "SELECT count(*) FROM refresh_tokens", []))
-            .await
     }
 
     async fn rotate(&self, rot: &Rotation<'_>) -> StoreResult<Option<Rotated>> {

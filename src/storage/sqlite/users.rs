@@ -49,11 +49,6 @@ impl UserStore for SqliteStore {
             .map(|n| n > 0)
     }
 
-    async fn create_user(&self, new: &NewUser, now: DateTime<Utc>) -> StoreResult<User> {
-        let new = new.clone();
-        self.write(move |c| writes::create_user(c, &new, now)).await
-    }
-
     async fn update_user(
         &self,
         id: Uuid,
@@ -66,48 +61,6 @@ impl UserStore for SqliteStore {
         let p = patch.clone();
         self.write(move |c| writes::update_user(c, id, &p, now))
             .await
-    }
-
-    async fn update_password(
-        &self,
-        id: Uuid,
-        hashed_password: &str,
-        now: DateTime<Utc>,
-    ) -> StoreResult<bool> {
-        let hashed = hashed_password.to_owned();
-        self.write(move |c| {
-            exec(
-                c,
-                "UPDATE users SET hashed_password = ?2, token_version = token_version + 1, updated_at = ?3 WHERE id = ?1",
-                params![id.to_string(), hashed, ts(now)],
-            )
-        })
-        .await
-        .map(|n| n == 1)
-    }
-
-    async fn rehash_password(
-        &self,
-        id: Uuid,
-        hashed_password: &str,
-        now: DateTime<Utc>,
-    ) -> StoreResult<bool> {
-        let hashed = hashed_password.to_owned();
-        self.write(move |c| writes::rehash_password(c, id, &hashed, now))
-            .await
-    }
-
-    async fn increment_token_version(
-        &self,
-        id: Uuid,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Option<i64>> {
-        self.write(move |c| writes::bump_token_version(c, id, now))
-            .await
-    }
-
-    async fn delete_user(&self, id: Uuid) -> StoreResult<bool> {
-        self.write(move |c| writes::delete_user(c, id)).await
     }
 
     async fn list_users(&self, skip: u64, limit: u64) -> StoreResult<Vec<User>> {
