@@ -22,7 +22,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{
     postgres::{PgPoolOptions, PgRow},
-    PgExecutor, PgPool, Row,
+    FromRow, PgExecutor, PgPool, Row,
 };
 use uuid::Uuid;
 
@@ -278,6 +278,9 @@ fn is_deadlock(e: &sqlx::Error) -> bool {
     }
 }
 
+/// Hand-mapped: `role` is read as text and parsed (the original's `'unknown'` becomes
+/// `User`, anything else unknown is `Corrupt`), and `token_version` is widened from
+/// INTEGER; the other rows derive [`sqlx::FromRow`] (see `models.rs`).
 fn user_from_row(row: &PgRow) -> StoreResult<User> {
     let role: String = row.try_get("role")?;
     Ok(User {
@@ -306,73 +309,23 @@ fn token_version(row: &PgRow) -> StoreResult<i64> {
 }
 
 fn token_from_row(row: &PgRow) -> StoreResult<RefreshToken> {
-    Ok(RefreshToken {
-        id: row.try_get("id")?,
-        token_hash: row.try_get("token_hash")?,
-        user_id: row.try_get("user_id")?,
-        family_id: row.try_get("family_id")?,
-        device_id: row.try_get("device_id")?,
-        device_name: row.try_get("device_name")?,
-        ip_address: row.try_get("ip_address")?,
-        expires_at: row.try_get("expires_at")?,
-        is_revoked: row.try_get("is_revoked")?,
-        revoked_at: row.try_get("revoked_at")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
+    Ok(RefreshToken::from_row(row)?)
 }
 
 fn session_from_row(row: &PgRow) -> StoreResult<Session> {
-    Ok(Session {
-        id: row.try_get("id")?,
-        user_id: row.try_get("user_id")?,
-        device_id: row.try_get("device_id")?,
-        device_name: row.try_get("device_name")?,
-        user_agent: row.try_get("user_agent")?,
-        ip_address: row.try_get("ip_address")?,
-        client_id: row.try_get("client_id")?,
-        created_at: row.try_get("created_at")?,
-        last_used_at: row.try_get("last_used_at")?,
-        absolute_expires_at: row.try_get("absolute_expires_at")?,
-        revoked_at: row.try_get("revoked_at")?,
-    })
+    Ok(Session::from_row(row)?)
 }
 
 fn session_view_from_row(row: &PgRow) -> StoreResult<SessionView> {
-    Ok(SessionView {
-        id: row.try_get("id")?,
-        device_id: row.try_get("device_id")?,
-        device_name: row.try_get("device_name")?,
-        user_agent: row.try_get("user_agent")?,
-        ip_address: row.try_get("ip_address")?,
-        created_at: row.try_get("created_at")?,
-        last_used_at: row.try_get("last_used_at")?,
-        expires_at: row.try_get("expires_at")?,
-    })
+    Ok(SessionView::from_row(row)?)
 }
 
 fn event_from_row(row: &PgRow) -> StoreResult<AuditEvent> {
-    Ok(AuditEvent {
-        id: row.try_get("id")?,
-        created_at: row.try_get("created_at")?,
-        kind: row.try_get("kind")?,
-        user_id: row.try_get("user_id")?,
-        session_id: row.try_get("session_id")?,
-        ip_address: row.try_get("ip_address")?,
-        user_agent: row.try_get("user_agent")?,
-        detail: row.try_get("detail")?,
-    })
+    Ok(AuditEvent::from_row(row)?)
 }
 
 fn key_from_row(row: &PgRow) -> StoreResult<StoredKey> {
-    Ok(StoredKey {
-        kid: row.try_get("kid")?,
-        algorithm: row.try_get("algorithm")?,
-        public_key: row.try_get("public_key")?,
-        private_key_sealed: row.try_get("private_key_sealed")?,
-        created_at: row.try_get("created_at")?,
-        retired_at: row.try_get("retired_at")?,
-    })
+    Ok(StoredKey::from_row(row)?)
 }
 
 fn count(n: i64) -> u64 {
