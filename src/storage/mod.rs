@@ -32,40 +32,91 @@ use crate::{
     domain::email::EmailKey,
 };
 
-/// A storage failure. Constraint violations that callers act on get their own variants;
-/// everything else is `Database`, which the HTTP edge turns into a logged 500.
+/// A storage failure, named by what it means to the caller, not by which backend
+/// raised it. Callers act on `Conflict`, `NotFound` and `Aborted`; the rest become a
+/// logged 500 at the HTTP edge. The backend's own error, when there is one, is kept as
+/// the [`source`](std::error::Error::source) of `Query`.
+///
+/// `From<sqlx::Error>` and `From<rusqlite::Error>` classify: unique violations are
+/// `Conflict`; connection, pool and I/O failures `Unavailable`; values that cannot be
+/// decoded `Corrupt`; any other statement failure `Query`.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// A unique constraint refused the write (the constraint's name, or `unique`).
     #[error("unique constraint violated: {0}")]
     Conflict(String),
-    #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
-    #[error("database error: {0}")]
-    Sqlite(rusqlite::Error),
-    #[error("migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("migration failed: {0}")]
-    Migration(String),
-    #[error("stored value is corrupt: {0}")]
-    Corrupt(String),
-    /// Accounts share an email identity key; nothing was changed (see [`email_keys`]).
-    #[error("{0}")]
-    EmailCollisions(email_keys::EmailCollisions),
     /// A write of a [`change::Change`] found no row to act on; nothing was committed.
     #[error("not found")]
     NotFound,
     /// A [`change::Write::Abort`] rolled the change back.
     #[error("change aborted")]
     Aborted,
-    /// The store cannot take work: closed, or a write batch failed to commit.
+    /// The store cannot take work: cannot connect, pool timed out or closed, I/O
+    /// failure, or a write batch failed to commit.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// A stored value rotor cannot read.
+    #[error("stored value is corrupt: {0}")]
+    Corrupt(String),
+    /// The schema could not be brought to rotor's: a migration failed or was refused.
+    #[error("migration failed: {0}")]
+    Schema(String),
+    /// Migration refused: accounts share an email identity key; nothing was changed
+    /// (see [`email_keys`]).
+    #[error("{0}")]
+    EmailCollisions(email_keys::EmailCollisions),
+    /// Any other failure of a statement; the backend's error is the source.
+    #[error("database error: {0}")]
+    Query(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
 }
 
-/// SQLite errors; unique violations become [`StoreError::Conflict`].
+impl StoreError {
+    /// The backend error behind a `Query` failure, if it is an `E`.
+    pub fn backend_error<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        match self {
+            Self::Query(e) => e.downcast_ref::<E>(),
+            _ => None,
+        }
+    }
+}
+
+/// PostgreSQL errors, classified by meaning.
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                Self::Conflict(db.constraint().unwrap_or("unique").to_owned())
+            }
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Protocol(_) => Self::Unavailable(e.to_string()),
+            sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => {
+                Self::Corrupt(e.to_string())
+            }
+            _ => Self::Query(Box::new(e)),
+        }
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        match e {
+            sqlx::migrate::MigrateError::Execute(e) => match Self::from(e) {
+                Self::Query(e) => Self::Schema(e.to_string()),
+                other => other,
+            },
+            other => Self::Schema(other.to_string()),
+        }
+    }
+}
+
+/// SQLite errors, classified by meaning.
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        use rusqlite::ffi;
+        use rusqlite::{ffi, ErrorCode};
         match &e {
             rusqlite::Error::SqliteFailure(f, msg)
                 if f.extended_code == ffi::SQLITE_CONSTRAINT_UNIQUE
@@ -73,21 +124,40 @@ impl From<rusqlite::Error> for StoreError {
             {
                 Self::Conflict(msg.clone().unwrap_or_else(|| "unique".to_owned()))
             }
-            _ => Self::Sqlite(e),
+            rusqlite::Error::SqliteFailure(f, _)
+                if matches!(
+                    f.code,
+                    ErrorCode::CannotOpen
+                        | ErrorCode::SystemIoFailure
+                        | ErrorCode::DiskFull
+                        | ErrorCode::DatabaseBusy
+                        | ErrorCode::DatabaseLocked
+                        | ErrorCode::ReadOnly
+                        | ErrorCode::PermissionDenied
+                ) =>
+            {
+                Self::Unavailable(e.to_string())
+            }
+            rusqlite::Error::SqliteFailure(f, _)
+                if matches!(f.code, ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) =>
+            {
+                Self::Corrupt(e.to_string())
+            }
+            rusqlite::Error::FromSqlConversionFailure(..)
+            | rusqlite::Error::InvalidColumnType(..)
+            | rusqlite::Error::IntegralValueOutOfRange(..)
+            | rusqlite::Error::Utf8Error(_) => Self::Corrupt(e.to_string()),
+            _ => Self::Query(Box::new(e)),
         }
     }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// Maps unique violations to [`StoreError::Conflict`].
+/// Maps unique violations to [`StoreError::Conflict`] (what `From<sqlx::Error>` does;
+/// kept for `map_err` call sites).
 pub(crate) fn map_unique(e: sqlx::Error) -> StoreError {
-    match &e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
-            StoreError::Conflict(db.constraint().unwrap_or("unique").to_owned())
-        }
-        _ => StoreError::Database(e),
-    }
+    StoreError::from(e)
 }
 
 /// The user repository (the original's `UserRepository` and its generic base).

@@ -243,7 +243,7 @@ impl PgStore {
             }
             .await;
             match result {
-                Err(e) if attempt < DEADLOCK_ATTEMPTS && is_deadlock(&e) => attempt += 1,
+                Err(e) if attempt < DEADLOCK_ATTEMPTS && is_sqlx_deadlock(&e) => attempt += 1,
                 result => return Ok(result?),
             }
         }
@@ -260,7 +260,7 @@ impl PgStore {
                     tx.commit().await?;
                     return Ok(applied);
                 }
-                Err(StoreError::Database(e)) if attempt < DEADLOCK_ATTEMPTS && is_deadlock(&e) => {
+                Err(e) if attempt < DEADLOCK_ATTEMPTS && is_deadlock(&e) => {
                     attempt += 1;
                 }
                 Err(e) => return Err(e),
@@ -271,11 +271,17 @@ impl PgStore {
 
 /// Two revocations over the same user can still lock its tokens in opposite orders;
 /// PostgreSQL then aborts one, which is safe to run again.
-fn is_deadlock(e: &sqlx::Error) -> bool {
+fn is_sqlx_deadlock(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Database(db) => db.code().as_deref() == Some("40P01"),
         _ => false,
     }
+}
+
+/// A deadlock is a `Query` failure whose source is PostgreSQL's `40P01`.
+fn is_deadlock(e: &StoreError) -> bool {
+    e.backend_error::<sqlx::Error>()
+        .is_some_and(is_sqlx_deadlock)
 }
 
 /// Hand-mapped: `role` is read as text and parsed (the original's `'unknown'` becomes
