@@ -1,9 +1,22 @@
 //! Storage: the repository traits every backend implements, and their row types.
 //!
-//! The traits mirror the original backend's repositories (look a token up by hash,
-//! create, revoke one token, a family or all of a user's, list live ones, clean up)
-//! plus what rotor adds: the atomic rotation primitive, sessions, the audit log and
-//! the signing-key ring.
+//! Two sets of traits:
+//!
+//! - the production traits, [`UserStore`], [`RefreshTokenStore`], [`SessionStore`],
+//!   [`AuditStore`], [`KeyStore`] and [`Store`], hold exactly what the service calls:
+//!   the reads of the original's repositories it uses (a token by hash, a user by id or
+//!   email, lists and counts), what rotor adds (the atomic rotation primitive,
+//!   sessions, the audit log, the signing-key ring, batched cleanup) and
+//!   [`Store::apply`], through which every use case writes;
+//! - [`SeedRepository`] ([`repository`]) holds the rest of the seed's documented
+//!   repository API (create a token, revoke one token, a family or all of a user's,
+//!   list live ones, clean up, the generic get/list/count/create/delete), which the
+//!   service does not call. Both backends implement it, and so does `dyn Store`
+//!   (through [`Store::repository`]); the conformance suite tests it on both.
+//!
+//! Each backend has the same layout, one file per trait (`users.rs`, `tokens.rs`,
+//! `sessions.rs`, `audit.rs`, `keys.rs`, `repository.rs`) beside its `mod.rs` (the
+//! store and `impl Store`) and `writes.rs`.
 //! Every method that depends on time takes `now` from the caller's [`Clock`], so the
 //! database clock is never consulted.
 //!
