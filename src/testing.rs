@@ -14,7 +14,9 @@ use uuid::Uuid;
 use crate::{
     clock::{Clock, SystemClock},
     domain::token::RawToken,
-    storage::{NewRefreshToken, NewUser, RefreshToken, Role, Store, StoreResult, User},
+    storage::{
+        NewRefreshToken, NewUser, RefreshToken, Role, SeedRepository, Store, StoreResult, User,
+    },
 };
 
 static NEXT_USER: AtomicU64 = AtomicU64::new(1);

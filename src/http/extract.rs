@@ -37,6 +37,18 @@ where
     type Rejection = Response;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
+        Self::read(req, state).await.map_err(|e| match e {
+            BodyError::TimedOut(_) => error::body_read_timeout(),
+            _ => error::payload_too_large(),
+        })
+    }
+}
+
+impl Body {
+    async fn read<S>(req: Request, state: &S) -> Result<Self, BodyError>
+    where
+        Arc<Rotor>: FromRef<S>,
+    {
         let rotor = Arc::<Rotor>::from_ref(state);
         let settings = rotor.settings();
         let declared = req
@@ -50,15 +62,38 @@ where
             settings.max_body_bytes,
             Duration::from_secs(settings.body_read_timeout_seconds),
         );
-        match read.await {
-            Ok(bytes) => Ok(Self(Bytes::from(bytes))),
-            Err(BodyError::TooLarge { .. }) => Err(error::payload_too_large()),
-            Err(BodyError::TimedOut(_)) => Err(error::body_read_timeout()),
-            Err(e @ BodyError::Read(_)) => {
-                tracing::debug!(error = %e, "request body not read");
-                Err(error::payload_too_large())
-            }
-        }
+        read.await
+            .map(|bytes| Self(Bytes::from(bytes)))
+            .inspect_err(|e| {
+                if let BodyError::Read(_) = e {
+                    tracing::debug!(error = %e, "request body not read");
+                }
+            })
+    }
+}
+
+/// [`Body`] for the OAuth endpoints: the same limits, refused in RFC 6749's shape.
+pub struct OAuthBody(pub Body);
+
+impl std::ops::Deref for OAuthBody {
+    type Target = Body;
+    fn deref(&self) -> &Body {
+        &self.0
+    }
+}
+
+impl<S> FromRequest<S> for OAuthBody
+where
+    S: Send + Sync,
+    Arc<Rotor>: FromRef<S>,
+{
+    type Rejection = error::OAuthError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, error::OAuthError> {
+        Body::read(req, state).await.map(Self).map_err(|e| match e {
+            BodyError::TimedOut(_) => error::OAuthError::body_read_timeout(),
+            _ => error::OAuthError::payload_too_large(),
+        })
     }
 }
 

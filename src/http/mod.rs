@@ -67,7 +67,7 @@ impl AppState {
     /// `RATE_LIMIT_AUTH`): `Some(429 with Retry-After and this bucket's
     /// X-RateLimit-* headers)` when it is spent. For handlers whose route is not
     /// wholly a password check (`/oauth/token`).
-    pub(crate) fn refuse_password_check(&self, ip: Option<&str>) -> Option<Response> {
+    pub(crate) fn refuse_password_check(&self, ip: Option<&str>) -> Option<error::OAuthError> {
         let (Some(limiter), Some(rate)) =
             (&self.auth_limiter, self.rotor.settings().rate_limit_auth)
         else {
@@ -77,7 +77,10 @@ impl AppState {
         limiter
             .check(routes::PASSWORD_BUCKET, ip, Instant::now())
             .err()
-            .map(|quota| rate_limited(&quota, &rate))
+            .map(|quota| {
+                error::OAuthError::rate_limited(rate_limit_message(&rate))
+                    .with_headers(rate_limit_refusal_headers(&quota))
+            })
     }
 }
 
@@ -119,9 +122,9 @@ pub fn app(state: AppState) -> Router {
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(cors(&s))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
+        .layer(middleware::from_fn_with_state(
             std::time::Duration::from_secs(s.request_timeout_seconds),
+            request_timeout,
         ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -233,6 +236,21 @@ fn cors(s: &crate::config::Settings) -> CorsLayer {
     }
 }
 
+/// 408 when the request is not answered within `REQUEST_TIMEOUT_SECONDS`: an empty
+/// body, as tower-http's timeout layer answered, or RFC 6749's shape under `/oauth/`.
+async fn request_timeout(
+    State(limit): State<std::time::Duration>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let oauth = error::is_oauth_path(req.uri().path());
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) if oauth => error::OAuthError::request_timeout().into_response(),
+        Err(_) => StatusCode::REQUEST_TIMEOUT.into_response(),
+    }
+}
+
 static CORRELATION: HeaderName = HeaderName::from_static("x-correlation-id");
 
 /// Echoes a sane `X-Correlation-ID` or generates one, and runs the request inside a
@@ -296,21 +314,43 @@ fn add_rate_limit_headers(response: &mut Response, quota: &crate::ratelimit::Quo
     headers.insert(RATELIMIT_RESET.clone(), HeaderValue::from(reset_epoch));
 }
 
-fn rate_limited(quota: &crate::ratelimit::Quota, limit: &crate::ratelimit::Rate) -> Response {
+fn rate_limit_message(limit: &crate::ratelimit::Rate) -> String {
+    format!(
+        "Rate limit exceeded: {} per {} seconds",
+        limit.limit,
+        limit.window.as_secs()
+    )
+}
+
+/// `Retry-After` and the bucket's `X-RateLimit-*` headers of a 429.
+fn rate_limit_refusal_headers(quota: &crate::ratelimit::Quota) -> axum::http::HeaderMap {
     let retry_after = quota.reset_after;
     let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-    let mut r = error::detail(
-        StatusCode::TOO_MANY_REQUESTS,
-        &format!(
-            "Rate limit exceeded: {} per {} seconds",
-            limit.limit,
-            limit.window.as_secs()
-        ),
-        "RateLimitExceeded",
-    );
+    let mut r = StatusCode::TOO_MANY_REQUESTS.into_response();
     r.headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
     add_rate_limit_headers(&mut r, quota);
+    std::mem::take(r.headers_mut())
+}
+
+/// The 429 of a spent bucket, in the route's shape (RFC 6749 under `/oauth/`).
+fn rate_limited(
+    quota: &crate::ratelimit::Quota,
+    limit: &crate::ratelimit::Rate,
+    oauth: bool,
+) -> Response {
+    let headers = rate_limit_refusal_headers(quota);
+    if oauth {
+        return error::OAuthError::rate_limited(rate_limit_message(limit))
+            .with_headers(headers)
+            .into_response();
+    }
+    let mut r = error::detail(
+        StatusCode::TOO_MANY_REQUESTS,
+        &rate_limit_message(limit),
+        "RateLimitExceeded",
+    );
+    r.headers_mut().extend(headers);
     r
 }
 
@@ -328,7 +368,10 @@ async fn limit_with(
         return next.run(Request::from_parts(parts, body)).await;
     };
     match limiter.check(bucket, ip, Instant::now()) {
-        Err(quota) => rate_limited(&quota, &rate),
+        Err(quota) => {
+            let oauth = error::is_oauth_path(parts.uri.path());
+            rate_limited(&quota, &rate, oauth)
+        }
         Ok(quota) => {
             let mut response = next.run(Request::from_parts(parts, body)).await;
             add_rate_limit_headers(&mut response, &quota);

@@ -16,13 +16,14 @@ use base64::{engine::general_purpose::STANDARD, Engine};
 use utoipa::ToSchema;
 
 use super::{
-    extract::{bearer, Body, Client},
+    error::{self, oauth::no_store},
+    extract::{bearer, Client, OAuthBody as Body},
     openapi::RateLimited,
     validate::{Input, NUL_MESSAGE},
     views::{self, IntrospectedTokenType, OAuthBearerType, OAuthError, OAuthErrorCode as Code},
     AppState,
 };
-use crate::{domain::token::constant_time_eq, error::Error, service::Issued, storage::Role, Rotor};
+use crate::{domain::token::constant_time_eq, service::Issued, storage::Role, Rotor};
 
 #[derive(ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -111,30 +112,12 @@ fn has_nul(input: &Input) -> bool {
 }
 
 /// RFC 6749 §5.2 `invalid_request` for a parameter holding a NUL character.
-fn malformed() -> Response {
-    oauth_error(
-        StatusCode::BAD_REQUEST,
-        Code::InvalidRequest,
-        "Parameters must not contain NUL characters",
-    )
+fn malformed() -> error::OAuthError {
+    error::OAuthError::invalid_request("Parameters must not contain NUL characters")
 }
 
-fn oauth_error(status: StatusCode, error: Code, description: &str) -> Response {
-    let body = OAuthError {
-        error,
-        error_description: description.to_owned(),
-    };
-    let mut r = (status, views::body(&body)).into_response();
-    no_store(&mut r);
-    r
-}
-
-fn no_store(r: &mut Response) {
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r.headers_mut()
-        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-}
+/// Every answer of these handlers: a response, or an RFC 6749 refusal.
+type OAuthResult = Result<Response, error::OAuthError>;
 
 /// HTTP Basic credentials, decoded per RFC 6749 §2.3.1 (form-urlencoded parts).
 pub fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
@@ -152,33 +135,6 @@ pub fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
             .map_or_else(|| s.to_owned(), |(_, v)| v)
     };
     Some((unescape(id), unescape(secret)))
-}
-
-fn service_error_to_oauth(e: Error) -> Response {
-    match e {
-        Error::InvalidCredentials => oauth_error(
-            StatusCode::BAD_REQUEST,
-            Code::InvalidGrant,
-            "Invalid email or password",
-        ),
-        Error::Token(m) => oauth_error(StatusCode::BAD_REQUEST, Code::InvalidGrant, m),
-        Error::TokenRevoked => oauth_error(
-            StatusCode::BAD_REQUEST,
-            Code::InvalidGrant,
-            "Token has been revoked",
-        ),
-        Error::InactiveUser => oauth_error(
-            StatusCode::BAD_REQUEST,
-            Code::InvalidGrant,
-            "User account is inactive",
-        ),
-        Error::Validation(_) => oauth_error(
-            StatusCode::BAD_REQUEST,
-            Code::InvalidRequest,
-            "Malformed request",
-        ),
-        other => other.into_response(),
-    }
 }
 
 fn token_response(
@@ -218,7 +174,7 @@ pub(crate) async fn token(
     Client(mut ctx): Client,
     headers: HeaderMap,
     body: Body,
-) -> Response {
+) -> OAuthResult {
     let rotor = &state.rotor;
     let mut input = body.form();
     let basic = basic_credentials(&headers);
@@ -226,7 +182,7 @@ pub(crate) async fn token(
         .as_ref()
         .is_some_and(|(id, secret)| id.contains('\0') || secret.contains('\0'))
     {
-        return malformed();
+        return Err(malformed());
     }
     let form_client_id = param(&mut input, "client_id", 255);
     let client_id = basic.map(|(id, _)| id).or(form_client_id);
@@ -241,21 +197,21 @@ pub(crate) async fn token(
     let device_name = param(&mut input, "device_name", 100);
     let refresh_token = param(&mut input, "refresh_token", 4096);
     if has_nul(&input) {
-        return malformed();
+        return Err(malformed());
     }
     match grant_type.as_deref() {
-        None => oauth_error(
+        None => Err(error::OAuthError::new(
             StatusCode::BAD_REQUEST,
             Code::InvalidRequest,
             "Missing grant_type",
-        ),
+        )),
         Some("password") => {
             let (Some(username), Some(password)) = (username, password) else {
-                return oauth_error(
+                return Err(error::OAuthError::new(
                     StatusCode::BAD_REQUEST,
                     Code::InvalidRequest,
                     "username and password are required",
-                );
+                ));
             };
             if let Some(d) = device_id {
                 ctx.device_id = Some(d);
@@ -265,31 +221,31 @@ pub(crate) async fn token(
             }
             // A password check: charged to the bucket login and change-password share.
             if let Some(limited) = state.refuse_password_check(ctx.ip.as_deref()) {
-                return limited;
+                return Err(limited);
             }
             match rotor.login(&username, &password, &ctx).await {
-                Ok(out) => token_response(rotor, out.access_token, &out.refresh, scope),
-                Err(e) => service_error_to_oauth(e),
+                Ok(out) => Ok(token_response(rotor, out.access_token, &out.refresh, scope)),
+                Err(e) => Err(e.into()),
             }
         }
         Some("refresh_token") => {
             let Some(presented) = refresh_token else {
-                return oauth_error(
+                return Err(error::OAuthError::new(
                     StatusCode::BAD_REQUEST,
                     Code::InvalidRequest,
                     "Missing refresh_token",
-                );
+                ));
             };
             match rotor.refresh(&presented, &ctx).await {
-                Ok(out) => token_response(rotor, out.access_token, &out.refresh, scope),
-                Err(e) => service_error_to_oauth(e),
+                Ok(out) => Ok(token_response(rotor, out.access_token, &out.refresh, scope)),
+                Err(e) => Err(e.into()),
             }
         }
-        Some(_) => oauth_error(
+        Some(_) => Err(error::OAuthError::new(
             StatusCode::BAD_REQUEST,
             Code::UnsupportedGrantType,
             "Supported grant types: password, refresh_token",
-        ),
+        )),
     }
 }
 
@@ -308,26 +264,26 @@ pub(crate) async fn revoke(
     State(rotor): State<Arc<Rotor>>,
     Client(ctx): Client,
     body: Body,
-) -> Response {
+) -> OAuthResult {
     let mut input = body.form();
     let token = param(&mut input, "token", 8192);
     if has_nul(&input) {
-        return malformed();
+        return Err(malformed());
     }
     let Some(token) = token else {
-        return oauth_error(
+        return Err(error::OAuthError::new(
             StatusCode::BAD_REQUEST,
             Code::InvalidRequest,
             "Missing token",
-        );
+        ));
     };
     match rotor.revoke_any(&token, &ctx).await {
         Ok(()) => {
             let mut r = StatusCode::OK.into_response();
             no_store(&mut r);
-            r
+            Ok(r)
         }
-        Err(e) => e.into_response(),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -369,30 +325,29 @@ pub(crate) async fn introspect(
     State(rotor): State<Arc<Rotor>>,
     headers: HeaderMap,
     body: Body,
-) -> Response {
+) -> OAuthResult {
     if !introspection_allowed(&rotor, &headers).await {
-        let mut r = oauth_error(
+        return Err(error::OAuthError::new(
             StatusCode::UNAUTHORIZED,
             Code::InvalidClient,
             "Introspection requires an admin bearer token or the introspection secret",
-        );
-        r.headers_mut().insert(
+        )
+        .with_header(
             header::WWW_AUTHENTICATE,
             HeaderValue::from_static("Basic realm=\"rotor\", Bearer"),
-        );
-        return r;
+        ));
     }
     let mut input = body.form();
     let token = param(&mut input, "token", 8192);
     if has_nul(&input) {
-        return malformed();
+        return Err(malformed());
     }
     let Some(token) = token else {
-        return oauth_error(
+        return Err(error::OAuthError::new(
             StatusCode::BAD_REQUEST,
             Code::InvalidRequest,
             "Missing token",
-        );
+        ));
     };
     match rotor.introspect(&token).await {
         Ok(found) => {
@@ -416,8 +371,8 @@ pub(crate) async fn introspect(
             });
             let mut r = views::body(&body).into_response();
             no_store(&mut r);
-            r
+            Ok(r)
         }
-        Err(e) => e.into_response(),
+        Err(e) => Err(e.into()),
     }
 }

@@ -289,13 +289,17 @@ pub struct OAuthTokenResponse {
     pub scope: Option<String>,
 }
 
-#[derive(Serialize, ToSchema, Clone, Copy)]
+#[derive(Serialize, ToSchema, Clone, Copy, Debug)]
 #[serde(rename_all = "snake_case")]
 pub enum OAuthErrorCode {
     InvalidRequest,
     InvalidClient,
     InvalidGrant,
     UnsupportedGrantType,
+    /// An internal error (500)
+    ServerError,
+    /// A rate limit or request timeout (429, 408)
+    TemporarilyUnavailable,
 }
 
 /// RFC 6749 §5.2 error body.

@@ -102,7 +102,7 @@ pub enum ImportError {
 
 impl From<sqlx::Error> for ImportError {
     fn from(e: sqlx::Error) -> Self {
-        Self::Store(StoreError::Database(e))
+        Self::Store(StoreError::from(e))
     }
 }
 
@@ -1272,13 +1272,7 @@ enum Target {
 /// Maps a unique violation while inserting tokens to [`ImportError::TokenConflict`],
 /// naming the first token of the batch that the target refuses.
 fn token_conflict(e: ImportError, batch: &[RefreshToken]) -> ImportError {
-    let unique = match &e {
-        ImportError::Store(StoreError::Conflict(_)) => true,
-        ImportError::Store(StoreError::Database(sqlx::Error::Database(db))) => {
-            db.is_unique_violation()
-        }
-        _ => false,
-    };
+    let unique = matches!(&e, ImportError::Store(StoreError::Conflict(_)));
     if !unique {
         return e;
     }

@@ -115,12 +115,12 @@ pub(crate) fn apply_sqlite(conn: &rusqlite::Connection, set: Embedded) -> StoreR
         match applied {
             Some((stored, true)) if stored == checksum.as_ref() => continue,
             Some((_, true)) => {
-                return Err(StoreError::Migration(format!(
+                return Err(StoreError::Schema(format!(
                     "migration {version} ({description}) was changed after it was applied"
                 )))
             }
             Some((_, false)) => {
-                return Err(StoreError::Migration(format!(
+                return Err(StoreError::Schema(format!(
                     "migration {version} ({description}) is recorded as failed; repair the database by hand"
                 )))
             }

@@ -1,9 +1,22 @@
 //! Storage: the repository traits every backend implements, and their row types.
 //!
-//! The traits mirror the original backend's repositories (look a token up by hash,
-//! create, revoke one token, a family or all of a user's, list live ones, clean up)
-//! plus what rotor adds: the atomic rotation primitive, sessions, the audit log and
-//! the signing-key ring.
+//! Two sets of traits:
+//!
+//! - the production traits, [`UserStore`], [`RefreshTokenStore`], [`SessionStore`],
+//!   [`AuditStore`], [`KeyStore`] and [`Store`], hold exactly what the service calls:
+//!   the reads of the original's repositories it uses (a token by hash, a user by id or
+//!   email, lists and counts), what rotor adds (the atomic rotation primitive,
+//!   sessions, the audit log, the signing-key ring, batched cleanup) and
+//!   [`Store::apply`], through which every use case writes;
+//! - [`SeedRepository`] ([`repository`]) holds the rest of the seed's documented
+//!   repository API (create a token, revoke one token, a family or all of a user's,
+//!   list live ones, clean up, the generic get/list/count/create/delete), which the
+//!   service does not call. Both backends implement it, and so does `dyn Store`
+//!   (through [`Store::repository`]); the conformance suite tests it on both.
+//!
+//! Each backend has the same layout, one file per trait (`users.rs`, `tokens.rs`,
+//! `sessions.rs`, `audit.rs`, `keys.rs`, `repository.rs`) beside its `mod.rs` (the
+//! store and `impl Store`) and `writes.rs`.
 //! Every method that depends on time takes `now` from the caller's [`Clock`], so the
 //! database clock is never consulted.
 //!
@@ -15,6 +28,7 @@ pub mod import;
 mod migrations;
 mod models;
 pub mod postgres;
+pub mod repository;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -24,46 +38,98 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 pub use models::*;
+pub use repository::SeedRepository;
 
 use crate::{
     config::{DatabaseTarget, Settings},
     domain::email::EmailKey,
 };
 
-/// A storage failure. Constraint violations that callers act on get their own variants;
-/// everything else is `Database`, which the HTTP edge turns into a logged 500.
+/// A storage failure, named by what it means to the caller, not by which backend
+/// raised it. Callers act on `Conflict`, `NotFound` and `Aborted`; the rest become a
+/// logged 500 at the HTTP edge. The backend's own error, when there is one, is kept as
+/// the [`source`](std::error::Error::source) of `Query`.
+///
+/// `From<sqlx::Error>` and `From<rusqlite::Error>` classify: unique violations are
+/// `Conflict`; connection, pool and I/O failures `Unavailable`; values that cannot be
+/// decoded `Corrupt`; any other statement failure `Query`.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// A unique constraint refused the write (the constraint's name, or `unique`).
     #[error("unique constraint violated: {0}")]
     Conflict(String),
-    #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
-    #[error("database error: {0}")]
-    Sqlite(rusqlite::Error),
-    #[error("migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("migration failed: {0}")]
-    Migration(String),
-    #[error("stored value is corrupt: {0}")]
-    Corrupt(String),
-    /// Accounts share an email identity key; nothing was changed (see [`email_keys`]).
-    #[error("{0}")]
-    EmailCollisions(email_keys::EmailCollisions),
     /// A write of a [`change::Change`] found no row to act on; nothing was committed.
     #[error("not found")]
     NotFound,
     /// A [`change::Write::Abort`] rolled the change back.
     #[error("change aborted")]
     Aborted,
-    /// The store cannot take work: closed, or a write batch failed to commit.
+    /// The store cannot take work: cannot connect, pool timed out or closed, I/O
+    /// failure, or a write batch failed to commit.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// A stored value rotor cannot read.
+    #[error("stored value is corrupt: {0}")]
+    Corrupt(String),
+    /// The schema could not be brought to rotor's: a migration failed or was refused.
+    #[error("migration failed: {0}")]
+    Schema(String),
+    /// Migration refused: accounts share an email identity key; nothing was changed
+    /// (see [`email_keys`]).
+    #[error("{0}")]
+    EmailCollisions(email_keys::EmailCollisions),
+    /// Any other failure of a statement; the backend's error is the source.
+    #[error("database error: {0}")]
+    Query(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
 }
 
-/// SQLite errors; unique violations become [`StoreError::Conflict`].
+impl StoreError {
+    /// The backend error behind a `Query` failure, if it is an `E`.
+    pub fn backend_error<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        match self {
+            Self::Query(e) => e.downcast_ref::<E>(),
+            _ => None,
+        }
+    }
+}
+
+/// PostgreSQL errors, classified by meaning.
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                Self::Conflict(db.constraint().unwrap_or("unique").to_owned())
+            }
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Protocol(_) => Self::Unavailable(e.to_string()),
+            sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => {
+                Self::Corrupt(e.to_string())
+            }
+            _ => Self::Query(Box::new(e)),
+        }
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        match e {
+            sqlx::migrate::MigrateError::Execute(e) => match Self::from(e) {
+                Self::Query(e) => Self::Schema(e.to_string()),
+                other => other,
+            },
+            other => Self::Schema(other.to_string()),
+        }
+    }
+}
+
+/// SQLite errors, classified by meaning.
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        use rusqlite::ffi;
+        use rusqlite::{ffi, ErrorCode};
         match &e {
             rusqlite::Error::SqliteFailure(f, msg)
                 if f.extended_code == ffi::SQLITE_CONSTRAINT_UNIQUE
@@ -71,21 +137,40 @@ impl From<rusqlite::Error> for StoreError {
             {
                 Self::Conflict(msg.clone().unwrap_or_else(|| "unique".to_owned()))
             }
-            _ => Self::Sqlite(e),
+            rusqlite::Error::SqliteFailure(f, _)
+                if matches!(
+                    f.code,
+                    ErrorCode::CannotOpen
+                        | ErrorCode::SystemIoFailure
+                        | ErrorCode::DiskFull
+                        | ErrorCode::DatabaseBusy
+                        | ErrorCode::DatabaseLocked
+                        | ErrorCode::ReadOnly
+                        | ErrorCode::PermissionDenied
+                ) =>
+            {
+                Self::Unavailable(e.to_string())
+            }
+            rusqlite::Error::SqliteFailure(f, _)
+                if matches!(f.code, ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) =>
+            {
+                Self::Corrupt(e.to_string())
+            }
+            rusqlite::Error::FromSqlConversionFailure(..)
+            | rusqlite::Error::InvalidColumnType(..)
+            | rusqlite::Error::IntegralValueOutOfRange(..)
+            | rusqlite::Error::Utf8Error(_) => Self::Corrupt(e.to_string()),
+            _ => Self::Query(Box::new(e)),
         }
     }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// Maps unique violations to [`StoreError::Conflict`].
+/// Maps unique violations to [`StoreError::Conflict`] (what `From<sqlx::Error>` does;
+/// kept for `map_err` call sites).
 pub(crate) fn map_unique(e: sqlx::Error) -> StoreError {
-    match &e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
-            StoreError::Conflict(db.constraint().unwrap_or("unique").to_owned())
-        }
-        _ => StoreError::Database(e),
-    }
+    StoreError::from(e)
 }
 
 /// The user repository (the original's `UserRepository` and its generic base).
@@ -100,9 +185,6 @@ pub trait UserStore: Send + Sync {
     async fn get_user_by_unkeyed_email(&self, email: &str) -> StoreResult<Option<User>>;
     /// Whether an account's email has this identity key.
     async fn email_exists(&self, key: &EmailKey) -> StoreResult<bool>;
-    /// Stores the email with its identity key ([`EmailKey::of`]). Fails with
-    /// `Conflict` when another account's email has the same key.
-    async fn create_user(&self, new: &NewUser, now: DateTime<Utc>) -> StoreResult<User>;
     /// Applies the set fields (a new email with its identity key); `None` when the user
     /// does not exist. `Conflict` when the new email's key is taken.
     async fn update_user(
@@ -111,28 +193,6 @@ pub trait UserStore: Send + Sync {
         patch: &UserPatch,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<User>>;
-    /// Replaces the password hash and bumps `token_version` (kills every access token).
-    async fn update_password(
-        &self,
-        id: Uuid,
-        hashed_password: &str,
-        now: DateTime<Utc>,
-    ) -> StoreResult<bool>;
-    /// Replaces the password hash *without* touching `token_version` (rehash on login).
-    async fn rehash_password(
-        &self,
-        id: Uuid,
-        hashed_password: &str,
-        now: DateTime<Utc>,
-    ) -> StoreResult<bool>;
-    /// Returns the new version, or `None` when the user does not exist.
-    async fn increment_token_version(
-        &self,
-        id: Uuid,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Option<i64>>;
-    /// Deletes the user; their sessions and refresh tokens go with them (cascade).
-    async fn delete_user(&self, id: Uuid) -> StoreResult<bool>;
     /// Oldest first.
     async fn list_users(&self, skip: u64, limit: u64) -> StoreResult<Vec<User>>;
     async fn count_users(&self) -> StoreResult<u64>;
@@ -149,57 +209,10 @@ pub trait RefreshTokenStore: Send + Sync {
         token_hash: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<RefreshToken>>;
-    async fn get_token(&self, id: Uuid) -> StoreResult<Option<RefreshToken>>;
-    /// Stores a token. A family may hold only one live token: creating a second live
-    /// token in a family fails with `Conflict`.
-    async fn create_token(
-        &self,
-        new: &NewRefreshToken,
-        now: DateTime<Utc>,
-    ) -> StoreResult<RefreshToken>;
-    /// Sets `is_revoked` and `revoked_at = now` (if not already revoked); returns the row.
-    async fn revoke_token(&self, id: Uuid, now: DateTime<Utc>)
-        -> StoreResult<Option<RefreshToken>>;
-    /// Revokes every live token of the family and marks its session ended. Returns the
-    /// number of tokens revoked. Committed when this returns.
-    async fn revoke_family(&self, family_id: Uuid, now: DateTime<Utc>) -> StoreResult<u64>;
-    /// Revokes every live token of the user ("logout everywhere") and ends their
-    /// sessions; returns the number of tokens revoked.
-    async fn revoke_all_user_tokens(&self, user_id: Uuid, now: DateTime<Utc>) -> StoreResult<u64>;
-    /// As `revoke_all_user_tokens`, sparing one family; returns the families ended.
-    async fn revoke_user_families_except(
-        &self,
-        user_id: Uuid,
-        keep: Option<Uuid>,
-        now: DateTime<Utc>,
-    ) -> StoreResult<u64>;
-    /// The user's tokens that are neither revoked nor expired, newest first.
-    async fn get_user_active_sessions(
-        &self,
-        user_id: Uuid,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Vec<RefreshToken>>;
-    /// Deletes tokens with `expires_at <= now`, in batches of `batch` rows (at least
-    /// one), each its own transaction. Revoked tokens that have not expired are kept:
-    /// replay detection reads them. Returns the number deleted.
-    async fn cleanup_expired(&self, now: DateTime<Utc>, batch: u32) -> StoreResult<u64> {
-        let batch = batch.max(1);
-        let mut total = 0;
-        loop {
-            let n = self.delete_expired_tokens_batch(now, batch).await?;
-            total += n;
-            if n < u64::from(batch) {
-                return Ok(total);
-            }
-        }
-    }
     /// Deletes at most `batch` expired tokens in one short transaction.
     async fn delete_expired_tokens_batch(&self, now: DateTime<Utc>, batch: u32)
         -> StoreResult<u64>;
     async fn count_expired_tokens(&self, now: DateTime<Utc>) -> StoreResult<u64>;
-    async fn delete_token(&self, id: Uuid) -> StoreResult<bool>;
-    async fn list_tokens(&self, skip: u64, limit: u64) -> StoreResult<Vec<RefreshToken>>;
-    async fn count_tokens(&self) -> StoreResult<u64>;
 
     /// The atomic rotation primitive: in one transaction (one statement on PostgreSQL),
     /// revoke the presented token only if it is live (not revoked, not expired, its
@@ -215,13 +228,6 @@ pub trait RefreshTokenStore: Send + Sync {
 /// Sessions: one per refresh family, with the device it belongs to.
 #[async_trait]
 pub trait SessionStore: Send + Sync {
-    /// Creates the session and its first refresh token in one transaction.
-    async fn create_session(
-        &self,
-        session: &NewSession,
-        first_token: &NewRefreshToken,
-        now: DateTime<Utc>,
-    ) -> StoreResult<RefreshToken>;
     /// The session; its `last_used_at` and `ip_address` are those of the latest login,
     /// rotation (the live token's creation) or grace-window reuse.
     async fn get_session(&self, id: Uuid) -> StoreResult<Option<Session>>;
@@ -290,6 +296,9 @@ pub trait KeyStore: Send + Sync {
 pub trait Store:
     UserStore + RefreshTokenStore + SessionStore + AuditStore + KeyStore + 'static
 {
+    /// The seed's repository API on this store (see [`repository`]); what
+    /// `impl SeedRepository for dyn Store` forwards to.
+    fn repository(&self) -> &dyn SeedRepository;
     /// `"sqlite"` or `"postgresql"`.
     fn backend(&self) -> &'static str;
     /// Commits every write of the change, in order, in one transaction, or none of

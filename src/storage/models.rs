@@ -92,7 +92,7 @@ impl UserPatch {
 }
 
 /// A row of `refresh_tokens`. Holds only the token's hash.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct RefreshToken {
     pub id: Uuid,
     pub token_hash: String,
@@ -156,7 +156,7 @@ pub struct Rotated {
 }
 
 /// A row of `sessions`: one per refresh family.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Session {
     pub id: Uuid,
     pub user_id: Uuid,
@@ -185,7 +185,7 @@ pub struct NewSession {
 
 /// A live session as listed to its user: the family's live token joined with the
 /// session's device record (families created through the seed API have none).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct SessionView {
     pub id: Uuid,
     pub device_id: Option<String>,
@@ -198,7 +198,7 @@ pub struct SessionView {
 }
 
 /// A row of `audit_events`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct AuditEvent {
     pub id: Uuid,
     pub created_at: DateTime<Utc>,
@@ -227,7 +227,7 @@ pub struct EventFilter {
 }
 
 /// A signing key of the asymmetric key ring. The private key is encrypted.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct StoredKey {
     pub kid: String,
     pub algorithm: String,

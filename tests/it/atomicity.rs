@@ -13,7 +13,10 @@ use std::{
 
 use rotor::{
     service::{users::AccountChanges, ClientContext, Principal},
-    storage::change::{Change, Write},
+    storage::{
+        change::{Change, Write},
+        SeedRepository,
+    },
     testing::UserFactory,
     Error,
 };

@@ -25,6 +25,8 @@ mod keys;
 mod model;
 /// OAuth 2.0 endpoints and a stock client library.
 mod oauth;
+/// No `/oauth/*` failure answers in FastAPI's shape.
+mod oauth_errors;
 /// Operations: CLI, cleanup at scale, metrics, limits, proxies, shutdown.
 mod ops;
 /// A fixture builder for the original backend's database, and its statements.

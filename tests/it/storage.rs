@@ -9,8 +9,8 @@ use rotor::{
     clock::truncate,
     domain::token::{hash_token, RawToken},
     storage::{
-        EventFilter, NewAuditEvent, NewRefreshToken, NewSession, Role, Rotation, Store, StoreError,
-        StoredKey, UserPatch,
+        EventFilter, NewAuditEvent, NewRefreshToken, NewSession, Role, Rotation, SeedRepository,
+        Store, StoreError, StoredKey, UserPatch,
     },
     testing::{RefreshTokenFactory, UserFactory},
 };

@@ -83,7 +83,7 @@ pub async fn detect(conn: &mut PgConnection) -> StoreResult<SchemaState> {
                 revision: revision.unwrap_or_default(),
             })
         }
-        _ => Err(StoreError::Migration(format!(
+        _ => Err(StoreError::Schema(format!(
             "the database holds tables rotor does not recognise (users: {users}, \
              refresh_tokens: {tokens}, alembic_version: {alembic}, no rotor migrations \
              table); rotor adopts only the original backend's complete schema or an \
@@ -389,7 +389,7 @@ pub fn check_revision(revision: &str) -> StoreResult<()> {
     if revision == ORIGINAL_REVISION {
         return Ok(());
     }
-    Err(StoreError::Migration(format!(
+    Err(StoreError::Schema(format!(
         "this is the original backend's database at Alembic revision {revision:?}; rotor \
          adopts revision {ORIGINAL_REVISION} (upgrade the original with `alembic upgrade \
          head` first)"

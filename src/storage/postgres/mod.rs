@@ -6,8 +6,15 @@
 //! The cleanup job is serialised cluster-wide by a session-level advisory lock.
 
 pub mod adopt;
-mod rotations;
+mod audit;
+mod keys;
+mod repository;
+mod sessions;
+mod tokens;
+mod users;
 mod writes;
+
+use self::tokens::insert_token;
 
 use std::{collections::HashSet, time::Duration};
 
@@ -15,7 +22,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{
     postgres::{PgPoolOptions, PgRow},
-    PgExecutor, PgPool, Row,
+    FromRow, PgExecutor, PgPool, Row,
 };
 use uuid::Uuid;
 
@@ -236,7 +243,7 @@ impl PgStore {
             }
             .await;
             match result {
-                Err(e) if attempt < DEADLOCK_ATTEMPTS && is_deadlock(&e) => attempt += 1,
+                Err(e) if attempt < DEADLOCK_ATTEMPTS && is_sqlx_deadlock(&e) => attempt += 1,
                 result => return Ok(result?),
             }
         }
@@ -253,7 +260,7 @@ impl PgStore {
                     tx.commit().await?;
                     return Ok(applied);
                 }
-                Err(StoreError::Database(e)) if attempt < DEADLOCK_ATTEMPTS && is_deadlock(&e) => {
+                Err(e) if attempt < DEADLOCK_ATTEMPTS && is_deadlock(&e) => {
                     attempt += 1;
                 }
                 Err(e) => return Err(e),
@@ -264,13 +271,22 @@ impl PgStore {
 
 /// Two revocations over the same user can still lock its tokens in opposite orders;
 /// PostgreSQL then aborts one, which is safe to run again.
-fn is_deadlock(e: &sqlx::Error) -> bool {
+fn is_sqlx_deadlock(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Database(db) => db.code().as_deref() == Some("40P01"),
         _ => false,
     }
 }
 
+/// A deadlock is a `Query` failure whose source is PostgreSQL's `40P01`.
+fn is_deadlock(e: &StoreError) -> bool {
+    e.backend_error::<sqlx::Error>()
+        .is_some_and(is_sqlx_deadlock)
+}
+
+/// Hand-mapped: `role` is read as text and parsed (the original's `'unknown'` becomes
+/// `User`, anything else unknown is `Corrupt`), and `token_version` is widened from
+/// INTEGER; the other rows derive [`sqlx::FromRow`] (see `models.rs`).
 fn user_from_row(row: &PgRow) -> StoreResult<User> {
     let role: String = row.try_get("role")?;
     Ok(User {
@@ -299,73 +315,23 @@ fn token_version(row: &PgRow) -> StoreResult<i64> {
 }
 
 fn token_from_row(row: &PgRow) -> StoreResult<RefreshToken> {
-    Ok(RefreshToken {
-        id: row.try_get("id")?,
-        token_hash: row.try_get("token_hash")?,
-        user_id: row.try_get("user_id")?,
-        family_id: row.try_get("family_id")?,
-        device_id: row.try_get("device_id")?,
-        device_name: row.try_get("device_name")?,
-        ip_address: row.try_get("ip_address")?,
-        expires_at: row.try_get("expires_at")?,
-        is_revoked: row.try_get("is_revoked")?,
-        revoked_at: row.try_get("revoked_at")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
+    Ok(RefreshToken::from_row(row)?)
 }
 
 fn session_from_row(row: &PgRow) -> StoreResult<Session> {
-    Ok(Session {
-        id: row.try_get("id")?,
-        user_id: row.try_get("user_id")?,
-        device_id: row.try_get("device_id")?,
-        device_name: row.try_get("device_name")?,
-        user_agent: row.try_get("user_agent")?,
-        ip_address: row.try_get("ip_address")?,
-        client_id: row.try_get("client_id")?,
-        created_at: row.try_get("created_at")?,
-        last_used_at: row.try_get("last_used_at")?,
-        absolute_expires_at: row.try_get("absolute_expires_at")?,
-        revoked_at: row.try_get("revoked_at")?,
-    })
+    Ok(Session::from_row(row)?)
 }
 
 fn session_view_from_row(row: &PgRow) -> StoreResult<SessionView> {
-    Ok(SessionView {
-        id: row.try_get("id")?,
-        device_id: row.try_get("device_id")?,
-        device_name: row.try_get("device_name")?,
-        user_agent: row.try_get("user_agent")?,
-        ip_address: row.try_get("ip_address")?,
-        created_at: row.try_get("created_at")?,
-        last_used_at: row.try_get("last_used_at")?,
-        expires_at: row.try_get("expires_at")?,
-    })
+    Ok(SessionView::from_row(row)?)
 }
 
 fn event_from_row(row: &PgRow) -> StoreResult<AuditEvent> {
-    Ok(AuditEvent {
-        id: row.try_get("id")?,
-        created_at: row.try_get("created_at")?,
-        kind: row.try_get("kind")?,
-        user_id: row.try_get("user_id")?,
-        session_id: row.try_get("session_id")?,
-        ip_address: row.try_get("ip_address")?,
-        user_agent: row.try_get("user_agent")?,
-        detail: row.try_get("detail")?,
-    })
+    Ok(AuditEvent::from_row(row)?)
 }
 
 fn key_from_row(row: &PgRow) -> StoreResult<StoredKey> {
-    Ok(StoredKey {
-        kid: row.try_get("kid")?,
-        algorithm: row.try_get("algorithm")?,
-        public_key: row.try_get("public_key")?,
-        private_key_sealed: row.try_get("private_key_sealed")?,
-        created_at: row.try_get("created_at")?,
-        retired_at: row.try_get("retired_at")?,
-    })
+    Ok(StoredKey::from_row(row)?)
 }
 
 fn count(n: i64) -> u64 {
@@ -377,558 +343,12 @@ fn bigint(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-// `token_hash` is CHAR(64) while sqlx sends strings as `text`; comparing the column with a
-// `text` parameter casts the column and cannot use its unique index, so lookups cast the
-// parameter to `bpchar` instead.
-
-#[async_trait]
-impl UserStore for PgStore {
-    async fn get_user(&self, id: Uuid) -> StoreResult<Option<User>> {
-        sqlx::query(&format!("SELECT {USER_COLS} FROM users WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(user_from_row)
-            .transpose()
-    }
-
-    async fn get_user_by_email(&self, key: &EmailKey) -> StoreResult<Option<User>> {
-        sqlx::query(&format!(
-            "SELECT {USER_COLS} FROM users WHERE email_key = $1"
-        ))
-        .bind(key.as_str())
-        .fetch_optional(&self.pool)
-        .await?
-        .as_ref()
-        .map(user_from_row)
-        .transpose()
-    }
-
-    async fn get_user_by_unkeyed_email(&self, email: &str) -> StoreResult<Option<User>> {
-        sqlx::query(&format!(
-            "SELECT {USER_COLS} FROM users WHERE email_key IS NULL AND email = $1"
-        ))
-        .bind(email)
-        .fetch_optional(&self.pool)
-        .await?
-        .as_ref()
-        .map(user_from_row)
-        .transpose()
-    }
-
-    async fn email_exists(&self, key: &EmailKey) -> StoreResult<bool> {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE email_key = $1")
-            .bind(key.as_str())
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(n > 0)
-    }
-
-    async fn create_user(&self, new: &NewUser, now: DateTime<Utc>) -> StoreResult<User> {
-        writes::create_user(&self.pool, new, now).await
-    }
-
-    async fn update_user(
-        &self,
-        id: Uuid,
-        patch: &UserPatch,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Option<User>> {
-        if patch.is_empty() {
-            return self.get_user(id).await;
-        }
-        writes::update_user(&self.pool, id, patch, now).await
-    }
-
-    async fn update_password(
-        &self,
-        id: Uuid,
-        hashed_password: &str,
-        now: DateTime<Utc>,
-    ) -> StoreResult<bool> {
-        let r = sqlx::query(
-            "UPDATE users SET hashed_password = $2, token_version = token_version + 1, updated_at = $3 WHERE id = $1",
-        )
-        .bind(id)
-        .bind(hashed_password)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected() == 1)
-    }
-
-    async fn rehash_password(
-        &self,
-        id: Uuid,
-        hashed_password: &str,
-        now: DateTime<Utc>,
-    ) -> StoreResult<bool> {
-        writes::rehash_password(&self.pool, id, hashed_password, now).await
-    }
-
-    async fn increment_token_version(
-        &self,
-        id: Uuid,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Option<i64>> {
-        writes::bump_token_version(&self.pool, id, now).await
-    }
-
-    async fn delete_user(&self, id: Uuid) -> StoreResult<bool> {
-        writes::delete_user(&self.pool, id).await
-    }
-
-    async fn list_users(&self, skip: u64, limit: u64) -> StoreResult<Vec<User>> {
-        sqlx::query(&format!(
-            "SELECT {USER_COLS} FROM users ORDER BY created_at, id LIMIT $1 OFFSET $2"
-        ))
-        .bind(bigint(limit))
-        .bind(bigint(skip))
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(user_from_row)
-        .collect()
-    }
-
-    async fn count_users(&self) -> StoreResult<u64> {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(count(n))
-    }
-}
-
-#[async_trait]
-impl RefreshTokenStore for PgStore {
-    async fn get_by_hash(&self, token_hash: &str) -> StoreResult<Option<RefreshToken>> {
-        sqlx::query(&format!(
-            "SELECT {TOKEN_COLS} FROM refresh_tokens WHERE token_hash = $1::bpchar"
-        ))
-        .bind(token_hash)
-        .fetch_optional(&self.pool)
-        .await?
-        .as_ref()
-        .map(token_from_row)
-        .transpose()
-    }
-
-    async fn get_valid_by_hash(
-        &self,
-        token_hash: &str,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Option<RefreshToken>> {
-        sqlx::query(&format!(
-            "SELECT {TOKEN_COLS} FROM refresh_tokens
-             WHERE token_hash = $1::bpchar AND NOT is_revoked AND expires_at > $2"
-        ))
-        .bind(token_hash)
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await?
-        .as_ref()
-        .map(token_from_row)
-        .transpose()
-    }
-
-    async fn get_token(&self, id: Uuid) -> StoreResult<Option<RefreshToken>> {
-        sqlx::query(&format!(
-            "SELECT {TOKEN_COLS} FROM refresh_tokens WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?
-        .as_ref()
-        .map(token_from_row)
-        .transpose()
-    }
-
-    async fn create_token(
-        &self,
-        new: &NewRefreshToken,
-        now: DateTime<Utc>,
-    ) -> StoreResult<RefreshToken> {
-        let row = insert_token(&self.pool, new, now)
-            .await
-            .map_err(map_unique)?;
-        token_from_row(&row)
-    }
-
-    async fn revoke_token(
-        &self,
-        id: Uuid,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Option<RefreshToken>> {
-        sqlx::query(&format!(
-            "UPDATE refresh_tokens SET is_revoked = TRUE, revoked_at = COALESCE(revoked_at, $2), updated_at = $2
-             WHERE id = $1 RETURNING {TOKEN_COLS}"
-        ))
-        .bind(id)
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await?
-        .as_ref()
-        .map(token_from_row)
-        .transpose()
-    }
-
-    async fn revoke_family(&self, family_id: Uuid, now: DateTime<Utc>) -> StoreResult<u64> {
-        let (revoked, _) = self
-            .revoke_scope(writes::Scope::Family, family_id, None, now)
-            .await?;
-        Ok(revoked)
-    }
-
-    async fn revoke_all_user_tokens(&self, user_id: Uuid, now: DateTime<Utc>) -> StoreResult<u64> {
-        let (revoked, _) = self
-            .revoke_scope(writes::Scope::User, user_id, None, now)
-            .await?;
-        Ok(revoked)
-    }
-
-    async fn revoke_user_families_except(
-        &self,
-        user_id: Uuid,
-        keep: Option<Uuid>,
-        now: DateTime<Utc>,
-    ) -> StoreResult<u64> {
-        // Expired-but-unrevoked tokens are revoked too, but only families that were still
-        // live count as ended.
-        let (_, families) = self
-            .revoke_scope(writes::Scope::UserExcept, user_id, keep, now)
-            .await?;
-        Ok(families.len() as u64)
-    }
-
-    async fn get_user_active_sessions(
-        &self,
-        user_id: Uuid,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Vec<RefreshToken>> {
-        sqlx::query(&format!(
-            "SELECT {TOKEN_COLS} FROM refresh_tokens WHERE user_id = $1 AND NOT is_revoked AND expires_at > $2
-             ORDER BY created_at DESC, id DESC"
-        ))
-        .bind(user_id)
-        .bind(now)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(token_from_row)
-        .collect()
-    }
-
-    async fn delete_expired_tokens_batch(
-        &self,
-        now: DateTime<Utc>,
-        batch: u32,
-    ) -> StoreResult<u64> {
-        let r = sqlx::query(
-            "DELETE FROM refresh_tokens WHERE id IN
-               (SELECT id FROM refresh_tokens WHERE expires_at <= $1 LIMIT $2)",
-        )
-        .bind(now)
-        .bind(i64::from(batch))
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected())
-    }
-
-    async fn count_expired_tokens(&self, now: DateTime<Utc>) -> StoreResult<u64> {
-        let n: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM refresh_tokens WHERE expires_at <= $1")
-                .bind(now)
-                .fetch_one(&self.pool)
-                .await?;
-        Ok(count(n))
-    }
-
-    async fn delete_token(&self, id: Uuid) -> StoreResult<bool> {
-        let r = sqlx::query("DELETE FROM refresh_tokens WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(r.rows_affected() == 1)
-    }
-
-    async fn list_tokens(&self, skip: u64, limit: u64) -> StoreResult<Vec<RefreshToken>> {
-        sqlx::query(&format!(
-            "SELECT {TOKEN_COLS} FROM refresh_tokens ORDER BY created_at, id LIMIT $1 OFFSET $2"
-        ))
-        .bind(bigint(limit))
-        .bind(bigint(skip))
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(token_from_row)
-        .collect()
-    }
-
-    async fn count_tokens(&self) -> StoreResult<u64> {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM refresh_tokens")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(count(n))
-    }
-
-    async fn rotate(&self, rot: &Rotation<'_>) -> StoreResult<Option<Rotated>> {
-        rotations::rotate(&self.pool, rot).await
-    }
-}
-
-async fn insert_token<'e>(
-    executor: impl PgExecutor<'e>,
-    new: &NewRefreshToken,
-    now: DateTime<Utc>,
-) -> Result<PgRow, sqlx::Error> {
-    sqlx::query(&format!(
-        "INSERT INTO refresh_tokens (id, token_hash, user_id, family_id, device_id, device_name, ip_address,
-                                     expires_at, is_revoked, revoked_at, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, CASE WHEN $9 THEN $10 END, $10)
-         RETURNING {TOKEN_COLS}"
-    ))
-    .bind(new.id)
-    .bind(&new.token_hash)
-    .bind(new.user_id)
-    .bind(new.family_id)
-    .bind(&new.device_id)
-    .bind(&new.device_name)
-    .bind(&new.ip_address)
-    .bind(new.expires_at)
-    .bind(new.is_revoked)
-    .bind(now)
-    .fetch_one(executor)
-    .await
-}
-
-#[async_trait]
-impl SessionStore for PgStore {
-    async fn create_session(
-        &self,
-        s: &NewSession,
-        first: &NewRefreshToken,
-        now: DateTime<Utc>,
-    ) -> StoreResult<RefreshToken> {
-        let mut tx = self.pool.begin().await?;
-        let token = writes::create_session(&mut tx, s, first, now).await?;
-        tx.commit().await?;
-        Ok(token)
-    }
-
-    async fn get_session(&self, id: Uuid) -> StoreResult<Option<Session>> {
-        sqlx::query(SESSION_WITH_LAST_USE)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(session_from_row)
-            .transpose()
-    }
-
-    async fn touch_session(
-        &self,
-        id: Uuid,
-        ip: Option<&str>,
-        now: DateTime<Utc>,
-    ) -> StoreResult<()> {
-        sqlx::query("UPDATE sessions SET last_used_at = $2, ip_address = COALESCE($3, ip_address) WHERE id = $1")
-            .bind(id)
-            .bind(now)
-            .bind(ip)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    async fn list_user_sessions(
-        &self,
-        user_id: Uuid,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Vec<SessionView>> {
-        sqlx::query(
-            "SELECT t.family_id AS id,
-                    COALESCE(s.device_id, t.device_id) AS device_id,
-                    COALESCE(s.device_name, t.device_name) AS device_name,
-                    s.user_agent AS user_agent,
-                    CASE WHEN s.last_used_at > t.created_at THEN COALESCE(s.ip_address, t.ip_address)
-                         ELSE COALESCE(t.ip_address, s.ip_address) END AS ip_address,
-                    COALESCE(s.created_at, t.created_at) AS created_at,
-                    GREATEST(s.last_used_at, t.created_at) AS last_used_at,
-                    t.expires_at AS expires_at
-             FROM refresh_tokens t LEFT JOIN sessions s ON s.id = t.family_id
-             WHERE t.user_id = $1 AND NOT t.is_revoked AND t.expires_at > $2 AND s.revoked_at IS NULL
-             ORDER BY last_used_at DESC, id DESC",
-        )
-        .bind(user_id)
-        .bind(now)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(session_view_from_row)
-        .collect()
-    }
-
-    async fn session_revoked(&self, id: Uuid) -> StoreResult<bool> {
-        // No session row: ended unless the family has a live token (a family from the
-        // seed API or migrated from the original).
-        let revoked: bool = sqlx::query_scalar(
-            "SELECT CASE WHEN EXISTS (SELECT 1 FROM sessions WHERE id = $1)
-                 THEN (SELECT revoked_at IS NOT NULL FROM sessions WHERE id = $1)
-                 ELSE NOT EXISTS (SELECT 1 FROM refresh_tokens
-                                  WHERE family_id = $1 AND NOT is_revoked) END",
-        )
-        .bind(id)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(revoked)
-    }
-
-    async fn delete_expired_sessions_batch(
-        &self,
-        now: DateTime<Utc>,
-        batch: u32,
-    ) -> StoreResult<u64> {
-        let r = sqlx::query(
-            "DELETE FROM sessions WHERE id IN
-               (SELECT id FROM sessions WHERE absolute_expires_at <= $1 LIMIT $2)",
-        )
-        .bind(now)
-        .bind(i64::from(batch))
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected())
-    }
-
-    async fn count_expired_sessions(&self, now: DateTime<Utc>) -> StoreResult<u64> {
-        let n: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM sessions WHERE absolute_expires_at <= $1")
-                .bind(now)
-                .fetch_one(&self.pool)
-                .await?;
-        Ok(count(n))
-    }
-}
-
-#[async_trait]
-impl AuditStore for PgStore {
-    async fn record_event(&self, e: &NewAuditEvent, now: DateTime<Utc>) -> StoreResult<()> {
-        writes::record_event(&self.pool, e, now).await
-    }
-
-    async fn list_events(
-        &self,
-        f: &EventFilter,
-        skip: u64,
-        limit: u64,
-    ) -> StoreResult<Vec<AuditEvent>> {
-        sqlx::query(&format!(
-            "SELECT {EVENT_COLS} FROM audit_events
-             WHERE ($1::uuid IS NULL OR user_id = $1) AND ($2::text IS NULL OR kind = $2)
-             ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
-        ))
-        .bind(f.user_id)
-        .bind(f.kind.as_deref())
-        .bind(bigint(limit))
-        .bind(bigint(skip))
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(event_from_row)
-        .collect()
-    }
-
-    async fn count_events(&self, f: &EventFilter) -> StoreResult<u64> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM audit_events
-             WHERE ($1::uuid IS NULL OR user_id = $1) AND ($2::text IS NULL OR kind = $2)",
-        )
-        .bind(f.user_id)
-        .bind(f.kind.as_deref())
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(count(n))
-    }
-
-    async fn delete_events_before_batch(
-        &self,
-        cutoff: DateTime<Utc>,
-        batch: u32,
-    ) -> StoreResult<u64> {
-        let r = sqlx::query(
-            "DELETE FROM audit_events WHERE id IN
-               (SELECT id FROM audit_events WHERE created_at < $1 LIMIT $2)",
-        )
-        .bind(cutoff)
-        .bind(i64::from(batch))
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected())
-    }
-
-    async fn count_events_before(&self, cutoff: DateTime<Utc>) -> StoreResult<u64> {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE created_at < $1")
-            .bind(cutoff)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(count(n))
-    }
-}
-
-#[async_trait]
-impl KeyStore for PgStore {
-    async fn insert_key(&self, k: &StoredKey) -> StoreResult<()> {
-        sqlx::query(&format!(
-            "INSERT INTO signing_keys ({KEY_COLS}) VALUES ($1, $2, $3, $4, $5, $6)"
-        ))
-        .bind(&k.kid)
-        .bind(&k.algorithm)
-        .bind(&k.public_key)
-        .bind(&k.private_key_sealed)
-        .bind(k.created_at)
-        .bind(k.retired_at)
-        .execute(&self.pool)
-        .await
-        .map_err(map_unique)?;
-        Ok(())
-    }
-
-    async fn list_keys(&self) -> StoreResult<Vec<StoredKey>> {
-        // Byte order for the tie-break, as SQLite compares text, whatever the
-        // database's collation.
-        sqlx::query(&format!(
-            "SELECT {KEY_COLS} FROM signing_keys ORDER BY created_at DESC, kid COLLATE \"C\" DESC"
-        ))
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(key_from_row)
-        .collect()
-    }
-
-    async fn retire_key(&self, kid: &str, now: DateTime<Utc>) -> StoreResult<bool> {
-        let r = sqlx::query(
-            "UPDATE signing_keys SET retired_at = $2 WHERE kid = $1 AND retired_at IS NULL",
-        )
-        .bind(kid)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected() == 1)
-    }
-
-    async fn delete_keys_retired_before(&self, cutoff: DateTime<Utc>) -> StoreResult<Vec<String>> {
-        Ok(
-            sqlx::query_scalar("DELETE FROM signing_keys WHERE retired_at IS NOT NULL AND retired_at <= $1 RETURNING kid")
-                .bind(cutoff)
-                .fetch_all(&self.pool)
-                .await?,
-        )
-    }
-}
-
 #[async_trait]
 impl Store for PgStore {
+    fn repository(&self) -> &dyn super::SeedRepository {
+        self
+    }
+
     fn backend(&self) -> &'static str {
         "postgresql"
     }

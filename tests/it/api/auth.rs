@@ -2,6 +2,7 @@
 //! logout-all, me, change-password; and the original's login-side defects, fixed.
 
 use super::*;
+use rotor::storage::SeedRepository;
 
 // ---------------------------------------------------------------------------------
 // POST /v1/auth/login

@@ -2,6 +2,7 @@
 //! `/v1/auth/refresh-mobile`; replays, racing rotations and the grace window.
 
 use super::*;
+use rotor::storage::SeedRepository;
 
 // ---------------------------------------------------------------------------------
 // POST /v1/auth/refresh (cookie)

@@ -1,4 +1,4 @@
-//! The one place where errors become HTTP responses.
+//! FastAPI-shaped error responses: everything but `/oauth/*`.
 //!
 //! Service errors answer `{"detail": "<message>", "type": "<ErrorKind>"}` as the
 //! original did; validation errors answer 422 with a pydantic-style `detail` list; a
@@ -128,7 +128,7 @@ impl IntoResponse for Error {
     }
 }
 
-fn internal(e: &dyn std::error::Error) -> Response {
+pub(super) fn internal(e: &dyn std::error::Error) -> Response {
     tracing::error!(error = %e, "internal error");
     detail(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -146,8 +146,11 @@ pub async fn not_found() -> Response {
         .into_response()
 }
 
-/// JSON 405 for a known path with another method.
-pub async fn method_not_allowed() -> Response {
+/// JSON 405 for a known path with another method (RFC 6749-shaped under `/oauth/`).
+pub async fn method_not_allowed(uri: axum::http::Uri) -> Response {
+    if super::is_oauth_path(uri.path()) {
+        return super::oauth::OAuthError::method_not_allowed().into_response();
+    }
     (
         StatusCode::METHOD_NOT_ALLOWED,
         Json(json!({ "detail": "Method Not Allowed" })),
