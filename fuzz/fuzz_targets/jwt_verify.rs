@@ -21,6 +21,7 @@ fn tokens() -> &'static AccessTokens {
             lifetime: Duration::minutes(15),
             issuer: Some("https://rotor.test".into()),
             audience: Some("api".into()),
+            require_issuer: true,
         })
     })
 }
