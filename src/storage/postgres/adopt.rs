@@ -304,18 +304,7 @@ pub async fn adopt(pool: &PgPool, options: AdoptOptions) -> StoreResult<Option<A
     .execute(&mut *tx)
     .await?;
 
-    for chunk in plan.email_updates.chunks(10_000) {
-        let (ids, keys): (Vec<Uuid>, Vec<&str>) =
-            chunk.iter().map(|(id, k)| (*id, k.as_str())).unzip();
-        sqlx::query(
-            "UPDATE users SET email_key = v.k
-             FROM unnest($1::uuid[], $2::text[]) AS v(id, k) WHERE users.id = v.id",
-        )
-        .bind(&ids)
-        .bind(&keys)
-        .execute(&mut *tx)
-        .await?;
-    }
+    super::write_email_keys(&mut tx, &plan.email_updates).await?;
     sqlx::query("CREATE UNIQUE INDEX ux_users_email_key ON users (email_key)")
         .execute(&mut *tx)
         .await?;

@@ -117,18 +117,7 @@ impl PgStore {
                 plan.collisions,
             )));
         }
-        for chunk in plan.updates.chunks(EMAIL_KEYS_CHUNK) {
-            let (ids, keys): (Vec<Uuid>, Vec<&str>) =
-                chunk.iter().map(|(id, k)| (*id, k.as_str())).unzip();
-            sqlx::query(
-                "UPDATE users SET email_key = v.k
-                 FROM unnest($1::uuid[], $2::text[]) AS v(id, k) WHERE users.id = v.id",
-            )
-            .bind(&ids)
-            .bind(&keys)
-            .execute(&mut *tx)
-            .await?;
-        }
+        write_email_keys(&mut tx, &plan.updates).await?;
         sqlx::query("CREATE UNIQUE INDEX IF NOT EXISTS ux_users_email_key ON users (email_key)")
             .execute(&mut *tx)
             .await?;
@@ -267,6 +256,27 @@ impl PgStore {
             }
         }
     }
+}
+
+/// Writes computed identity keys (`(user id, key)`), in statements of
+/// `EMAIL_KEYS_CHUNK` rows, inside the caller's transaction.
+pub(super) async fn write_email_keys(
+    tx: &mut sqlx::PgConnection,
+    updates: &[(Uuid, String)],
+) -> Result<(), sqlx::Error> {
+    for chunk in updates.chunks(EMAIL_KEYS_CHUNK) {
+        let (ids, keys): (Vec<Uuid>, Vec<&str>) =
+            chunk.iter().map(|(id, k)| (*id, k.as_str())).unzip();
+        sqlx::query(
+            "UPDATE users SET email_key = v.k
+             FROM unnest($1::uuid[], $2::text[]) AS v(id, k) WHERE users.id = v.id",
+        )
+        .bind(&ids)
+        .bind(&keys)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
 }
 
 /// Two revocations over the same user can still lock its tokens in opposite orders;
