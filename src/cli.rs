@@ -36,16 +36,16 @@ fn env_help() -> String {
 /// rotor: sessions, rotating refresh tokens and JWT access tokens.
 #[derive(Debug, Parser)]
 #[command(name = "rotor", version, about, after_long_help = env_help())]
-pub struct Cli {
+pub(crate) struct Cli {
     /// A TOML file of settings (keys as the environment variable names, any case).
     #[arg(long, global = true, env = "ROTOR_CONFIG")]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run the HTTP server on HOST:PORT (default 127.0.0.1:8000). With no DATABASE_URL
     /// it uses a SQLite file in ROTOR_DATA_DIR and generates a secret on first start.
     Serve,
@@ -97,7 +97,7 @@ pub enum Command {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum KeysCommand {
+pub(crate) enum KeysCommand {
     /// List the key ring: id, algorithm, created, retired.
     List,
     /// Add a new signing key; previous keys stop signing but keep verifying.
@@ -107,7 +107,7 @@ pub enum KeysCommand {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum UsersCommand {
+pub(crate) enum UsersCommand {
     /// Create an admin account. The password is read from ROTOR_ADMIN_PASSWORD, or from
     /// standard input. An existing account with the same email identity key (case and
     /// Unicode folding) is shown and left alone unless --promote-existing is given.
@@ -136,7 +136,7 @@ pub enum UsersCommand {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum ConfigCommand {
+pub(crate) enum ConfigCommand {
     /// Print the effective configuration (secrets redacted); fail on invalid values.
     Check,
 }

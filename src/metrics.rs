@@ -21,13 +21,13 @@ struct Histogram {
 /// HTTP request metrics, keyed by the matched route template (never the raw path, so
 /// ids in paths do not explode the label set).
 #[derive(Debug, Default)]
-pub struct HttpMetrics {
+pub(crate) struct HttpMetrics {
     requests: Mutex<BTreeMap<(String, String, u16), u64>>,
     latency: Mutex<BTreeMap<(String, String), Histogram>>,
 }
 
 impl HttpMetrics {
-    pub fn record(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+    pub(crate) fn record(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
         {
             let mut r = self.requests.lock().unwrap_or_else(|e| e.into_inner());
             *r.entry((method.to_owned(), route.to_owned(), status))
@@ -46,7 +46,7 @@ impl HttpMetrics {
     }
 
     /// Renders every metric, reading service counters and pool gauges from `rotor`.
-    pub fn render(&self, rotor: &Rotor) -> String {
+    pub(crate) fn render(&self, rotor: &Rotor) -> String {
         let mut out = String::with_capacity(4096);
         out.push_str("# HELP http_requests_total HTTP requests by method, route and status.\n# TYPE http_requests_total counter\n");
         for ((method, route, status), n) in self

@@ -23,9 +23,9 @@ use argon2::{
 use tokio::sync::oneshot;
 
 /// OWASP's Argon2id baseline: 19 MiB, 2 passes, 1 lane.
-pub const MEMORY_KIB: u32 = 19 * 1024;
-pub const ITERATIONS: u32 = 2;
-pub const PARALLELISM: u32 = 1;
+pub(crate) const MEMORY_KIB: u32 = 19 * 1024;
+pub(crate) const ITERATIONS: u32 = 2;
+pub(crate) const PARALLELISM: u32 = 1;
 /// Largest memory cost accepted from a stored hash (the original used 64 MiB).
 const MAX_VERIFY_KIB: u32 = 256 * 1024;
 
@@ -187,7 +187,7 @@ fn hash_with(buf: &mut Vec<Block>, password: &str) -> Result<String, PasswordErr
 
 /// The algorithm and cost parameters of a PHC string (`argon2id v=19 m=65536,t=3,p=4`),
 /// for the audit log when a hash is upgraded; never the salt or the hash.
-pub fn parameters(phc: &str) -> Option<String> {
+pub(crate) fn parameters(phc: &str) -> Option<String> {
     let parsed = PasswordHash::new(phc).ok()?;
     let params = Params::try_from(&parsed).ok()?;
     Some(format!(

@@ -70,7 +70,7 @@ impl fmt::Display for Rate {
 /// Where a client stands in its current window, after a request was counted (or
 /// refused): what the `X-RateLimit-*` headers report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Quota {
+pub(crate) struct Quota {
     /// Requests allowed per window.
     pub limit: u32,
     /// Requests left in this window (0 once refused).
@@ -86,13 +86,13 @@ type Windows = HashMap<(&'static str, IpAddr), (Instant, u32, SystemTime)>;
 
 /// Counts requests per key in fixed windows.
 #[derive(Debug)]
-pub struct RateLimiter {
+pub(crate) struct RateLimiter {
     rate: Rate,
     windows: Mutex<Windows>,
 }
 
 impl RateLimiter {
-    pub fn new(rate: Rate) -> Self {
+    pub(crate) fn new(rate: Rate) -> Self {
         Self {
             rate,
             windows: Mutex::new(HashMap::new()),
@@ -101,7 +101,12 @@ impl RateLimiter {
 
     /// Counts one request: `Ok` with what is left of the window, or `Err` (nothing
     /// counted) when the limit is already reached; `reset_after` is then the wait.
-    pub fn check(&self, bucket: &'static str, ip: IpAddr, now: Instant) -> Result<Quota, Quota> {
+    pub(crate) fn check(
+        &self,
+        bucket: &'static str,
+        ip: IpAddr,
+        now: Instant,
+    ) -> Result<Quota, Quota> {
         let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
         if windows.len() > 100_000 {
             // Bound memory under a flood of distinct addresses: forget closed windows.

@@ -2,6 +2,11 @@
 //! `TestPass123`, emails `user{n}@test.com`, active, verified) and
 //! `RefreshTokenFactory::create(store, &user, is_revoked, expires_in)` returning the
 //! stored row and the raw token (only its hash is stored).
+//!
+//! Compiled only with the `testing` feature. Besides the factories it exposes, for
+//! tests and the fuzz targets, pieces that are not part of the embedding API: the
+//! route table ([`routes`]), the decoders of untrusted input ([`parsers`]) and
+//! `Rotor::set_change_hook` for fault injection.
 
 use std::sync::{
     atomic::{AtomicU64, Ordering},
@@ -18,6 +23,18 @@ use crate::{
         NewRefreshToken, NewUser, RefreshToken, Role, SeedRepository, Store, StoreResult, User,
     },
 };
+
+pub use crate::http::routes::{list as routes, Scope as RouteScope};
+
+/// The decoders of untrusted request input, for the fuzz targets.
+pub mod parsers {
+    pub use crate::http::{
+        cookies::read as refresh_cookie,
+        extract::{bearer, client_ip},
+        oauth::basic_credentials,
+        validate::{path_uuid, Input},
+    };
+}
 
 static NEXT_USER: AtomicU64 = AtomicU64::new(1);
 

@@ -3,7 +3,7 @@
 
 use axum::http::{header, HeaderMap, HeaderValue};
 use libfuzzer_sys::fuzz_target;
-use rotor::http::{extract::bearer, oauth::basic_credentials};
+use rotor::testing::parsers::{basic_credentials, bearer};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(value) = HeaderValue::from_bytes(data) else { return };

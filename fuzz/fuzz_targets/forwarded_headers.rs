@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use axum::http::{HeaderMap, HeaderValue};
 use libfuzzer_sys::fuzz_target;
-use rotor::{config::Cidr, http::extract::client_ip};
+use rotor::{config::Cidr, testing::parsers::client_ip};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(value) = HeaderValue::from_bytes(data) else { return };

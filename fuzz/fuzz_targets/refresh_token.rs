@@ -4,7 +4,7 @@
 
 use axum::http::{header, HeaderMap, HeaderValue};
 use libfuzzer_sys::fuzz_target;
-use rotor::{domain::token::RawToken, http::cookies};
+use rotor::{domain::token::RawToken, testing::parsers::refresh_cookie};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(value) = HeaderValue::from_bytes(data) {
         let mut headers = HeaderMap::new();
         headers.insert(header::COOKIE, value);
-        if let Some(v) = cookies::read(&headers) {
+        if let Some(v) = refresh_cookie(&headers) {
             let _ = RawToken::parse(&v);
         }
     }

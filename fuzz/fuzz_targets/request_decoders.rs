@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rotor::http::validate::{path_uuid, Input};
+use rotor::testing::parsers::{path_uuid, Input};
 
 fn exercise(mut input: Input) {
     let _ = input.email("email");

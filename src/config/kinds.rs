@@ -50,7 +50,7 @@ impl Invalid {
 }
 
 /// How one setting is read and shown.
-pub trait Kind {
+pub(super) trait Kind {
     type Value;
 
     /// Parses and range-checks `raw` (trimmed, never empty: an empty value is unset).
@@ -71,9 +71,9 @@ pub trait Kind {
 }
 
 /// Any text.
-pub struct Text;
+pub(super) struct Text;
 
-pub fn text() -> Text {
+pub(super) fn text() -> Text {
     Text
 }
 
@@ -88,9 +88,9 @@ impl Kind for Text {
 }
 
 /// A filesystem path.
-pub struct Path;
+pub(super) struct Path;
 
-pub fn path() -> Path {
+pub(super) fn path() -> Path {
     Path
 }
 
@@ -105,12 +105,12 @@ impl Kind for Path {
 }
 
 /// An integer in `min..=max`.
-pub struct Int<T> {
+pub(super) struct Int<T> {
     min: T,
     max: T,
 }
 
-pub fn int<T>(min: T, max: T) -> Int<T> {
+pub(super) fn int<T>(min: T, max: T) -> Int<T> {
     Int { min, max }
 }
 
@@ -137,9 +137,9 @@ impl<T: fmt::Display> Int<T> {
 }
 
 /// `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`).
-pub struct Flag;
+pub(super) struct Flag;
 
-pub fn flag() -> Flag {
+pub(super) fn flag() -> Flag {
     Flag
 }
 
@@ -161,13 +161,13 @@ impl Kind for Flag {
 }
 
 /// One of a type's names (its `FromStr`), shown by its `Display`.
-pub struct Choice<T> {
+pub(super) struct Choice<T> {
     expected: &'static str,
     of: PhantomData<fn() -> T>,
 }
 
 /// `expected` lists the accepted names, e.g. "development, staging or production".
-pub fn choice<T>(expected: &'static str) -> Choice<T> {
+pub(super) fn choice<T>(expected: &'static str) -> Choice<T> {
     Choice {
         expected,
         of: PhantomData,
@@ -188,9 +188,9 @@ impl<T: FromStr + fmt::Display> Kind for Choice<T> {
 }
 
 /// A log level, in the original's names (`warning`, `critical`) or tracing's.
-pub struct LogLevel;
+pub(super) struct LogLevel;
 
-pub fn log_level() -> LogLevel {
+pub(super) fn log_level() -> LogLevel {
     LogLevel
 }
 
@@ -215,9 +215,9 @@ impl Kind for LogLevel {
 }
 
 /// A rate such as `20/minute`, or `off`.
-pub struct RateOrOff;
+pub(super) struct RateOrOff;
 
-pub fn rate_or_off() -> RateOrOff {
+pub(super) fn rate_or_off() -> RateOrOff {
     RateOrOff
 }
 
@@ -245,9 +245,9 @@ impl Kind for RateOrOff {
 }
 
 /// An IP address or CIDR.
-pub struct CidrKind;
+pub(super) struct CidrKind;
 
-pub fn cidr() -> CidrKind {
+pub(super) fn cidr() -> CidrKind {
     CidrKind
 }
 
@@ -267,9 +267,9 @@ impl Kind for CidrKind {
 
 /// A list given as `a,b,c` or as a JSON array (the original's pydantic form), each
 /// entry of kind `K`.
-pub struct List<K>(K);
+pub(super) struct List<K>(K);
 
-pub fn list<K>(entry: K) -> List<K> {
+pub(super) fn list<K>(entry: K) -> List<K> {
     List(entry)
 }
 
@@ -325,9 +325,9 @@ impl<K: Kind> Kind for List<K> {
 
 /// `DATABASE_URL`: `sqlite://PATH`, `sqlite::memory:` or `postgres://…`; shown with
 /// its password redacted.
-pub struct DatabaseUrl;
+pub(super) struct DatabaseUrl;
 
-pub fn database_url() -> DatabaseUrl {
+pub(super) fn database_url() -> DatabaseUrl {
     DatabaseUrl
 }
 
@@ -345,9 +345,9 @@ impl Kind for DatabaseUrl {
 }
 
 /// An absolute http(s) URL without query or fragment; the trailing slash is removed.
-pub struct PublicUrl;
+pub(super) struct PublicUrl;
 
-pub fn public_url() -> PublicUrl {
+pub(super) fn public_url() -> PublicUrl {
     PublicUrl
 }
 
@@ -365,9 +365,9 @@ impl Kind for PublicUrl {
 }
 
 /// An email address (`domain::email::check`).
-pub struct Email;
+pub(super) struct Email;
 
-pub fn email() -> Email {
+pub(super) fn email() -> Email {
     Email
 }
 
@@ -386,11 +386,11 @@ impl Kind for Email {
 }
 
 /// A secret of at least `min_chars` characters: never shown, not even in an error.
-pub struct SecretKind {
+pub(super) struct SecretKind {
     min_chars: usize,
 }
 
-pub fn secret(min_chars: usize) -> SecretKind {
+pub(super) fn secret(min_chars: usize) -> SecretKind {
     SecretKind { min_chars }
 }
 
@@ -417,18 +417,18 @@ impl Kind for SecretKind {
 }
 
 /// An optional setting: unset is `None`, shown as `(unset)` or the given text.
-pub struct Optional<K> {
+pub(super) struct Optional<K> {
     kind: K,
     unset: Option<&'static str>,
 }
 
-pub fn optional<K>(kind: K) -> Optional<K> {
+pub(super) fn optional<K>(kind: K) -> Optional<K> {
     Optional { kind, unset: None }
 }
 
 impl<K> Optional<K> {
     /// What `rotor config check` (and `--help`, for the default) shows when unset.
-    pub fn unset(self, text: &'static str) -> Self {
+    pub(super) fn unset(self, text: &'static str) -> Self {
         Self {
             unset: Some(text),
             ..self

@@ -12,7 +12,7 @@
 //! table, which a test checks), then use `settings.the_field` where it is needed.
 
 mod declare;
-pub mod kinds;
+mod kinds;
 mod types;
 
 use std::{

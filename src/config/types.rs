@@ -149,7 +149,7 @@ pub fn redact_url(url: &str) -> String {
 
 /// `PUBLIC_URL`: an absolute http(s) URL without query or fragment, trailing slash
 /// removed.
-pub fn parse_public_url(url: &str) -> Result<String, Invalid> {
+pub(super) fn parse_public_url(url: &str) -> Result<String, Invalid> {
     let rest = url
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"))

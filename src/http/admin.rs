@@ -28,7 +28,7 @@ use crate::{
 /// The new account (read by [`create_user`]).
 #[derive(ToSchema)]
 #[allow(dead_code)]
-pub struct AdminUserCreate {
+pub(super) struct AdminUserCreate {
     #[schema(format = Email, pattern = "^[^\\x00]*$")]
     email: String,
     #[schema(min_length = 8, max_length = 128, pattern = "^[^\\x00]*$")]
@@ -46,7 +46,7 @@ pub struct AdminUserCreate {
 /// The changes (read by [`update_user`]): only the fields present change.
 #[derive(ToSchema)]
 #[allow(dead_code)]
-pub struct AdminUserUpdate {
+pub(super) struct AdminUserUpdate {
     #[schema(format = Email, pattern = "^[^\\x00]*$")]
     email: Option<String>,
     /// Absent: unchanged; null: cleared
@@ -64,7 +64,7 @@ pub struct AdminUserUpdate {
 #[derive(IntoParams)]
 #[into_params(parameter_in = Path)]
 #[allow(dead_code)]
-pub struct UserId {
+pub(super) struct UserId {
     /// User id (422 when not a UUID)
     id: uuid::Uuid,
 }
@@ -73,7 +73,7 @@ pub struct UserId {
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 #[allow(dead_code)]
-pub struct EventUser {
+pub(super) struct EventUser {
     /// Only events about this user
     #[param(nullable = false)]
     user_id: Option<uuid::Uuid>,

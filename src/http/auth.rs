@@ -30,7 +30,7 @@ use crate::{
 /// [`login_form`]).
 #[derive(ToSchema)]
 #[allow(dead_code)]
-pub struct LoginForm {
+pub(super) struct LoginForm {
     /// The email address
     #[schema(min_length = 1, max_length = 320, pattern = "^[^\\x00]*$")]
     username: String,
@@ -48,7 +48,7 @@ pub struct LoginForm {
 #[derive(IntoParams)]
 #[into_params(parameter_in = Header)]
 #[allow(dead_code)]
-pub struct DeviceHeaders {
+pub(super) struct DeviceHeaders {
     /// Session device id (the form field wins)
     #[param(rename = "X-Device-Id", max_length = 255, nullable = false)]
     device_id: Option<String>,
@@ -59,14 +59,14 @@ pub struct DeviceHeaders {
 
 #[derive(ToSchema)]
 #[allow(dead_code)]
-pub struct RefreshMobileRequest {
+pub(super) struct RefreshMobileRequest {
     #[schema(min_length = 1, pattern = "^[^\\x00]*$")]
     refresh_token: String,
 }
 
 #[derive(ToSchema)]
 #[allow(dead_code)]
-pub struct ChangePasswordRequest {
+pub(super) struct ChangePasswordRequest {
     #[schema(min_length = 1, max_length = 1024, pattern = "^[^\\x00]*$")]
     current_password: String,
     #[schema(min_length = 8, max_length = 128, pattern = "^[^\\x00]*$")]
@@ -388,7 +388,7 @@ pub(crate) async fn revoke_session(
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 #[allow(dead_code)]
-pub struct Pagination {
+pub(super) struct Pagination {
     /// 1-based page number
     #[param(minimum = 1, maximum = 1_000_000, default = 1, nullable = false)]
     page: Option<i64>,
@@ -401,7 +401,7 @@ pub struct Pagination {
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 #[allow(dead_code)]
-pub struct EventKind {
+pub(super) struct EventKind {
     /// Only events of this kind
     #[param(max_length = 64, nullable = false, pattern = "^[^\\x00]*$")]
     kind: Option<String>,

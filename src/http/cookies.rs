@@ -6,15 +6,15 @@ use axum::http::{header, HeaderMap, HeaderValue};
 
 use crate::config::Settings;
 
-pub const NAME: &str = "refresh_token";
+pub(crate) const NAME: &str = "refresh_token";
 
 /// The `Set-Cookie` value that stores `token` for `max_age` seconds.
-pub fn set(settings: &Settings, token: &str, max_age: i64) -> HeaderValue {
+pub(crate) fn set(settings: &Settings, token: &str, max_age: i64) -> HeaderValue {
     build(settings, token, max_age.max(0))
 }
 
 /// The `Set-Cookie` value that clears the cookie (same name and path, `Max-Age=0`).
-pub fn clear(settings: &Settings) -> HeaderValue {
+pub(crate) fn clear(settings: &Settings) -> HeaderValue {
     build(settings, "", 0)
 }
 

@@ -27,7 +27,7 @@ use crate::{
 
 /// The request body as bytes, refused with 413 beyond `MAX_BODY_BYTES` and with 408
 /// when it has not fully arrived `BODY_READ_TIMEOUT_SECONDS` after reading began.
-pub struct Body(pub Bytes);
+pub(crate) struct Body(pub Bytes);
 
 impl<S> FromRequest<S> for Body
 where
@@ -73,7 +73,7 @@ impl Body {
 }
 
 /// [`Body`] for the OAuth endpoints: the same limits, refused in RFC 6749's shape.
-pub struct OAuthBody(pub Body);
+pub(crate) struct OAuthBody(pub Body);
 
 impl std::ops::Deref for OAuthBody {
     type Target = Body;
@@ -99,7 +99,7 @@ where
 
 /// Why a request body could not be read.
 #[derive(Debug, thiserror::Error)]
-pub enum BodyError {
+pub(crate) enum BodyError {
     #[error("request body larger than {limit} bytes")]
     TooLarge { limit: usize },
     #[error("request body not received within {0:?}")]
@@ -118,7 +118,7 @@ pub enum BodyError {
 /// alive, so a body sent one byte per packet held thousands of times its size until
 /// the request ended. The deadline bounds how long a connection may hold even that
 /// one buffer: the body must average at least `limit / timeout` bytes a second.
-pub async fn read_body(
+pub(crate) async fn read_body(
     body: axum::body::Body,
     declared: Option<u64>,
     limit: usize,
@@ -152,11 +152,11 @@ pub async fn read_body(
 }
 
 impl Body {
-    pub fn json(&self) -> Result<Input, Error> {
+    pub(crate) fn json(&self) -> Result<Input, Error> {
         Input::json(&self.0)
     }
 
-    pub fn form(&self) -> Input {
+    pub(crate) fn form(&self) -> Input {
         Input::form(&self.0)
     }
 }
@@ -235,7 +235,7 @@ fn header_string(headers: &HeaderMap, name: &str, max: usize) -> Option<String> 
 }
 
 /// The requesting client: IP, user agent and device headers.
-pub struct Client(pub ClientContext);
+pub(crate) struct Client(pub ClientContext);
 
 impl<S> FromRequestParts<S> for Client
 where

@@ -18,7 +18,7 @@ use super::{
 };
 use crate::Rotor;
 
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub(super) const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 fn environment(rotor: &Rotor) -> Environment {
     Environment::of(&rotor.settings().environment)

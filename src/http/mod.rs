@@ -7,19 +7,19 @@
 //! [`app`] adds the service's own routes and the middleware rotor's own server uses. Handlers are thin: parse, call [`crate::Rotor`], shape the answer. Errors
 //! become responses only in [`error`].
 
-pub mod admin;
-pub mod auth;
-pub mod cookies;
-pub mod error;
-pub mod extract;
-pub mod meta;
-pub mod oauth;
-pub mod openapi;
-pub mod routes;
-pub mod server;
-pub mod users;
-pub mod validate;
-pub mod views;
+mod admin;
+mod auth;
+pub(crate) mod cookies;
+pub(crate) mod error;
+pub(crate) mod extract;
+mod meta;
+pub(crate) mod oauth;
+mod openapi;
+pub(crate) mod routes;
+pub(crate) mod server;
+mod users;
+pub(crate) mod validate;
+pub(crate) mod views;
 
 use std::{future::Future, sync::Arc, time::Instant};
 
@@ -35,14 +35,17 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tracing::Instrument;
 
 pub use extract::{Admin, Auth};
+pub use server::HEADER_READ_TIMEOUT;
 
 use crate::{metrics::HttpMetrics, ratelimit::RateLimiter, Rotor};
 
-/// Shared state of every handler.
+/// Shared state of every handler: the service and the edge's own state (rate
+/// limiters, request metrics, readiness). Build it with [`AppState::new`].
 #[derive(Clone)]
 pub struct AppState {
+    /// The service every handler calls.
     pub rotor: Arc<Rotor>,
-    pub metrics: Arc<HttpMetrics>,
+    pub(crate) metrics: Arc<HttpMetrics>,
     auth_limiter: Option<Arc<RateLimiter>>,
     default_limiter: Option<Arc<RateLimiter>>,
     /// False while the server is starting (migrations) or shutting down.
@@ -50,6 +53,7 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The state for `rotor`, with rate limiters as its settings ask.
     pub fn new(rotor: Arc<Rotor>) -> Self {
         let s = rotor.settings();
         Self {

@@ -45,7 +45,7 @@ enum RefreshGrantType {
 #[derive(ToSchema)]
 #[serde(untagged)]
 #[allow(dead_code)]
-pub enum OAuthTokenRequest {
+pub(crate) enum OAuthTokenRequest {
     Password(PasswordGrant),
     RefreshToken(RefreshGrant),
 }
@@ -53,7 +53,7 @@ pub enum OAuthTokenRequest {
 /// grant_type=password: starts a session.
 #[derive(ToSchema)]
 #[allow(dead_code)]
-pub struct PasswordGrant {
+pub(crate) struct PasswordGrant {
     grant_type: PasswordGrantType,
     /// The email
     #[schema(min_length = 1, max_length = 320, pattern = "^[^\\x00]*$")]
@@ -75,7 +75,7 @@ pub struct PasswordGrant {
 /// grant_type=refresh_token: rotates a session's refresh token.
 #[derive(ToSchema)]
 #[allow(dead_code)]
-pub struct RefreshGrant {
+pub(crate) struct RefreshGrant {
     grant_type: RefreshGrantType,
     #[schema(min_length = 1, max_length = 4096, pattern = "^[^\\x00]*$")]
     refresh_token: String,
@@ -90,7 +90,7 @@ pub struct RefreshGrant {
 /// A token to revoke or introspect (read by [`revoke`] and [`introspect`]).
 #[derive(ToSchema)]
 #[allow(dead_code)]
-pub struct OAuthTokenForm {
+pub(crate) struct OAuthTokenForm {
     #[schema(min_length = 1, max_length = 8192, pattern = "^[^\\x00]*$")]
     token: String,
     /// Optional and ignored: the token's kind is detected either way (RFC 7009 §2.1:

@@ -115,7 +115,7 @@ fn service_error(description: &str, headers: &[(&str, &str, Type)]) -> RefOr<Res
 macro_rules! shared_response {
     ($(#[$doc:meta])* $name:ident => $body:expr) => {
         $(#[$doc])*
-        pub struct $name;
+        pub(crate) struct $name;
         impl<'s> ToResponse<'s> for $name {
             fn response() -> (&'s str, RefOr<Response>) {
                 (stringify!($name), $body)
@@ -160,7 +160,7 @@ shared_response!(
 
 /// The OpenAPI document; `version` is the server's version, reported in `info`, and
 /// `max_page_size` the `PAGINATION_MAX_SIZE` the `size` parameters are capped at.
-pub fn document(version: &str, max_page_size: u32) -> Value {
+pub(super) fn document(version: &str, max_page_size: u32) -> Value {
     let mut doc = Base::openapi();
     doc.info.version = version.to_owned();
     doc.info.description = Some(DESCRIPTION.to_owned());
@@ -204,7 +204,7 @@ fn cap_page_size(paths: &mut utoipa::openapi::path::Paths, max: u32) {
 
 /// A self-contained HTML reference for [`document`]: it fetches `/openapi.json` and
 /// renders it with inline script and style, so it works with no network beyond rotor.
-pub fn docs_page() -> &'static str {
+pub(super) fn docs_page() -> &'static str {
     DOCS_PAGE
 }
 

@@ -18,7 +18,7 @@ use super::{admin, auth, meta, oauth, users, AppState};
 
 /// The rate-limit bucket of every password check of a client: login, login-mobile,
 /// change-password and the OAuth password grant (charged by its handler).
-pub const PASSWORD_BUCKET: &str = "password";
+pub(crate) const PASSWORD_BUCKET: &str = "password";
 
 /// Where a route is served.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -35,7 +35,7 @@ pub enum Scope {
 
 /// One route: its handler, where it is served, its rate-limit bucket and its
 /// documentation.
-pub struct Route {
+pub(crate) struct Route {
     pub method: Method,
     /// The path template, as axum and OpenAPI both spell it (`/v1/users/{id}`).
     pub path: String,
@@ -99,7 +99,7 @@ impl Route {
 }
 
 /// Every route rotor serves.
-pub fn table() -> Vec<Route> {
+pub(crate) fn table() -> Vec<Route> {
     vec![
         // /v1/auth: every password check shares one bucket, so alternating routes gains a
         // guesser nothing.
@@ -169,6 +169,7 @@ pub(crate) fn bucket(route: Option<&str>, method: &Method) -> Option<&'static st
 }
 
 /// `(method, path template, scope, bucket)` of every route, for tests and tools.
+#[cfg(feature = "testing")]
 pub fn list() -> Vec<(Method, String, Scope, Option<&'static str>)> {
     table()
         .into_iter()

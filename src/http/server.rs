@@ -31,15 +31,15 @@ use crate::config::{canonical, Cidr, Settings};
 /// Time a client has to send a request's headers.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest request head (request line and headers) accepted.
-pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// How long shutdown waits for in-flight requests.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// How many connections may be open at once. A connection over a cap is closed as
 /// soon as it is accepted, before anything is read from it (no 503: answering would
 /// mean reading the request, which is what the cap is there to avoid paying for).
 #[derive(Debug, Clone)]
-pub struct ConnectionLimits {
+pub(crate) struct ConnectionLimits {
     /// Open connections in all (`MAX_CONNECTIONS`).
     pub max_connections: usize,
     /// Open connections from one peer address (`MAX_CONNECTIONS_PER_IP`): the TCP
@@ -52,7 +52,7 @@ pub struct ConnectionLimits {
 
 impl ConnectionLimits {
     /// No caps (what [`serve`] uses).
-    pub fn unlimited() -> Self {
+    pub(crate) fn unlimited() -> Self {
         Self {
             max_connections: usize::MAX,
             max_per_ip: usize::MAX,
@@ -62,7 +62,7 @@ impl ConnectionLimits {
 
     /// `MAX_CONNECTIONS`, `MAX_CONNECTIONS_PER_IP`, with `TRUSTED_PROXIES` exempt from
     /// the latter.
-    pub fn from_settings(settings: &Settings) -> Self {
+    pub(crate) fn from_settings(settings: &Settings) -> Self {
         Self {
             max_connections: settings.max_connections,
             max_per_ip: settings.max_connections_per_ip,
@@ -73,7 +73,7 @@ impl ConnectionLimits {
 
 /// Which cap refused a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum Refused {
+pub(crate) enum Refused {
     #[error("MAX_CONNECTIONS reached")]
     Total,
     #[error("MAX_CONNECTIONS_PER_IP reached")]
@@ -82,7 +82,7 @@ pub enum Refused {
 
 /// Counts open connections against [`ConnectionLimits`].
 #[derive(Debug)]
-pub struct ConnectionTracker {
+pub(crate) struct ConnectionTracker {
     limits: ConnectionLimits,
     state: Mutex<Counts>,
 }
@@ -96,13 +96,13 @@ struct Counts {
 
 /// An admitted connection; dropping it gives its place back.
 #[derive(Debug)]
-pub struct ConnectionPermit {
+pub(crate) struct ConnectionPermit {
     tracker: Arc<ConnectionTracker>,
     ip: Option<IpAddr>,
 }
 
 impl ConnectionTracker {
-    pub fn new(limits: ConnectionLimits) -> Arc<Self> {
+    pub(crate) fn new(limits: ConnectionLimits) -> Arc<Self> {
         Arc::new(Self {
             limits,
             state: Mutex::new(Counts::default()),
@@ -115,7 +115,7 @@ impl ConnectionTracker {
     }
 
     /// Admits one more connection from `peer`, or says which cap it would exceed.
-    pub fn admit(self: &Arc<Self>, peer: IpAddr) -> Result<ConnectionPermit, Refused> {
+    pub(crate) fn admit(self: &Arc<Self>, peer: IpAddr) -> Result<ConnectionPermit, Refused> {
         let peer = canonical(peer);
         let per_ip = !self.limits.exempt.iter().any(|c| c.contains(peer));
         let mut counts = self.counts();
@@ -137,7 +137,7 @@ impl ConnectionTracker {
     }
 
     /// Connections open now.
-    pub fn open(&self) -> usize {
+    pub(crate) fn open(&self) -> usize {
         self.counts().total
     }
 
@@ -173,7 +173,7 @@ impl Drop for ConnectionPermit {
 /// Serves `app` on `listener` until `shutdown` resolves; then stops accepting, lets
 /// in-flight requests finish (up to [`SHUTDOWN_GRACE`]) and returns. No connection
 /// caps: see [`serve_with_limits`].
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -182,7 +182,7 @@ pub async fn serve(
 }
 
 /// [`serve`], closing at once every connection over one of `limits`' caps.
-pub async fn serve_with_limits(
+pub(crate) async fn serve_with_limits(
     listener: TcpListener,
     app: Router,
     limits: ConnectionLimits,

@@ -21,7 +21,7 @@ use crate::{error::Result, service::users::AccountChanges, Rotor};
 /// The registration body (read by [`register`]).
 #[derive(ToSchema)]
 #[allow(dead_code)]
-pub struct UserCreate {
+pub(super) struct UserCreate {
     /// An email address (no whitespace, control or invisible characters)
     #[schema(format = Email, pattern = "^[^\\x00]*$")]
     email: String,
@@ -39,7 +39,7 @@ pub struct UserCreate {
 /// The profile edit (read by [`update_me`]).
 #[derive(ToSchema)]
 #[allow(dead_code)]
-pub struct UserUpdateMe {
+pub(super) struct UserUpdateMe {
     /// Absent: unchanged; null: cleared
     #[schema(max_length = 255, pattern = "^[^\\x00]*$")]
     full_name: Option<String>,

@@ -8,7 +8,8 @@ use serde_json::{json, Map, Value};
 use crate::error::{Error, FieldError};
 
 /// The 422 message for a string holding a NUL character.
-pub const NUL_MESSAGE: &str = "Value error, String must not contain NUL (\\u0000) characters";
+pub(crate) const NUL_MESSAGE: &str =
+    "Value error, String must not contain NUL (\\u0000) characters";
 
 /// Fields of one input (`body` or `query`), with the errors found so far.
 #[derive(Debug)]
@@ -362,12 +363,12 @@ impl Input {
 
     /// Whether a check failed with this message (for callers that answer in another
     /// shape than the 422, such as the OAuth endpoints).
-    pub fn has_error_message(&self, msg: &str) -> bool {
+    pub(crate) fn has_error_message(&self, msg: &str) -> bool {
         self.errors.iter().any(|e| e.msg == msg)
     }
 
     /// The raw value of a field, if present.
-    pub fn raw(&self, name: &str) -> Option<&Value> {
+    pub(crate) fn raw(&self, name: &str) -> Option<&Value> {
         self.fields.get(name)
     }
 

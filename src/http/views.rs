@@ -15,26 +15,26 @@ use uuid::Uuid;
 
 use crate::storage::{AuditEvent as AuditRow, SessionView, User as UserRow};
 
-pub fn ts(t: DateTime<Utc>) -> String {
+pub(crate) fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
 /// A view as a JSON body (keys in alphabetical order, as `serde_json::json!` writes them).
-pub fn body<T: Serialize>(view: &T) -> Json<Value> {
+pub(crate) fn body<T: Serialize>(view: &T) -> Json<Value> {
     Json(serde_json::to_value(view).expect("BUG: a view does not serialize"))
 }
 
 /// A user's role.
 #[derive(Serialize, ToSchema, Clone, Copy)]
 #[serde(rename_all = "lowercase")]
-pub enum Role {
+pub(crate) enum Role {
     User,
     Admin,
 }
 
 /// A user; never the password hash.
 #[derive(Serialize, ToSchema)]
-pub struct User {
+pub(crate) struct User {
     pub id: Uuid,
     #[schema(format = DateTime, example = "2026-11-23T03:51:16.034306Z")]
     pub created_at: String,
@@ -50,7 +50,7 @@ pub struct User {
     pub role: Role,
 }
 
-pub fn user(u: &UserRow) -> User {
+pub(crate) fn user(u: &UserRow) -> User {
     User {
         id: u.id,
         created_at: ts(u.created_at),
@@ -69,7 +69,7 @@ pub fn user(u: &UserRow) -> User {
 /// `bearer`, the token type of the `/v1` routes.
 #[derive(Serialize, ToSchema, Clone, Copy)]
 #[serde(rename_all = "lowercase")]
-pub enum BearerType {
+pub(crate) enum BearerType {
     Bearer,
 }
 
@@ -77,14 +77,14 @@ pub enum BearerType {
 type AccessToken = String;
 
 #[derive(Serialize, ToSchema)]
-pub struct TokenResponse {
+pub(crate) struct TokenResponse {
     /// JWT; send as `Authorization: Bearer <token>`
     pub access_token: AccessToken,
     pub token_type: BearerType,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct LoginResponse {
+pub(crate) struct LoginResponse {
     /// JWT; send as `Authorization: Bearer <token>`
     pub access_token: AccessToken,
     pub token_type: BearerType,
@@ -92,7 +92,7 @@ pub struct LoginResponse {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct MobileLoginResponse {
+pub(crate) struct MobileLoginResponse {
     /// JWT; send as `Authorization: Bearer <token>`
     pub access_token: AccessToken,
     /// Opaque, 43 characters, single use: every refresh returns a successor
@@ -102,7 +102,7 @@ pub struct MobileLoginResponse {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct MobileTokenResponse {
+pub(crate) struct MobileTokenResponse {
     /// JWT; send as `Authorization: Bearer <token>`
     pub access_token: AccessToken,
     /// Opaque, 43 characters, single use: every refresh returns a successor
@@ -111,13 +111,13 @@ pub struct MobileTokenResponse {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct RevokedSessions {
+pub(crate) struct RevokedSessions {
     pub revoked_sessions: u64,
 }
 
 /// A session: one login and its refresh-token family.
 #[derive(Serialize, ToSchema)]
-pub struct Session {
+pub(crate) struct Session {
     /// The session (refresh-token family) id
     pub id: Uuid,
     #[schema(required = true)]
@@ -141,7 +141,7 @@ pub struct Session {
     pub current: bool,
 }
 
-pub fn session(s: &SessionView, current: Option<Uuid>) -> Session {
+pub(crate) fn session(s: &SessionView, current: Option<Uuid>) -> Session {
     Session {
         id: s.id,
         device_id: s.device_id.clone(),
@@ -156,13 +156,13 @@ pub fn session(s: &SessionView, current: Option<Uuid>) -> Session {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct SessionList {
+pub(crate) struct SessionList {
     pub sessions: Vec<Session>,
 }
 
 /// An entry of the security log.
 #[derive(Serialize, ToSchema)]
-pub struct AuditEvent {
+pub(crate) struct AuditEvent {
     pub id: Uuid,
     #[schema(format = DateTime)]
     pub created_at: String,
@@ -182,7 +182,7 @@ pub struct AuditEvent {
     pub detail: Option<String>,
 }
 
-pub fn event(e: &AuditRow) -> AuditEvent {
+pub(crate) fn event(e: &AuditRow) -> AuditEvent {
     AuditEvent {
         id: e.id,
         created_at: ts(e.created_at),
@@ -197,7 +197,7 @@ pub fn event(e: &AuditRow) -> AuditEvent {
 
 /// A page of users, oldest first.
 #[derive(Serialize, ToSchema)]
-pub struct UserPage {
+pub(crate) struct UserPage {
     pub items: Vec<User>,
     /// Items on every page
     pub total: u64,
@@ -209,7 +209,7 @@ pub struct UserPage {
 
 /// A page of events, newest first.
 #[derive(Serialize, ToSchema)]
-pub struct EventPage {
+pub(crate) struct EventPage {
     pub items: Vec<AuditEvent>,
     /// Items on every page
     pub total: u64,
@@ -223,7 +223,7 @@ pub struct EventPage {
 
 /// A service error: `{detail, type}`.
 #[derive(Serialize, ToSchema)]
-pub struct ServiceError {
+pub(crate) struct ServiceError {
     /// What went wrong
     pub detail: String,
     /// The error kind, e.g. InvalidCredentials, TokenError, TokenRevokedError,
@@ -235,7 +235,7 @@ pub struct ServiceError {
 
 /// One invalid input, in pydantic v2's shape (keys in this order on the wire).
 #[derive(Serialize, ToSchema)]
-pub struct ValidationError {
+pub(crate) struct ValidationError {
     /// e.g. missing, string_too_short, value_error, json_invalid
     #[serde(rename = "type")]
     pub kind: String,
@@ -251,10 +251,12 @@ pub struct ValidationError {
     pub ctx: Option<serde_json::Value>,
 }
 
-/// A part of an error's location: a name or a list index.
+/// A part of an error's location: a name or a list index. Describes the `loc` items
+/// in the OpenAPI document; the errors themselves are built as JSON values.
+#[allow(dead_code)]
 #[derive(Serialize, ToSchema)]
 #[serde(untagged)]
-pub enum Loc {
+pub(crate) enum Loc {
     Name(String),
     Index(u64),
 }
@@ -263,7 +265,7 @@ pub enum Loc {
 #[derive(Serialize, ToSchema)]
 #[allow(clippy::upper_case_acronyms)]
 #[schema(as = HTTPValidationError)]
-pub struct HttpValidationError {
+pub(crate) struct HttpValidationError {
     pub detail: Vec<ValidationError>,
 }
 
@@ -271,12 +273,12 @@ pub struct HttpValidationError {
 
 /// `Bearer`, the token type of `/oauth/token`.
 #[derive(Serialize, ToSchema, Clone, Copy)]
-pub enum OAuthBearerType {
+pub(crate) enum OAuthBearerType {
     Bearer,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct OAuthTokenResponse {
+pub(crate) struct OAuthTokenResponse {
     /// JWT
     pub access_token: String,
     pub token_type: OAuthBearerType,
@@ -291,7 +293,7 @@ pub struct OAuthTokenResponse {
 
 #[derive(Serialize, ToSchema, Clone, Copy, Debug)]
 #[serde(rename_all = "snake_case")]
-pub enum OAuthErrorCode {
+pub(crate) enum OAuthErrorCode {
     InvalidRequest,
     InvalidClient,
     InvalidGrant,
@@ -304,21 +306,21 @@ pub enum OAuthErrorCode {
 
 /// RFC 6749 §5.2 error body.
 #[derive(Serialize, ToSchema)]
-pub struct OAuthError {
+pub(crate) struct OAuthError {
     pub error: OAuthErrorCode,
     pub error_description: String,
 }
 
 #[derive(Serialize, ToSchema, Clone, Copy)]
 #[serde(rename_all = "snake_case")]
-pub enum IntrospectedTokenType {
+pub(crate) enum IntrospectedTokenType {
     AccessToken,
     RefreshToken,
 }
 
 /// RFC 7662: `{"active": false}` alone for an inactive, unknown or invalid token.
 #[derive(Serialize, ToSchema, Default)]
-pub struct IntrospectionResponse {
+pub(crate) struct IntrospectionResponse {
     pub active: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
@@ -359,7 +361,7 @@ pub struct IntrospectionResponse {
 
 /// A public signing key (RFC 7517).
 #[derive(Serialize, ToSchema)]
-pub struct Jwk {
+pub(crate) struct Jwk {
     /// OKP or EC
     pub kty: String,
     /// Ed25519 or P-256
@@ -380,13 +382,13 @@ pub struct Jwk {
 
 /// The key set (JWKS); written by `jwt::TokenService::jwks`.
 #[derive(Serialize, ToSchema)]
-pub struct Jwks {
+pub(crate) struct Jwks {
     pub keys: Vec<Jwk>,
 }
 
 /// RFC 8414 authorization server metadata.
 #[derive(Serialize, ToSchema)]
-pub struct AuthorizationServerMetadata {
+pub(crate) struct AuthorizationServerMetadata {
     /// JWT_ISSUER, else PUBLIC_URL
     pub issuer: String,
     #[schema(format = "uri")]
@@ -412,14 +414,14 @@ pub struct AuthorizationServerMetadata {
 
 #[derive(Serialize, ToSchema, Clone, Copy)]
 #[serde(rename_all = "lowercase")]
-pub enum Environment {
+pub(crate) enum Environment {
     Development,
     Staging,
     Production,
 }
 
 impl Environment {
-    pub fn of(e: &crate::config::Environment) -> Self {
+    pub(crate) fn of(e: &crate::config::Environment) -> Self {
         use crate::config::Environment as E;
         match e {
             E::Development => Self::Development,
@@ -431,12 +433,12 @@ impl Environment {
 
 #[derive(Serialize, ToSchema, Clone, Copy)]
 #[serde(rename_all = "lowercase")]
-pub enum Healthy {
+pub(crate) enum Healthy {
     Healthy,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct Health {
+pub(crate) struct Health {
     pub status: Healthy,
     pub environment: Environment,
     pub version: &'static str,
@@ -444,20 +446,20 @@ pub struct Health {
 
 #[derive(Serialize, ToSchema, Clone, Copy)]
 #[serde(rename_all = "lowercase")]
-pub enum HealthStatus {
+pub(crate) enum HealthStatus {
     Healthy,
     Degraded,
 }
 
 #[derive(Serialize, ToSchema, Clone, Copy)]
 #[serde(rename_all = "lowercase")]
-pub enum DatabaseStatus {
+pub(crate) enum DatabaseStatus {
     Healthy,
     Unhealthy,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct DetailedHealth {
+pub(crate) struct DetailedHealth {
     /// degraded when the database does not answer
     pub status: HealthStatus,
     pub environment: Environment,
@@ -468,18 +470,18 @@ pub struct DetailedHealth {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct Readiness {
+pub(crate) struct Readiness {
     pub ready: bool,
 }
 
 #[derive(Serialize, ToSchema, Clone, Copy)]
 #[serde(rename_all = "lowercase")]
-pub enum ServiceName {
+pub(crate) enum ServiceName {
     Rotor,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct Root {
+pub(crate) struct Root {
     pub name: ServiceName,
     pub version: &'static str,
     pub environment: Environment,

@@ -87,14 +87,14 @@ pub mod events {
 
 /// Counters the service moves; the metrics endpoint reads them.
 #[derive(Debug, Default)]
-pub struct Counters {
-    pub logins_ok: std::sync::atomic::AtomicU64,
-    pub logins_failed: std::sync::atomic::AtomicU64,
-    pub refreshes: std::sync::atomic::AtomicU64,
-    pub grace_reuses: std::sync::atomic::AtomicU64,
-    pub replays: std::sync::atomic::AtomicU64,
-    pub sessions_revoked: std::sync::atomic::AtomicU64,
-    pub cleanup_deleted: std::sync::atomic::AtomicU64,
+pub(crate) struct Counters {
+    pub(crate) logins_ok: std::sync::atomic::AtomicU64,
+    pub(crate) logins_failed: std::sync::atomic::AtomicU64,
+    pub(crate) refreshes: std::sync::atomic::AtomicU64,
+    pub(crate) grace_reuses: std::sync::atomic::AtomicU64,
+    pub(crate) replays: std::sync::atomic::AtomicU64,
+    pub(crate) sessions_revoked: std::sync::atomic::AtomicU64,
+    pub(crate) cleanup_deleted: std::sync::atomic::AtomicU64,
 }
 
 impl Counters {
@@ -118,6 +118,7 @@ pub struct Rotor {
     /// When the key ring was last reloaded because of an unknown `kid`.
     pub(crate) last_key_reload: std::sync::Mutex<Option<std::time::Instant>>,
     /// Sees every change before it is applied (tests inject failures with it).
+    #[cfg(feature = "testing")]
     change_hook: std::sync::RwLock<Option<ChangeHook>>,
 }
 
@@ -173,6 +174,7 @@ impl Rotor {
             clock,
             counters: Counters::default(),
             last_key_reload: std::sync::Mutex::new(None),
+            #[cfg(feature = "testing")]
             change_hook: std::sync::RwLock::new(None),
         };
         rotor.promote_admin_email().await?;
@@ -198,7 +200,7 @@ impl Rotor {
         &self.tokens
     }
 
-    pub fn counters(&self) -> &Counters {
+    pub(crate) fn counters(&self) -> &Counters {
         &self.counters
     }
 
@@ -271,27 +273,32 @@ impl Rotor {
     }
 
     /// Commits a use case's writes in one transaction.
-    pub(crate) async fn commit(&self, mut change: Change) -> Result<Applied> {
-        let hook = self
-            .change_hook
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        if let Some(hook) = hook {
-            hook(&mut change);
+    pub(crate) async fn commit(&self, #[allow(unused_mut)] mut change: Change) -> Result<Applied> {
+        #[cfg(feature = "testing")]
+        {
+            let hook = self
+                .change_hook
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            if let Some(hook) = hook {
+                hook(&mut change);
+            }
         }
         Ok(self.store.apply(&change).await?)
     }
 
     /// Installs a function that sees (and may alter) every change before it is
-    /// applied. For tests that inject a failure between two writes of a use case.
-    #[doc(hidden)]
+    /// applied. For tests that inject a failure between two writes of a use case
+    /// (`testing` feature).
+    #[cfg(feature = "testing")]
     pub fn set_change_hook(&self, hook: Option<ChangeHook>) {
         *self.change_hook.write().unwrap_or_else(|e| e.into_inner()) = hook;
     }
 }
 
-/// See [`Rotor::set_change_hook`].
+/// See `Rotor::set_change_hook` (`testing` feature).
+#[cfg(feature = "testing")]
 pub type ChangeHook = Arc<dyn Fn(&mut Change) + Send + Sync>;
 
 /// An audit event for the client in `ctx`.

@@ -72,14 +72,14 @@ use crate::{
 };
 
 /// Rows per read and per write statement.
-pub const BATCH: usize = 5000;
+pub(crate) const BATCH: usize = 5000;
 
 /// Advisory-lock key of an import into PostgreSQL ("rotorimp").
 const IMPORT_LOCK_KEY: i64 = 0x72_6f_74_6f_72_69_6d_70;
 
 /// Why an import stopped. The target is unchanged in every case.
 #[derive(Debug, thiserror::Error)]
-pub enum ImportError {
+pub(crate) enum ImportError {
     #[error("--from: {0}")]
     Source(String),
     #[error("{0}")]
@@ -116,21 +116,21 @@ type Result<T, E = ImportError> = std::result::Result<T, E>;
 
 /// Where an account of a collision report lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
+pub(crate) enum Side {
     Source,
     Target,
 }
 
 /// Accounts (of the source, or of the source and the target) sharing an identity key.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImportCollision {
+pub(crate) struct ImportCollision {
     pub key: String,
     pub accounts: Vec<(Side, KeyedAccount)>,
 }
 
 /// Every collision group; its `Display` is the operator-facing report.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImportCollisions(pub Vec<ImportCollision>);
+pub(crate) struct ImportCollisions(pub Vec<ImportCollision>);
 
 impl fmt::Display for ImportCollisions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -168,7 +168,7 @@ impl fmt::Display for ImportCollisions {
 
 /// What an original or rotor source is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SourceKind {
+pub(crate) enum SourceKind {
     /// The original backend's PostgreSQL schema at this Alembic revision.
     Original {
         revision: String,
@@ -191,7 +191,7 @@ impl fmt::Display for SourceKind {
 
 /// Progress of one table, for a bar or a log line.
 #[derive(Debug, Clone, Copy)]
-pub struct Progress {
+pub(crate) struct Progress {
     pub table: &'static str,
     pub done: u64,
     pub total: u64,
@@ -200,7 +200,7 @@ pub struct Progress {
 /// One table of the report: rows read from the source, rows inserted or changed in
 /// the target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TableReport {
+pub(crate) struct TableReport {
     pub table: &'static str,
     pub read: u64,
     pub written: u64,
@@ -208,7 +208,7 @@ pub struct TableReport {
 
 /// What an import did.
 #[derive(Debug, Clone)]
-pub struct ImportReport {
+pub(crate) struct ImportReport {
     pub source: SourceKind,
     pub tables: Vec<TableReport>,
     /// Refresh tokens of the target revoked because the source has them revoked.
@@ -219,7 +219,7 @@ pub struct ImportReport {
 
 impl ImportReport {
     /// Whether the run changed the target.
-    pub fn changed(&self) -> bool {
+    pub(crate) fn changed(&self) -> bool {
         self.revocations > 0 || self.tables.iter().any(|t| t.written > 0)
     }
 }
@@ -245,7 +245,7 @@ impl fmt::Display for ImportReport {
 
 /// How the import treats time and derived sessions.
 #[derive(Debug, Clone, Copy)]
-pub struct ImportOptions {
+pub(crate) struct ImportOptions {
     /// rotor's absolute session lifetime, for sessions derived from an original's
     /// families (as adoption derives them).
     pub session_max_lifetime: Duration,
@@ -254,7 +254,7 @@ pub struct ImportOptions {
 
 /// Imports `source_url` into the database `settings` configure (migrating it first).
 /// `progress` is called after every batch.
-pub async fn import(
+pub(crate) async fn import(
     source_url: &str,
     settings: &Settings,
     options: ImportOptions,

@@ -8,7 +8,7 @@
 //!   email, lists and counts), what rotor adds (the atomic rotation primitive,
 //!   sessions, the audit log, the signing-key ring, batched cleanup) and
 //!   [`Store::apply`], through which every use case writes;
-//! - [`SeedRepository`] ([`repository`]) holds the rest of the seed's documented
+//! - [`SeedRepository`] holds the rest of the seed's documented
 //!   repository API (create a token, revoke one token, a family or all of a user's,
 //!   list live ones, clean up, the generic get/list/count/create/delete), which the
 //!   service does not call. Both backends implement it, and so does `dyn Store`
@@ -23,12 +23,12 @@
 //! [`Clock`]: crate::clock::Clock
 
 pub mod change;
-pub mod email_keys;
-pub mod import;
+pub(crate) mod email_keys;
+pub(crate) mod import;
 mod migrations;
 mod models;
 pub mod postgres;
-pub mod repository;
+mod repository;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -296,7 +296,7 @@ pub trait KeyStore: Send + Sync {
 pub trait Store:
     UserStore + RefreshTokenStore + SessionStore + AuditStore + KeyStore + 'static
 {
-    /// The seed's repository API on this store (see [`repository`]); what
+    /// The seed's repository API on this store (see [`SeedRepository`]); what
     /// `impl SeedRepository for dyn Store` forwards to.
     fn repository(&self) -> &dyn SeedRepository;
     /// `"sqlite"` or `"postgresql"`.
@@ -373,7 +373,7 @@ pub struct CleanupLock {
 
 /// A minimal boxed-future alias, to avoid a dependency for one type.
 pub(crate) mod futures_like {
-    pub type BoxFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+    pub(crate) type BoxFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 }
 
 impl CleanupLock {

@@ -323,7 +323,7 @@ async fn slow_loris_clients_neither_exhaust_the_server_nor_stay_forever() {
     let mut s = slow.pop().unwrap();
     let mut buf = Vec::new();
     let closed = tokio::time::timeout(
-        rotor::http::server::HEADER_READ_TIMEOUT + Duration::from_secs(5),
+        rotor::http::HEADER_READ_TIMEOUT + Duration::from_secs(5),
         s.read_to_end(&mut buf),
     )
     .await;

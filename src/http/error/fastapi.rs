@@ -17,14 +17,14 @@ use serde_json::{json, Value};
 use crate::error::{Error, FieldError};
 
 /// `{"detail", "type"}` with a status.
-pub fn detail(status: StatusCode, message: &str, kind: &str) -> Response {
+pub(crate) fn detail(status: StatusCode, message: &str, kind: &str) -> Response {
     (status, Json(json!({ "detail": message, "type": kind }))).into_response()
 }
 
 /// The 422 body for a list of invalid fields: `{"detail": [item, …]}`, each item's
 /// keys in pydantic's order (`type`, `loc`, `msg`, `input`, then `ctx` when the error
 /// has parameters). FastAPI drops pydantic's `url`, and so does rotor.
-pub fn validation_body(errors: &[FieldError]) -> ValidationBody<'_> {
+pub(crate) fn validation_body(errors: &[FieldError]) -> ValidationBody<'_> {
     ValidationBody {
         detail: errors.iter().map(ValidationItem::of).collect(),
     }
@@ -33,7 +33,7 @@ pub fn validation_body(errors: &[FieldError]) -> ValidationBody<'_> {
 /// See [`validation_body`]. A struct rather than a `Value` so the keys keep their
 /// order (serde_json's maps are sorted).
 #[derive(Debug, Serialize)]
-pub struct ValidationBody<'a> {
+pub(crate) struct ValidationBody<'a> {
     detail: Vec<ValidationItem<'a>>,
 }
 
@@ -69,7 +69,7 @@ impl<'a> ValidationItem<'a> {
     }
 }
 
-pub fn not_authenticated() -> Response {
+pub(crate) fn not_authenticated() -> Response {
     let mut r = (
         StatusCode::UNAUTHORIZED,
         Json(json!({ "detail": "Not authenticated" })),
@@ -138,7 +138,7 @@ pub(super) fn internal(e: &dyn std::error::Error) -> Response {
 }
 
 /// JSON 404 for unknown routes (as FastAPI answers).
-pub async fn not_found() -> Response {
+pub(crate) async fn not_found() -> Response {
     (
         StatusCode::NOT_FOUND,
         Json(json!({ "detail": "Not Found" })),
@@ -147,7 +147,7 @@ pub async fn not_found() -> Response {
 }
 
 /// JSON 405 for a known path with another method (RFC 6749-shaped under `/oauth/`).
-pub async fn method_not_allowed(uri: axum::http::Uri) -> Response {
+pub(crate) async fn method_not_allowed(uri: axum::http::Uri) -> Response {
     if super::is_oauth_path(uri.path()) {
         return super::oauth::OAuthError::method_not_allowed().into_response();
     }
@@ -158,7 +158,7 @@ pub async fn method_not_allowed(uri: axum::http::Uri) -> Response {
         .into_response()
 }
 
-pub fn payload_too_large() -> Response {
+pub(crate) fn payload_too_large() -> Response {
     detail(
         StatusCode::PAYLOAD_TOO_LARGE,
         "Request body too large",
@@ -168,7 +168,7 @@ pub fn payload_too_large() -> Response {
 
 /// 408 for a request body that did not arrive within `BODY_READ_TIMEOUT_SECONDS`. The
 /// rest of the body is not read, so the connection is closed after the answer.
-pub fn body_read_timeout() -> Response {
+pub(crate) fn body_read_timeout() -> Response {
     let mut r = detail(
         StatusCode::REQUEST_TIMEOUT,
         "Request body not received in time",

@@ -10,13 +10,13 @@
 //!   handler (body limit 413, body read 408, request timeout 408, rate limit 429, 405)
 //!   pick the shape with [`is_oauth_path`].
 
-pub mod fastapi;
-pub mod oauth;
+pub(crate) mod fastapi;
+pub(crate) mod oauth;
 
-pub use fastapi::*;
-pub use oauth::OAuthError;
+pub(crate) use fastapi::*;
+pub(crate) use oauth::OAuthError;
 
 /// Whether a request path is an OAuth endpoint, answered in RFC 6749's shape.
-pub fn is_oauth_path(path: &str) -> bool {
+pub(crate) fn is_oauth_path(path: &str) -> bool {
     path.starts_with("/oauth/")
 }

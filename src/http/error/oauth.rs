@@ -21,7 +21,7 @@ use crate::{
 /// An OAuth endpoint's refusal: a status, an RFC 6749 error code and description, and
 /// any extra headers (`WWW-Authenticate`, `Retry-After`, …).
 #[derive(Debug)]
-pub struct OAuthError {
+pub(crate) struct OAuthError {
     status: StatusCode,
     code: Code,
     description: Cow<'static, str>,
@@ -29,7 +29,11 @@ pub struct OAuthError {
 }
 
 impl OAuthError {
-    pub fn new(status: StatusCode, code: Code, description: impl Into<Cow<'static, str>>) -> Self {
+    pub(crate) fn new(
+        status: StatusCode,
+        code: Code,
+        description: impl Into<Cow<'static, str>>,
+    ) -> Self {
         Self {
             status,
             code,
@@ -39,33 +43,34 @@ impl OAuthError {
     }
 
     /// 400 `invalid_request`.
-    pub fn invalid_request(description: impl Into<Cow<'static, str>>) -> Self {
+    pub(crate) fn invalid_request(description: impl Into<Cow<'static, str>>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, Code::InvalidRequest, description)
     }
 
     /// 400 `invalid_grant`.
-    pub fn invalid_grant(description: impl Into<Cow<'static, str>>) -> Self {
+    pub(crate) fn invalid_grant(description: impl Into<Cow<'static, str>>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, Code::InvalidGrant, description)
     }
 
     #[must_use]
-    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+    pub(crate) fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
         self.headers.insert(name, value);
         self
     }
 
     #[must_use]
-    pub fn with_headers(mut self, headers: HeaderMap) -> Self {
+    pub(crate) fn with_headers(mut self, headers: HeaderMap) -> Self {
         self.headers.extend(headers);
         self
     }
 
-    pub fn status(&self) -> StatusCode {
+    #[cfg(test)]
+    pub(crate) fn status(&self) -> StatusCode {
         self.status
     }
 
     /// 413: the body is over `MAX_BODY_BYTES`.
-    pub fn payload_too_large() -> Self {
+    pub(crate) fn payload_too_large() -> Self {
         Self::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             Code::InvalidRequest,
@@ -75,7 +80,7 @@ impl OAuthError {
 
     /// 408: the body did not arrive within `BODY_READ_TIMEOUT_SECONDS`; the connection
     /// is closed after the answer.
-    pub fn body_read_timeout() -> Self {
+    pub(crate) fn body_read_timeout() -> Self {
         Self::new(
             StatusCode::REQUEST_TIMEOUT,
             Code::InvalidRequest,
@@ -85,7 +90,7 @@ impl OAuthError {
     }
 
     /// 408: the request was not answered within `REQUEST_TIMEOUT_SECONDS`.
-    pub fn request_timeout() -> Self {
+    pub(crate) fn request_timeout() -> Self {
         Self::new(
             StatusCode::REQUEST_TIMEOUT,
             Code::TemporarilyUnavailable,
@@ -94,7 +99,7 @@ impl OAuthError {
     }
 
     /// 405: a known OAuth path with another method.
-    pub fn method_not_allowed() -> Self {
+    pub(crate) fn method_not_allowed() -> Self {
         Self::new(
             StatusCode::METHOD_NOT_ALLOWED,
             Code::InvalidRequest,
@@ -103,7 +108,7 @@ impl OAuthError {
     }
 
     /// 429: a rate limit is spent (the caller adds `Retry-After` and `X-RateLimit-*`).
-    pub fn rate_limited(description: String) -> Self {
+    pub(crate) fn rate_limited(description: String) -> Self {
         Self::new(
             StatusCode::TOO_MANY_REQUESTS,
             Code::TemporarilyUnavailable,
@@ -113,7 +118,7 @@ impl OAuthError {
 
     /// 500 `server_error`; the cause is logged here, inside the request's span, and
     /// never shown to the client.
-    pub fn internal(e: &dyn std::error::Error) -> Self {
+    pub(crate) fn internal(e: &dyn std::error::Error) -> Self {
         tracing::error!(error = %e, "internal error");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -161,7 +166,7 @@ impl IntoResponse for OAuthError {
 }
 
 /// `Cache-Control: no-store` and `Pragma: no-cache`, on every OAuth answer.
-pub fn no_store(r: &mut Response) {
+pub(crate) fn no_store(r: &mut Response) {
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r.headers_mut()

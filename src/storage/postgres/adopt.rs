@@ -28,7 +28,7 @@ use crate::storage::{
 };
 
 /// The Alembic revision rotor knows how to adopt.
-pub const ORIGINAL_REVISION: &str = "801b86be184b";
+pub(crate) const ORIGINAL_REVISION: &str = "801b86be184b";
 
 /// Advisory-lock key of the adoption ("rotoradp"), so two processes never adopt twice.
 const ADOPT_LOCK_KEY: i64 = 0x72_6f_74_6f_72_61_64_70;
@@ -37,7 +37,7 @@ const ADOPT_SQL: &str = include_str!("../../../migrations/postgres/adopt/origina
 
 /// What a PostgreSQL database holds, as far as rotor is concerned.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SchemaState {
+pub(crate) enum SchemaState {
     /// No rotor and no original tables: rotor's migrations create everything.
     Empty,
     /// rotor's schema (its migrations table exists).
@@ -47,14 +47,14 @@ pub enum SchemaState {
 }
 
 /// [`detect`] on a connection of the pool.
-pub async fn detect_on(pool: &PgPool) -> StoreResult<SchemaState> {
+pub(crate) async fn detect_on(pool: &PgPool) -> StoreResult<SchemaState> {
     let mut conn = pool.acquire().await?;
     detect(&mut conn).await
 }
 
 /// Looks at which tables exist. Fails on a database holding some of the original's
 /// tables without the rest, which rotor will not guess about.
-pub async fn detect(conn: &mut PgConnection) -> StoreResult<SchemaState> {
+pub(crate) async fn detect(conn: &mut PgConnection) -> StoreResult<SchemaState> {
     let row = sqlx::query(
         "SELECT to_regclass('_sqlx_migrations') IS NOT NULL AS rotor,
                 to_regclass('users') IS NOT NULL AS users,
@@ -94,7 +94,7 @@ pub async fn detect(conn: &mut PgConnection) -> StoreResult<SchemaState> {
 
 /// A family that held several live tokens, and how adoption repairs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ForkedFamily {
+pub(crate) struct ForkedFamily {
     pub family_id: Uuid,
     pub user_id: Uuid,
     /// The most recently created live token, which stays live.
@@ -105,7 +105,7 @@ pub struct ForkedFamily {
 
 /// What adoption finds and will do; printed by `rotor migrate --dry-run`.
 #[derive(Debug, Clone)]
-pub struct AdoptionPlan {
+pub(crate) struct AdoptionPlan {
     pub revision: String,
     pub users: u64,
     /// Accounts whose role is the original's `unknown`; rotor treats them as users.
@@ -119,7 +119,7 @@ pub struct AdoptionPlan {
 }
 
 /// What adoption adds to the database, for the dry run.
-pub const ADDITIONS: &[&str] = &[
+pub(crate) const ADDITIONS: &[&str] = &[
     "tables sessions, audit_events, signing_keys, _sqlx_migrations",
     "column users.email_key with a unique index",
     "unique index ux_refresh_tokens_one_live_per_family (one live token per family)",
@@ -176,7 +176,7 @@ impl fmt::Display for AdoptionPlan {
 }
 
 /// Reads the database and decides what adoption would do. Changes nothing.
-pub async fn plan(conn: &mut PgConnection, revision: String) -> StoreResult<AdoptionPlan> {
+pub(crate) async fn plan(conn: &mut PgConnection, revision: String) -> StoreResult<AdoptionPlan> {
     let rows = sqlx::query("SELECT id, email, created_at, role::text AS role FROM users")
         .fetch_all(&mut *conn)
         .await?;
@@ -237,7 +237,7 @@ pub async fn plan(conn: &mut PgConnection, revision: String) -> StoreResult<Adop
 
 /// How adoption treats sessions.
 #[derive(Debug, Clone, Copy)]
-pub struct AdoptOptions {
+pub(crate) struct AdoptOptions {
     /// rotor's absolute session lifetime; an adopted session ends at its first token's
     /// creation plus this, but never before its live token expires.
     pub session_max_lifetime: Duration,
@@ -248,7 +248,10 @@ pub struct AdoptOptions {
 /// Returns the plan it carried out, or `None` when another process adopted the
 /// database first. Refuses, changing nothing, when emails collide or the revision is
 /// not [`ORIGINAL_REVISION`].
-pub async fn adopt(pool: &PgPool, options: AdoptOptions) -> StoreResult<Option<AdoptionPlan>> {
+pub(crate) async fn adopt(
+    pool: &PgPool,
+    options: AdoptOptions,
+) -> StoreResult<Option<AdoptionPlan>> {
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(ADOPT_LOCK_KEY)
@@ -374,7 +377,7 @@ pub async fn adopt(pool: &PgPool, options: AdoptOptions) -> StoreResult<Option<A
 }
 
 /// Refuses revisions other than the one rotor knows.
-pub fn check_revision(revision: &str) -> StoreResult<()> {
+pub(crate) fn check_revision(revision: &str) -> StoreResult<()> {
     if revision == ORIGINAL_REVISION {
         return Ok(());
     }

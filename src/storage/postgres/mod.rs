@@ -5,7 +5,7 @@
 //! the row lock on the presented token decides, across processes, which caller wins.
 //! The cleanup job is serialised cluster-wide by a session-level advisory lock.
 
-pub mod adopt;
+pub(crate) mod adopt;
 mod audit;
 mod keys;
 mod repository;

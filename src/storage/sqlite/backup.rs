@@ -40,7 +40,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Why a backup was not made. Whatever the cause, the destination is untouched and no
 /// temporary file is left behind.
 #[derive(Debug, thiserror::Error)]
-pub enum BackupError {
+pub(crate) enum BackupError {
     #[error("there is no SQLite database at {0}")]
     NoDatabase(PathBuf),
     #[error("{0} is not a rotor database (it has no users, sessions and refresh_tokens tables)")]
@@ -74,7 +74,7 @@ fn io_error<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) ->
 
 /// What a finished backup holds, and what it cost.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BackupReport {
+pub(crate) struct BackupReport {
     pub path: PathBuf,
     /// Size of the copy in bytes.
     pub bytes: u64,
@@ -93,7 +93,7 @@ pub struct BackupReport {
 /// Copies the rotor database at `source` to `dest` (see the module documentation).
 /// `replace` allows an existing `dest` to be replaced; `now` decides which sessions and
 /// tokens count as live in the report. Blocking: run it off the async executor.
-pub fn backup(
+pub(crate) fn backup(
     source: &Path,
     dest: &Path,
     replace: bool,

@@ -10,7 +10,7 @@
 //! text comparison is time order ([`rows`]).
 
 mod audit;
-pub mod backup;
+pub(crate) mod backup;
 mod engine;
 mod keys;
 mod repository;

@@ -69,7 +69,7 @@ both!(
         assert_eq!(r.status(), StatusCode::OK);
         let doc = body(r).await;
         let paths = doc["paths"].as_object().expect("paths");
-        let routes = rotor::http::routes::list();
+        let routes = rotor::testing::routes();
         assert!(routes.len() >= 34);
         for (method, path, _, _) in routes {
             let documented = paths
