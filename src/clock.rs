@@ -7,6 +7,7 @@ use chrono::{DateTime, Duration, DurationRound, Utc};
 /// Where rotor reads "now" from. Every timestamp rotor writes comes from here, never
 /// from the database's own clock, so a test clock governs expiry on every backend.
 pub trait Clock: Send + Sync + 'static {
+    /// The current time, to the microsecond.
     fn now(&self) -> DateTime<Utc>;
 }
 
@@ -27,6 +28,7 @@ pub struct ManualClock {
 }
 
 impl ManualClock {
+    /// Starts at `start` (truncated to microseconds).
     pub fn new(start: DateTime<Utc>) -> Self {
         Self {
             now: Mutex::new(truncate(start)),
@@ -38,11 +40,13 @@ impl ManualClock {
         Self::new(Utc::now())
     }
 
+    /// Moves the clock forward by `by`.
     pub fn advance(&self, by: Duration) {
         let mut now = self.now.lock().unwrap_or_else(|e| e.into_inner());
         *now += by;
     }
 
+    /// Sets the clock to `to` (truncated to microseconds).
     pub fn set(&self, to: DateTime<Utc>) {
         *self.now.lock().unwrap_or_else(|e| e.into_inner()) = truncate(to);
     }

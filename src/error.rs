@@ -9,6 +9,7 @@ use crate::{jwt::KeyError, password::PasswordError, storage::StoreError};
 pub struct FieldError {
     /// Where: e.g. `["body", "password"]` or `["query", "page"]`.
     pub loc: Vec<String>,
+    /// The human-readable message, as pydantic words it.
     pub msg: String,
     /// Machine-readable kind, e.g. `missing`, `string_too_short`.
     pub kind: &'static str,
@@ -31,12 +32,14 @@ impl FieldError {
         }
     }
 
+    /// Sets the offending value.
     #[must_use]
     pub fn with_input(mut self, input: serde_json::Value) -> Self {
         self.input = input;
         self
     }
 
+    /// Sets the error's parameters.
     #[must_use]
     pub fn with_ctx(mut self, ctx: serde_json::Value) -> Self {
         self.ctx = Some(ctx);
@@ -44,6 +47,7 @@ impl FieldError {
     }
 }
 
+/// What a use case can fail with. The HTTP edge gives each variant one status and body.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Unknown email, wrong password and inactive user alike.
@@ -58,26 +62,36 @@ pub enum Error {
     /// A revoked refresh token was presented; its family has been revoked.
     #[error("refresh token revoked")]
     TokenRevoked,
+    /// The account is deactivated (answered where the original did, e.g. `/v1/users/me`).
     #[error("inactive user")]
     InactiveUser,
+    /// Authenticated, but not allowed (an admin route without the admin role).
     #[error("permission denied")]
     PermissionDenied,
+    /// No such user.
     #[error("user not found")]
     UserNotFound,
+    /// No such session of this user.
     #[error("session not found")]
     SessionNotFound,
+    /// The email's identity key is taken.
     #[error("email already registered")]
     EmailAlreadyExists,
+    /// Invalid input, field by field (a 422).
     #[error("invalid input")]
     Validation(Vec<FieldError>),
+    /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Password hashing failed or its worker pool is gone.
     #[error(transparent)]
     Password(#[from] PasswordError),
+    /// The key ring could not sign or load keys.
     #[error(transparent)]
     Keys(#[from] KeyError),
 }
 
+/// `Result` with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {

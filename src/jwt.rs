@@ -34,34 +34,49 @@ use crate::{
 /// Why a presented access token was not accepted. Never shown to clients in detail.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TokenRejected {
+    /// Not three base64url parts of JSON, or claims of the wrong shape.
     #[error("malformed token")]
     Malformed,
+    /// An `alg` other than the configured one (`none` and HMAC/asymmetric confusion
+    /// included).
     #[error("algorithm not accepted")]
     Algorithm,
+    /// A `kid` the key ring does not hold.
     #[error("unknown key id")]
     UnknownKey,
+    /// The signature does not verify.
     #[error("bad signature")]
     Signature,
+    /// Past `exp`.
     #[error("expired")]
     Expired,
+    /// Before `nbf`/`iat`.
     #[error("not yet valid")]
     NotYetValid,
+    /// The `type` claim is not `access`.
     #[error("wrong token type")]
     WrongType,
+    /// `iss` differs from the required issuer.
     #[error("wrong issuer")]
     Issuer,
+    /// `aud` differs from the configured audience.
     #[error("wrong audience")]
     Audience,
 }
 
+/// Why the key ring could not load, create or use a key.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
+    /// Reading or writing the ring failed.
     #[error("storage: {0}")]
     Store(#[from] StoreError),
+    /// A stored key does not decrypt or parse (wrong `KEY_ENCRYPTION_KEY`?).
     #[error("key material: {0}")]
     Material(String),
+    /// The ring holds no active key for the algorithm.
     #[error("no active signing key for {0}")]
     NoSigningKey(&'static str),
+    /// The signer failed.
     #[error("signing failed: {0}")]
     Sign(String),
 }
@@ -114,16 +129,21 @@ fn jwt_algorithm(a: JwtAlgorithm) -> Algorithm {
 /// Options for [`AccessTokens::new`].
 #[derive(Debug, Clone)]
 pub struct TokenOptions<'a> {
+    /// The signing algorithm.
     pub algorithm: JwtAlgorithm,
+    /// `SECRET_KEY`: the HMAC key, and the default key-sealing key.
     pub secret: &'a [u8],
     /// Seals private keys; defaults to `secret` when `None`.
     pub key_encryption_key: Option<&'a [u8]>,
+    /// Access-token lifetime.
     pub lifetime: Duration,
+    /// The `iss` stamped on tokens.
     pub issuer: Option<String>,
     /// Refuse tokens whose `iss` is not `issuer` (rotor: only when `JWT_ISSUER` is
     /// set; an issuer derived from `PUBLIC_URL` is stamped but not required, so the
     /// original's tokens, which have none, keep working).
     pub require_issuer: bool,
+    /// The `aud` stamped on tokens and required on presented ones.
     pub audience: Option<String>,
 }
 
@@ -182,10 +202,12 @@ impl AccessTokens {
         }
     }
 
+    /// The configured algorithm.
     pub fn algorithm(&self) -> JwtAlgorithm {
         self.algorithm
     }
 
+    /// The configured lifetime.
     pub fn lifetime(&self) -> Duration {
         self.lifetime
     }

@@ -19,9 +19,9 @@
 //! - [`cli`]: what the `rotor` binary runs, and the background jobs an embedding
 //!   application starts too.
 //!
-//! With the `testing` feature, [`testing`] adds factories and fault-injection hooks
+//! With the `testing` feature, `testing` adds factories and fault-injection hooks
 //! for tests; rotor's own test suite turns it on.
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 #![cfg_attr(feature = "testing", deny(unreachable_pub))]
 
 pub mod cli;
@@ -40,4 +40,5 @@ pub mod storage;
 pub mod testing;
 
 pub use error::{Error, FieldError, Result};
+pub use password::PasswordError;
 pub use service::Rotor;

@@ -29,17 +29,20 @@ pub(crate) const PARALLELISM: u32 = 1;
 /// Largest memory cost accepted from a stored hash (the original used 64 MiB).
 const MAX_VERIFY_KIB: u32 = 256 * 1024;
 
+/// Why a password could not be hashed or checked.
 #[derive(Debug, thiserror::Error)]
 pub enum PasswordError {
+    /// Argon2 refused its input or parameters.
     #[error("password hashing failed: {0}")]
     Hash(String),
+    /// The worker threads are gone (the process is shutting down).
     #[error("the password hashing pool has stopped")]
     Stopped,
 }
 
 /// The outcome of checking a password.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Verified {
+pub(crate) struct Verified {
     pub ok: bool,
     /// The stored hash uses other parameters than rotor's current ones; rehash it.
     pub needs_rehash: bool,
@@ -124,7 +127,7 @@ impl Drop for Handle {
 
 /// Hashes and verifies passwords on its own threads. Cheap to clone.
 #[derive(Clone)]
-pub struct PasswordHasher {
+pub(crate) struct PasswordHasher {
     handle: Arc<Handle>,
     workers: usize,
     /// Jobs submitted and not yet finished.
@@ -259,7 +262,7 @@ fn verify_with(buf: &mut Vec<Block>, password: &str, phc: &str) -> Verified {
 
 impl PasswordHasher {
     /// Starts `workers` hashing threads and computes the dummy hash; call once at start.
-    pub fn new(workers: usize) -> Result<Self, PasswordError> {
+    pub(crate) fn new(workers: usize) -> Result<Self, PasswordError> {
         let workers = workers.max(1);
         let shared = Arc::new(Shared {
             queues: Mutex::new(Queues {
@@ -326,7 +329,7 @@ impl PasswordHasher {
     }
 
     /// Hashes a new password with rotor's current parameters.
-    pub async fn hash(&self, password: &str) -> Result<String, PasswordError> {
+    pub(crate) async fn hash(&self, password: &str) -> Result<String, PasswordError> {
         let password = password.to_owned();
         self.run(Kind::Hash, move |buf| hash_with(buf, &password))
             .await?
@@ -334,7 +337,7 @@ impl PasswordHasher {
 
     /// Verifies `password` against `stored`; with `None` (no such user) it verifies
     /// against the dummy hash and reports failure, taking the same time.
-    pub async fn verify(
+    pub(crate) async fn verify(
         &self,
         password: &str,
         stored: Option<&str>,
@@ -358,12 +361,12 @@ impl PasswordHasher {
     }
 
     /// Hashing threads.
-    pub fn workers(&self) -> usize {
+    pub(crate) fn workers(&self) -> usize {
         self.workers
     }
 
     /// Hashes queued or running.
-    pub fn pending(&self) -> usize {
+    pub(crate) fn pending(&self) -> usize {
         self.pending.load(Ordering::Relaxed)
     }
 }

@@ -36,12 +36,18 @@ pub mod parsers {
     };
 }
 
+/// Password checks and hashes waiting for an Argon2 worker.
+pub fn argon2_pending(rotor: &crate::Rotor) -> usize {
+    rotor.hasher().pending()
+}
+
 static NEXT_USER: AtomicU64 = AtomicU64::new(1);
 
 /// Creates users.
 pub struct UserFactory;
 
 impl UserFactory {
+    /// Every factory user's password.
     pub const PASSWORD: &'static str = "TestPass123";
 
     /// The Argon2id hash of [`Self::PASSWORD`], computed once per process.
@@ -79,6 +85,7 @@ impl UserFactory {
         Self::create_with(store, &Self::next_email(), Role::Admin, true).await
     }
 
+    /// A user with `email`, `role` and [`Self::PASSWORD`].
     pub async fn create_with(
         store: &dyn Store,
         email: &str,

@@ -14,7 +14,7 @@ use crate::ratelimit::Rate;
 /// Why a setting's text was refused; `named` makes it the `ConfigError`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{reason}")]
-pub struct Invalid {
+pub(crate) struct Invalid {
     pub reason: String,
     /// Shown in the error instead of the text given (a redacted secret or URL, or the
     /// one bad entry of a list); `None`: the text given.
@@ -22,7 +22,7 @@ pub struct Invalid {
 }
 
 impl Invalid {
-    pub fn because(reason: impl Into<String>) -> Self {
+    pub(crate) fn because(reason: impl Into<String>) -> Self {
         Self {
             reason: reason.into(),
             value: None,
@@ -30,17 +30,17 @@ impl Invalid {
     }
 
     /// "expected {what}".
-    pub fn expected(what: impl fmt::Display) -> Self {
+    pub(crate) fn expected(what: impl fmt::Display) -> Self {
         Self::because(format!("expected {what}"))
     }
 
-    pub fn showing(mut self, value: impl Into<String>) -> Self {
+    pub(crate) fn showing(mut self, value: impl Into<String>) -> Self {
         self.value = Some(value.into());
         self
     }
 
     /// The error naming the setting: `NAME: reason (got "value")`.
-    pub fn named(self, name: &'static str, raw: &str) -> ConfigError {
+    pub(crate) fn named(self, name: &'static str, raw: &str) -> ConfigError {
         ConfigError::Invalid {
             name,
             value: self.value.unwrap_or_else(|| raw.to_owned()),

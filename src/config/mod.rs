@@ -27,10 +27,8 @@ use kinds::{
     choice, cidr, database_url, email, flag, int, list, log_level, optional, path, public_url,
     rate_or_off, secret, text,
 };
-pub use types::{
-    canonical, parse_database_url, redact_url, Cidr, DatabaseTarget, Environment, JwtAlgorithm,
-    Secret,
-};
+pub(crate) use types::{canonical, parse_database_url};
+pub use types::{Cidr, DatabaseTarget, Environment, JwtAlgorithm, Secret};
 
 use crate::ratelimit::Rate;
 
@@ -269,14 +267,18 @@ settings! {
 /// One declared setting: its variable name and doc (first line: the `--help` text).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Declared {
+    /// The environment variable (and config-file key).
     pub name: &'static str,
+    /// Its documentation.
     pub doc: &'static str,
 }
 
 /// A line of `--help`'s variable table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Help {
+    /// The environment variable.
     pub name: &'static str,
+    /// The first line of its documentation.
     pub doc: &'static str,
     /// What a valid value looks like; `None`: any text.
     pub expected: Option<String>,
@@ -306,16 +308,27 @@ pub(crate) fn first_line(doc: &'static str) -> &'static str {
 /// A configuration value that could not be used; names the variable.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// A value that does not parse or is out of range.
     #[error("{name}: {reason} (got {value:?})")]
     Invalid {
+        /// The variable.
         name: &'static str,
+        /// The value given (secrets are not echoed: see `kinds`).
         value: String,
+        /// What was expected.
         reason: String,
     },
+    /// Values that parse but may not be used together (or not in production).
     #[error("{0}")]
     Refused(String),
+    /// The TOML settings file could not be read or parsed.
     #[error("config file {path}: {reason}")]
-    File { path: String, reason: String },
+    File {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Name → value pairs as given (environment over TOML file).
@@ -392,6 +405,7 @@ impl Settings {
         Self::from_vars(&vars).expect("BUG: test settings are valid")
     }
 
+    /// `ENVIRONMENT=development`.
     pub fn is_development(&self) -> bool {
         self.environment == Environment::Development
     }

@@ -7,12 +7,16 @@ use super::kinds::Invalid;
 /// Deployment environment, as the original named them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Environment {
+    /// The default: a generated secret and the SQLite file are fine.
     Development,
+    /// Like production, for a pre-production deployment.
     Staging,
+    /// Refuses development shortcuts (see `Settings::check`).
     Production,
 }
 
 impl Environment {
+    /// The lowercase name.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Development => "development",
@@ -43,14 +47,20 @@ impl FromStr for Environment {
 /// Access-token signing algorithm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JwtAlgorithm {
+    /// HMAC-SHA-256 with `SECRET_KEY` (the original's default).
     HS256,
+    /// HMAC-SHA-384 with `SECRET_KEY`.
     HS384,
+    /// HMAC-SHA-512 with `SECRET_KEY`.
     HS512,
+    /// Ed25519 from the key ring, published in the JWKS.
     EdDSA,
+    /// ECDSA P-256 from the key ring, published in the JWKS.
     ES256,
 }
 
 impl JwtAlgorithm {
+    /// The JOSE `alg` name.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::HS256 => "HS256",
@@ -61,6 +71,7 @@ impl JwtAlgorithm {
         }
     }
 
+    /// An HMAC algorithm (no key ring, no JWKS).
     pub fn is_symmetric(self) -> bool {
         matches!(self, Self::HS256 | Self::HS384 | Self::HS512)
     }
@@ -89,7 +100,9 @@ impl FromStr for JwtAlgorithm {
 /// Where the data lives.
 #[derive(Clone, PartialEq, Eq)]
 pub enum DatabaseTarget {
+    /// The embedded SQLite database file.
     Sqlite(PathBuf),
+    /// A PostgreSQL connection URL.
     Postgres(String),
 }
 
@@ -105,7 +118,7 @@ impl fmt::Debug for DatabaseTarget {
 /// `sqlite://PATH`, `sqlite::memory:`, or a PostgreSQL URL (the original's
 /// SQLAlchemy driver names accepted). An error shows the URL with its password
 /// redacted.
-pub fn parse_database_url(url: &str) -> Result<DatabaseTarget, Invalid> {
+pub(crate) fn parse_database_url(url: &str) -> Result<DatabaseTarget, Invalid> {
     let invalid = |reason: &str| Invalid::because(reason).showing(redact_url(url));
     if let Some(rest) = url
         .strip_prefix("sqlite://")
@@ -134,7 +147,7 @@ pub fn parse_database_url(url: &str) -> Result<DatabaseTarget, Invalid> {
 }
 
 /// Replaces the password in a database URL with `***`.
-pub fn redact_url(url: &str) -> String {
+pub(crate) fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             let userinfo = &url[scheme_end + 3..at];
@@ -171,9 +184,11 @@ pub(super) fn parse_public_url(url: &str) -> Result<String, Invalid> {
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps `s`.
     pub fn new(s: impl Into<String>) -> Self {
         Self(s.into())
     }
+    /// The secret itself; call only where it is used.
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -193,6 +208,7 @@ pub struct Cidr {
 }
 
 impl Cidr {
+    /// Whether `ip` is in the network (IPv4-mapped IPv6 addresses count as IPv4).
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = canonical(ip);
         match (self.addr, ip) {
@@ -220,7 +236,7 @@ impl fmt::Display for Cidr {
 }
 
 /// IPv4-mapped IPv6 addresses compare as IPv4.
-pub fn canonical(ip: IpAddr) -> IpAddr {
+pub(crate) fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
         v4 => v4,

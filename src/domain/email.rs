@@ -53,6 +53,7 @@ impl EmailKey {
         Self(key)
     }
 
+    /// The key as stored in `users.email_key`.
     pub fn as_str(&self) -> &str {
         &self.0
     }

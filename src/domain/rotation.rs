@@ -9,8 +9,11 @@ use chrono::{DateTime, Duration, Utc};
 /// What the store holds for a presented token, reduced to what the rules need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PresentedToken {
+    /// Rotated away or revoked.
     pub is_revoked: bool,
+    /// When (the grace window counts from here).
     pub revoked_at: Option<DateTime<Utc>>,
+    /// Its idle expiry.
     pub expires_at: DateTime<Utc>,
 }
 

@@ -45,10 +45,12 @@ impl RawToken {
         ok.then(|| Self(presented.to_owned()))
     }
 
+    /// The token as sent to the client.
     pub fn as_str(&self) -> &str {
         &self.0
     }
 
+    /// The token as sent to the client, by value.
     pub fn into_string(self) -> String {
         self.0
     }
@@ -104,6 +106,7 @@ impl fmt::Debug for SuccessorKey {
 pub struct IdentifierKey(hmac::Key);
 
 impl IdentifierKey {
+    /// The key derived from the server secret.
     pub fn from_secret(secret: &[u8]) -> Self {
         let root = hmac::Key::new(hmac::HMAC_SHA256, secret);
         let derived = hmac::sign(&root, b"rotor audit identifier v1");

@@ -1,11 +1,11 @@
 //! The HTTP edge: axum routers, middleware and serving.
 //!
-//! Each feature module owns its handlers ([`auth`], [`users`], [`admin`], [`oauth`],
-//! [`meta`]), each documented by its `#[utoipa::path]`; the route table
-//! ([`routes::table`]) declares every route once, with its rate-limit bucket.
-//! [`routes()`] serves rotor's API from it (what an embedding application nests), and
-//! [`app`] adds the service's own routes and the middleware rotor's own server uses. Handlers are thin: parse, call [`crate::Rotor`], shape the answer. Errors
-//! become responses only in [`error`].
+//! Each feature module owns its handlers (`auth`, `users`, `admin`, `oauth`, `meta`),
+//! each documented by its `#[utoipa::path]`; the route table (`routes::table`)
+//! declares every route once, with its rate-limit bucket. [`routes()`] serves rotor's
+//! API from it (what an embedding application nests), and [`app`] adds the service's
+//! own routes and the middleware rotor's own server uses. Handlers are thin: parse,
+//! call [`crate::Rotor`], shape the answer. Errors become responses only in `error`.
 
 mod admin;
 mod auth;
@@ -141,7 +141,7 @@ pub fn app(state: AppState) -> Router {
 /// A router that answers 503 until `slot` holds the real application, then forwards
 /// every request to it: the server listens (and `/ready` says "not yet") while
 /// migrations run.
-pub fn starting_gate(slot: Arc<std::sync::OnceLock<Router>>) -> Router {
+pub(crate) fn starting_gate(slot: Arc<std::sync::OnceLock<Router>>) -> Router {
     use tower::ServiceExt;
     Router::new().fallback(move |req: Request| {
         let slot = slot.clone();
@@ -159,12 +159,13 @@ pub fn starting_gate(slot: Arc<std::sync::OnceLock<Router>>) -> Router {
 }
 
 /// A router serving only `/metrics`, for `METRICS_BIND`.
-pub fn metrics_app(state: AppState) -> Router {
+pub(crate) fn metrics_app(state: AppState) -> Router {
     routes::router(routes::Scope::Metrics).with_state(state)
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then finishes in-flight
-/// requests before returning. See [`server`] for the connection limits.
+/// requests before returning. Connections are not capped here; `rotor serve` caps them
+/// (`MAX_CONNECTIONS`, `MAX_CONNECTIONS_PER_IP`).
 pub async fn serve(
     listener: TcpListener,
     app: Router,

@@ -21,25 +21,37 @@ use crate::{
 /// A refresh token handed to a client.
 #[derive(Debug, Clone)]
 pub struct Issued {
+    /// The token itself; only its hash is stored.
     pub raw: RawToken,
+    /// Its idle expiry.
     pub expires_at: DateTime<Utc>,
     /// Seconds until `expires_at`, for the cookie's `Max-Age`.
     pub max_age: i64,
 }
 
+/// A successful password login: a new session.
 #[derive(Debug, Clone)]
 pub struct LoginOutcome {
+    /// The account.
     pub user: User,
+    /// A signed access token.
     pub access_token: String,
+    /// The session's first refresh token.
     pub refresh: Issued,
+    /// The new session (family) id.
     pub session_id: Uuid,
 }
 
+/// A successful refresh: the successor token and a new access token.
 #[derive(Debug, Clone)]
 pub struct RefreshOutcome {
+    /// The account.
     pub user_id: Uuid,
+    /// The session (family).
     pub session_id: Uuid,
+    /// A signed access token.
     pub access_token: String,
+    /// The successor refresh token.
     pub refresh: Issued,
     /// True when this answered a retry within the grace window with the successor
     /// already issued, rather than rotating.
@@ -49,6 +61,7 @@ pub struct RefreshOutcome {
 /// An authenticated caller.
 #[derive(Debug, Clone)]
 pub struct Principal {
+    /// The account, as loaded for this request.
     pub user: User,
     /// The session (refresh family) the access token was issued for.
     pub session_id: Option<Uuid>,

@@ -9,6 +9,7 @@ use crate::{error::Result, storage::CleanupReport};
 
 /// Receives progress as batches complete: (table, rows deleted so far in that table).
 pub trait CleanupProgress: Send + Sync {
+    /// Called after each batch.
     fn batch(&self, table: &'static str, deleted_so_far: u64);
 }
 

@@ -37,8 +37,11 @@ use crate::{
 pub struct ClientContext {
     /// The client's address (from the socket, or from a trusted proxy's header).
     pub ip: Option<String>,
+    /// The `User-Agent` header (truncated).
     pub user_agent: Option<String>,
+    /// The client's device id (`X-Device-Id` or the body field), if any.
     pub device_id: Option<String>,
+    /// The client's device name, if any.
     pub device_name: Option<String>,
     /// OAuth client id, when the request came through `/oauth/token`.
     pub client_id: Option<String>,
@@ -46,18 +49,32 @@ pub struct ClientContext {
 
 /// Kinds of security events recorded in the audit log.
 pub mod events {
+    /// A password login (or password grant) opened a session.
     pub const LOGIN_SUCCEEDED: &str = "login_succeeded";
+    /// A password login failed (unknown account, wrong password or inactive).
     pub const LOGIN_FAILED: &str = "login_failed";
+    /// A refresh token was rotated.
     pub const REFRESH: &str = "refresh";
+    /// A revoked refresh token was presented outside the grace window; its family
+    /// was revoked.
     pub const REPLAY_DETECTED: &str = "replay_detected";
+    /// The session was ended by its refresh token.
     pub const LOGOUT: &str = "logout";
+    /// The user (or an admin) ended one session by id.
     pub const SESSION_REVOKED: &str = "session_revoked";
+    /// Every session but the caller's was ended.
     pub const LOGOUT_OTHERS: &str = "logout_others";
+    /// Every session was ended and access tokens invalidated.
     pub const LOGOUT_ALL: &str = "logout_all";
+    /// The password changed; other sessions ended.
     pub const PASSWORD_CHANGED: &str = "password_changed";
+    /// The account was deactivated; its sessions ended.
     pub const USER_DEACTIVATED: &str = "user_deactivated";
+    /// An account was created (registration, admin, CLI).
     pub const USER_CREATED: &str = "user_created";
+    /// An account was deleted.
     pub const USER_DELETED: &str = "user_deleted";
+    /// A refresh token was revoked through `/oauth/revoke`.
     pub const TOKEN_REVOKED: &str = "token_revoked";
     /// A password hash with other parameters than rotor's was replaced at login.
     pub const PASSWORD_REHASHED: &str = "password_rehashed";
@@ -65,6 +82,7 @@ pub mod events {
     pub const FAMILY_REPAIRED: &str = "family_repaired";
     /// The original backend's database was adopted.
     pub const DATABASE_ADOPTED: &str = "database_adopted";
+    /// Every kind above.
     pub const ALL: &[&str] = &[
         LOGIN_SUCCEEDED,
         LOGIN_FAILED,
@@ -188,14 +206,17 @@ impl Rotor {
         Self::new(settings, store, Arc::new(SystemClock)).await
     }
 
+    /// The settings it runs with.
     pub fn settings(&self) -> &Settings {
         &self.settings
     }
 
+    /// The store it writes to.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }
 
+    /// The access-token signer and verifier.
     pub fn tokens(&self) -> &AccessTokens {
         &self.tokens
     }
@@ -204,10 +225,11 @@ impl Rotor {
         &self.counters
     }
 
-    pub fn hasher(&self) -> &PasswordHasher {
+    pub(crate) fn hasher(&self) -> &PasswordHasher {
         &self.hasher
     }
 
+    /// Its clock's time.
     pub fn now(&self) -> DateTime<Utc> {
         self.clock.now()
     }
@@ -333,7 +355,7 @@ pub(crate) fn truncate(s: &str, max: usize) -> String {
 
 /// Reads `secret_key` from the data directory, creating it (mode 0600) with 48 random
 /// bytes on first start, so restarts keep every token valid. Never logged.
-pub fn load_or_create_secret(data_dir: &Path) -> std::io::Result<Secret> {
+pub(crate) fn load_or_create_secret(data_dir: &Path) -> std::io::Result<Secret> {
     use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
     use ring::rand::SecureRandom;
 
@@ -377,7 +399,7 @@ pub fn load_or_create_secret(data_dir: &Path) -> std::io::Result<Secret> {
 }
 
 /// [`truncate`] for the HTTP layer.
-pub fn truncate_public(s: &str, max: usize) -> String {
+pub(crate) fn truncate_public(s: &str, max: usize) -> String {
     truncate(s, max)
 }
 

@@ -10,15 +10,25 @@ use crate::{domain::token::RawToken, error::Result};
 /// What introspection reveals about an active token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Introspection {
+    /// `access_token` or `refresh_token`.
     pub token_type: &'static str,
+    /// The owner.
     pub user_id: Uuid,
+    /// The owner's email.
     pub username: String,
+    /// The session (family), if known.
     pub session_id: Option<Uuid>,
+    /// The OAuth client that started the session, if any.
     pub client_id: Option<String>,
+    /// Issued at (Unix seconds).
     pub issued_at: i64,
+    /// Expires at (Unix seconds).
     pub expires_at: i64,
+    /// The access token's `jti`.
     pub jti: Option<String>,
+    /// The access token's `iss`.
     pub iss: Option<String>,
+    /// The access token's `aud`.
     pub aud: Option<String>,
 }
 

@@ -15,22 +15,34 @@ use crate::{
 /// A new account as an admin (or registration) describes it; the password is plain.
 #[derive(Debug, Clone)]
 pub struct AccountSpec {
+    /// The address (validated; identity is its key).
     pub email: String,
+    /// The plain password; hashed with Argon2id off the executor.
     pub password: String,
+    /// Display name.
     pub full_name: Option<String>,
+    /// Role.
     pub role: Role,
+    /// May log in.
     pub is_active: bool,
+    /// Stored as given.
     pub is_verified: bool,
 }
 
 /// Changes to an account; `None` leaves a field unchanged.
 #[derive(Debug, Clone, Default)]
 pub struct AccountChanges {
+    /// A new address.
     pub email: Option<String>,
+    /// A new display name; `Some(None)` clears it.
     pub full_name: Option<Option<String>>,
+    /// A new role.
     pub role: Option<Role>,
+    /// Activate, or deactivate (which ends every session).
     pub is_active: Option<bool>,
+    /// A new verified flag.
     pub is_verified: Option<bool>,
+    /// A new plain password (ends every session, invalidates access tokens).
     pub password: Option<String>,
 }
 
@@ -100,6 +112,7 @@ impl Rotor {
             .ok_or(Error::UserNotFound)
     }
 
+    /// The account `id`.
     pub async fn get_user(&self, id: Uuid) -> Result<User> {
         self.store.get_user(id).await?.ok_or(Error::UserNotFound)
     }
@@ -177,6 +190,8 @@ impl Rotor {
         applied.user.ok_or(Error::UserNotFound)
     }
 
+    /// Deletes the account, its sessions and tokens, in one transaction with its
+    /// audit row.
     pub async fn delete_account(
         &self,
         id: Uuid,

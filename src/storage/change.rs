@@ -18,25 +18,56 @@ pub enum Write {
     CreateUser(NewUser),
     /// Applies the patch (a new password hash bumps `token_version`). Fails with
     /// [`StoreError::NotFound`](super::StoreError::NotFound) when the user is gone.
-    UpdateUser { id: Uuid, patch: UserPatch },
+    UpdateUser {
+        /// The user.
+        id: Uuid,
+        /// What to change.
+        patch: UserPatch,
+    },
     /// Replaces the password hash without touching `token_version`.
-    RehashPassword { id: Uuid, hashed_password: String },
+    RehashPassword {
+        /// The user.
+        id: Uuid,
+        /// The new Argon2id PHC string (same password, current parameters).
+        hashed_password: String,
+    },
     /// Kills every outstanding access token of the user.
-    BumpTokenVersion { id: Uuid },
+    BumpTokenVersion {
+        /// The user.
+        id: Uuid,
+    },
     /// Deletes the user, their sessions and tokens. `NotFound` when absent.
-    DeleteUser { id: Uuid },
+    DeleteUser {
+        /// The user.
+        id: Uuid,
+    },
     /// Opens a session with its first refresh token.
     CreateSession {
+        /// The session row.
         session: NewSession,
+        /// The first token of its family (`family_id` = the session's id).
         first_token: NewRefreshToken,
     },
     /// Revokes every live token of the family and ends its session.
-    RevokeFamily { family_id: Uuid },
+    RevokeFamily {
+        /// The family (= session) id.
+        family_id: Uuid,
+    },
     /// Revokes every live token of the user but those of `keep`, and ends the sessions.
-    EndUserSessions { user_id: Uuid, keep: Option<Uuid> },
+    EndUserSessions {
+        /// The user.
+        user_id: Uuid,
+        /// A session to leave alone (the caller's own, for "log out others").
+        keep: Option<Uuid>,
+    },
     /// Appends to the audit log. In `detail`, `{revoked}` becomes the number of tokens
     /// revoked and `{ended}` the number of live sessions ended by the writes before it.
-    Audit { event: NewAuditEvent, when: When },
+    Audit {
+        /// The event.
+        event: NewAuditEvent,
+        /// Whether it is written unconditionally.
+        when: When,
+    },
     /// Aborts the transaction: everything before it is rolled back. Tests inject it
     /// between writes to prove that a failure there leaves nothing half done.
     Abort,
@@ -64,6 +95,7 @@ impl std::fmt::Debug for Write {
 /// When an audit write happens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum When {
+    /// Always.
     Always,
     /// Only if an earlier write of the change revoked a token or ended a session.
     IfRevoked,
@@ -72,11 +104,14 @@ pub enum When {
 /// A use case's writes, committed together at `now`.
 #[derive(Debug, Clone)]
 pub struct Change {
+    /// The writes, applied in order.
     pub writes: Vec<Write>,
+    /// The time the writes record (`updated_at`, `revoked_at`, audit `created_at`).
     pub now: DateTime<Utc>,
 }
 
 impl Change {
+    /// An empty change at `now`.
     pub fn new(now: DateTime<Utc>) -> Self {
         Self {
             writes: Vec::new(),
@@ -84,6 +119,7 @@ impl Change {
         }
     }
 
+    /// Appends a write.
     #[must_use]
     pub fn then(mut self, write: Write) -> Self {
         self.writes.push(write);

@@ -75,7 +75,7 @@ pub enum StoreError {
     #[error("migration failed: {0}")]
     Schema(String),
     /// Migration refused: accounts share an email identity key; nothing was changed
-    /// (see [`email_keys`]).
+    /// (`rotor users set-email` resolves it).
     #[error("{0}")]
     EmailCollisions(email_keys::EmailCollisions),
     /// Any other failure of a statement; the backend's error is the source.
@@ -165,6 +165,7 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
+/// `Result` with [`StoreError`].
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// Maps unique violations to [`StoreError::Conflict`] (what `From<sqlx::Error>` does;
@@ -176,6 +177,7 @@ pub(crate) fn map_unique(e: sqlx::Error) -> StoreError {
 /// The user repository (the original's `UserRepository` and its generic base).
 #[async_trait]
 pub trait UserStore: Send + Sync {
+    /// The user `id`, if any.
     async fn get_user(&self, id: Uuid) -> StoreResult<Option<User>>;
     /// The account whose email has this identity key.
     async fn get_user_by_email(&self, key: &EmailKey) -> StoreResult<Option<User>>;
@@ -195,6 +197,7 @@ pub trait UserStore: Send + Sync {
     ) -> StoreResult<Option<User>>;
     /// Oldest first.
     async fn list_users(&self, skip: u64, limit: u64) -> StoreResult<Vec<User>>;
+    /// How many users there are.
     async fn count_users(&self) -> StoreResult<u64>;
 }
 
@@ -212,6 +215,7 @@ pub trait RefreshTokenStore: Send + Sync {
     /// Deletes at most `batch` expired tokens in one short transaction.
     async fn delete_expired_tokens_batch(&self, now: DateTime<Utc>, batch: u32)
         -> StoreResult<u64>;
+    /// How many refresh tokens a cleanup at `now` would delete.
     async fn count_expired_tokens(&self, now: DateTime<Utc>) -> StoreResult<u64>;
 
     /// The atomic rotation primitive: in one transaction (one statement on PostgreSQL),
@@ -256,12 +260,14 @@ pub trait SessionStore: Send + Sync {
         now: DateTime<Utc>,
         batch: u32,
     ) -> StoreResult<u64>;
+    /// How many sessions a cleanup at `now` would delete.
     async fn count_expired_sessions(&self, now: DateTime<Utc>) -> StoreResult<u64>;
 }
 
 /// The append-only security log.
 #[async_trait]
 pub trait AuditStore: Send + Sync {
+    /// Appends one event on its own (events that go with a change are a [`change::Write`]).
     async fn record_event(&self, event: &NewAuditEvent, now: DateTime<Utc>) -> StoreResult<()>;
     /// Newest first.
     async fn list_events(
@@ -270,18 +276,22 @@ pub trait AuditStore: Send + Sync {
         skip: u64,
         limit: u64,
     ) -> StoreResult<Vec<AuditEvent>>;
+    /// How many events match.
     async fn count_events(&self, filter: &EventFilter) -> StoreResult<u64>;
+    /// Deletes up to `batch` events older than `cutoff` in one transaction; how many.
     async fn delete_events_before_batch(
         &self,
         cutoff: DateTime<Utc>,
         batch: u32,
     ) -> StoreResult<u64>;
+    /// How many events are older than `cutoff`.
     async fn count_events_before(&self, cutoff: DateTime<Utc>) -> StoreResult<u64>;
 }
 
 /// The asymmetric signing-key ring (private keys stored encrypted).
 #[async_trait]
 pub trait KeyStore: Send + Sync {
+    /// Adds a key to the ring.
     async fn insert_key(&self, key: &StoredKey) -> StoreResult<()>;
     /// Every key not yet deleted, newest first.
     async fn list_keys(&self) -> StoreResult<Vec<StoredKey>>;
@@ -383,6 +393,8 @@ impl CleanupLock {
         }
     }
 
+    /// Releases the lock (dropping it without releasing frees it when the
+    /// connection closes).
     pub async fn release(mut self) {
         if let Some(f) = self.release.take() {
             f().await;

@@ -55,6 +55,7 @@ pub trait SeedRepository: RefreshTokenStore {
     ) -> StoreResult<Option<i64>>;
     /// Deletes the user; their sessions and refresh tokens go with them (cascade).
     async fn delete_user(&self, id: Uuid) -> StoreResult<bool>;
+    /// The token `id`, if any.
     async fn get_token(&self, id: Uuid) -> StoreResult<Option<RefreshToken>>;
     /// Stores a token. A family may hold only one live token: creating a second live
     /// token in a family fails with `Conflict`.
@@ -99,8 +100,11 @@ pub trait SeedRepository: RefreshTokenStore {
             }
         }
     }
+    /// Deletes the token `id`; false when there was none.
     async fn delete_token(&self, id: Uuid) -> StoreResult<bool>;
+    /// A page of tokens, oldest first.
     async fn list_tokens(&self, skip: u64, limit: u64) -> StoreResult<Vec<RefreshToken>>;
+    /// How many tokens there are.
     async fn count_tokens(&self) -> StoreResult<u64>;
     /// Creates the session and its first refresh token in one transaction.
     async fn create_session(

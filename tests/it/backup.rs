@@ -17,7 +17,7 @@ use rusqlite::{Connection, OpenFlags};
 use serde_json::{json, Value};
 
 use crate::{
-    process::{run, Server},
+    process::{refresh_mobile, run, Server},
     support::{eventually, Backend, TestDb},
 };
 
@@ -48,27 +48,6 @@ async fn login_mobile(client: &reqwest::Client, base: &str, email: &str) -> Stri
         .as_str()
         .expect("refresh_token")
         .to_owned()
-}
-
-async fn refresh(
-    client: &reqwest::Client,
-    base: &str,
-    token: &str,
-) -> (Option<StatusCode>, Option<String>) {
-    let Ok(r) = client
-        .post(format!("{base}/v1/auth/refresh-mobile"))
-        .json(&json!({"refresh_token": token}))
-        .send()
-        .await
-    else {
-        return (None, None);
-    };
-    let status = r.status();
-    let body: Value = r.json().await.unwrap_or(Value::Null);
-    (
-        Some(status),
-        body["refresh_token"].as_str().map(str::to_owned),
-    )
 }
 
 /// Live `(family_id, token_hash)` of a SQLite file opened read-only.
@@ -139,14 +118,14 @@ async fn a_backup_taken_during_a_refresh_storm_is_consistent_and_every_session_i
                 for (_, tokens) in &mut mine {
                     let current = tokens.last().expect("a token").clone();
                     let start = Instant::now();
-                    let (status, next) = refresh(&client, &base, &current).await;
+                    let answer = refresh_mobile(&client, &base, &current).await.ok();
                     samples.push(Sample {
                         start,
                         end: Instant::now(),
-                        status,
+                        status: answer.as_ref().map(|(status, _)| *status),
                     });
-                    match (status, next) {
-                        (Some(StatusCode::OK), Some(next)) => {
+                    match answer {
+                        Some((StatusCode::OK, Some(next))) => {
                             tokens.push(next);
                             rotated.fetch_add(1, Ordering::Relaxed);
                         }
@@ -312,10 +291,14 @@ async fn a_backup_taken_during_a_refresh_storm_is_consistent_and_every_session_i
     let mut latest = Vec::new();
     for (f, k) in &in_copy {
         let held = &families[*f][*k];
-        let (status, next) = refresh(&client, &restored.base, held).await;
-        assert_eq!(status, Some(StatusCode::OK), "family {f}");
-        let (status, next) = refresh(&client, &restored.base, &next.expect("successor")).await;
-        assert_eq!(status, Some(StatusCode::OK), "family {f}, second rotation");
+        let (status, next) = refresh_mobile(&client, &restored.base, held)
+            .await
+            .expect("answer");
+        assert_eq!(status, StatusCode::OK, "family {f}");
+        let (status, next) = refresh_mobile(&client, &restored.base, &next.expect("successor"))
+            .await
+            .expect("answer");
+        assert_eq!(status, StatusCode::OK, "family {f}, second rotation");
         latest.push(next.expect("successor"));
     }
     // A token issued after the copy was taken is unknown to it.
@@ -324,8 +307,10 @@ async fn a_backup_taken_during_a_refresh_storm_is_consistent_and_every_session_i
         .find(|(f, k)| **k + 1 < families[**f].len())
         .expect("the storm rotated some session after the copy was taken");
     let newest = families[*f].last().expect("a token");
-    let (status, _) = refresh(&client, &restored.base, newest).await;
-    assert_eq!(status, Some(StatusCode::UNAUTHORIZED));
+    let (status, _) = refresh_mobile(&client, &restored.base, newest)
+        .await
+        .expect("answer");
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
 
     // What the secret is needed for (README, "Backups"): under another SECRET_KEY the
     // refresh tokens still rotate (the database holds their hashes; successors are
@@ -359,8 +344,10 @@ async fn a_backup_taken_during_a_refresh_storm_is_consistent_and_every_session_i
         .await
         .expect("me");
     assert_eq!(me.status(), StatusCode::UNAUTHORIZED);
-    let (status, _) = refresh(&client, &other.base, &refresh_token).await;
-    assert_eq!(status, Some(StatusCode::OK));
+    let (status, _) = refresh_mobile(&client, &other.base, &refresh_token)
+        .await
+        .expect("answer");
+    assert_eq!(status, StatusCode::OK);
 }
 
 #[tokio::test]

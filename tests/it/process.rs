@@ -7,6 +7,7 @@ use std::{
 };
 
 use reqwest::StatusCode;
+use serde_json::{json, Value};
 
 use crate::support::{poll, TestDb};
 
@@ -132,4 +133,21 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// One `POST /v1/auth/refresh-mobile` to a server at `base`: the status and the
+/// successor token, if the answer carried one; `Err` when the request got no answer.
+pub async fn refresh_mobile(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+) -> Result<(StatusCode, Option<String>), reqwest::Error> {
+    let r = client
+        .post(format!("{base}/v1/auth/refresh-mobile"))
+        .json(&json!({"refresh_token": token}))
+        .send()
+        .await?;
+    let status = r.status();
+    let body: Value = r.json().await.unwrap_or(Value::Null);
+    Ok((status, body["refresh_token"].as_str().map(str::to_owned)))
 }

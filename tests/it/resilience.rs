@@ -15,7 +15,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::{
-    process::{free_port, Server},
+    process::{free_port, refresh_mobile, Server},
     support::{count, eventually, live_tokens, max_live_per_family, Backend, TestDb},
 };
 
@@ -48,21 +48,6 @@ async fn register_and_login(
     tokens
 }
 
-async fn refresh(
-    client: &reqwest::Client,
-    base: &str,
-    token: &str,
-) -> Result<(StatusCode, Option<String>), reqwest::Error> {
-    let r = client
-        .post(format!("{base}/v1/auth/refresh-mobile"))
-        .json(&json!({"refresh_token": token}))
-        .send()
-        .await?;
-    let status = r.status();
-    let body: Value = r.json().await.unwrap_or(Value::Null);
-    Ok((status, body["refresh_token"].as_str().map(str::to_owned)))
-}
-
 #[tokio::test]
 async fn two_processes_racing_on_the_same_tokens_yield_one_successor_each() {
     let db = TestDb::new(Backend::Postgres).await;
@@ -83,7 +68,7 @@ async fn two_processes_racing_on_the_same_tokens_yield_one_successor_each() {
             let client = client.clone();
             let token = token.clone();
             tasks.push(tokio::spawn(async move {
-                (i, refresh(&client, &base, &token).await.unwrap())
+                (i, refresh_mobile(&client, &base, &token).await.unwrap())
             }));
         }
     }
@@ -112,7 +97,7 @@ async fn two_processes_racing_on_the_same_tokens_yield_one_successor_each() {
     // Every successor works on either process.
     for (i, set) in successors {
         let base = if i % 2 == 0 { &b.base } else { &a.base };
-        let (status, _) = refresh(&client, base, set.iter().next().unwrap())
+        let (status, _) = refresh_mobile(&client, base, set.iter().next().unwrap())
             .await
             .unwrap();
         assert_eq!(status, StatusCode::OK);
@@ -138,7 +123,7 @@ async fn two_processes_in_strict_mode_never_leave_two_live_tokens() {
             let client = client.clone();
             let token = token.clone();
             tasks.push(tokio::spawn(async move {
-                (i, refresh(&client, &base, &token).await.unwrap().0)
+                (i, refresh_mobile(&client, &base, &token).await.unwrap().0)
             }));
         }
     }
@@ -196,7 +181,7 @@ async fn sigkill_at_random_points_loses_no_session_and_leaves_no_half_rotation()
             let mut last = token;
             let mut rotations = 0u32;
             while !stop.load(Ordering::Relaxed) {
-                match refresh(&client, &base, &last).await {
+                match refresh_mobile(&client, &base, &last).await {
                     Ok((StatusCode::OK, Some(next))) => {
                         last = next;
                         rotations += 1;
@@ -273,7 +258,7 @@ async fn sigkill_at_random_points_loses_no_session_and_leaves_no_half_rotation()
     server.wait(Duration::from_secs(5)).await.expect("killed");
     let server = Server::start_on(&db, port, &env).await;
     for last in finals {
-        let (status, _) = refresh(&client, &server.base, &last).await.unwrap();
+        let (status, _) = refresh_mobile(&client, &server.base, &last).await.unwrap();
         assert_eq!(status, StatusCode::OK, "a client's last token was lost");
     }
     assert_eq!(max_live_per_family(&db).await, 1);

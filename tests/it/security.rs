@@ -350,12 +350,12 @@ async fn a_thousand_concurrent_logins_do_not_starve_refreshes() {
         })
         .collect();
     // Wait until the flood is queued for Argon2 (two workers, a thousand logins).
-    let hasher = app.rotor.hasher().clone();
+    let service = app.rotor.clone();
     eventually(
         Duration::from_secs(30),
         "100 logins queued for Argon2",
         || {
-            let queued = hasher.pending();
+            let queued = rotor::testing::argon2_pending(&service);
             async move { queued >= 100 }
         },
     )

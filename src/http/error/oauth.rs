@@ -64,11 +64,6 @@ impl OAuthError {
         self
     }
 
-    #[cfg(test)]
-    pub(crate) fn status(&self) -> StatusCode {
-        self.status
-    }
-
     /// 413: the body is over `MAX_BODY_BYTES`.
     pub(crate) fn payload_too_large() -> Self {
         Self::new(

@@ -1,13 +1,13 @@
 //! The embedded SQLite backend (the zero-configuration default).
 //!
 //! Every write of the process goes through one writer thread that commits whatever is
-//! queued as one transaction ([`engine`]); reads run on a pool of read-only
+//! queued as one transaction (`engine`); reads run on a pool of read-only
 //! connections over the same WAL-mode file, so they never wait for the writer. Each
 //! trait method is one job: a rotation, say, is one call to the writer thread, where
 //! its four statements run back to back on prepared statements.
 //!
-//! Ids are stored as UUID text and timestamps as fixed-width UTC text (see [`ts`]), so
-//! text comparison is time order ([`rows`]).
+//! Ids are stored as UUID text and timestamps as fixed-width UTC text (`rows::ts`), so
+//! text comparison is time order.
 
 mod audit;
 pub(crate) mod backup;
@@ -82,7 +82,7 @@ impl std::fmt::Debug for SqliteStore {
 
 /// Creates `dir` and any missing parents with mode 0700 (on Unix); directories that
 /// already exist keep the mode their owner chose.
-pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
