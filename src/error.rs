@@ -66,6 +66,9 @@ pub enum Error {
     UserNotFound,
     #[error("session not found")]
     SessionNotFound,
+    /// No failed webhook delivery of that event to retry.
+    #[error("no failed webhook delivery for this event")]
+    WebhookDeliveryNotFound,
     #[error("email already registered")]
     EmailAlreadyExists,
     #[error("invalid input")]

@@ -25,6 +25,7 @@ pub mod ratelimit;
 pub mod service;
 pub mod storage;
 pub mod testing;
+pub mod webhooks;
 
 pub use error::{Error, Result};
 pub use service::Rotor;

@@ -32,7 +32,13 @@ pub use types::{
     Secret,
 };
 
-use crate::ratelimit::Rate;
+use crate::{
+    ratelimit::Rate,
+    webhooks::{
+        config::{endpoint_url, events, secrets},
+        EventSelection, WebhookSecret,
+    },
+};
 
 settings! {
     /// The effective configuration.
@@ -201,6 +207,33 @@ settings! {
             kind: int(0, 60_000),
             default: 0,
         }
+        /// webhook endpoints (one URL or a comma-separated list); unset: no webhooks
+        ///
+        /// Only configured endpoints ever receive events; no API adds one.
+        WEBHOOK_URL => webhook_urls: Vec<String> {
+            kind: list(endpoint_url()),
+            default: Vec::new(),
+        }
+        /// webhook signing secrets (whsec_…); several, space- or comma-separated, during rotation
+        WEBHOOK_SECRET => webhook_secrets: Vec<WebhookSecret> {
+            kind: secrets(),
+            default: Vec::new(),
+        }
+        /// event types sent to the webhook endpoints, comma-separated, or *
+        WEBHOOK_EVENTS => webhook_events: EventSelection {
+            kind: events(),
+            default: EventSelection::All,
+        }
+        /// seconds a webhook receiver has to answer an attempt
+        WEBHOOK_TIMEOUT_SECONDS => webhook_timeout_seconds: u64 {
+            kind: int(1, 300),
+            default: 10,
+        }
+        /// delivered webhook deliveries older than this many days are deleted by cleanup
+        WEBHOOK_RETENTION_DAYS => webhook_retention_days: i64 {
+            kind: int(1, 36_500),
+            default: 7,
+        }
         /// password hashes computed at once
         ARGON2_MAX_CONCURRENCY => argon2_max_concurrency: usize {
             kind: int(1, 256),
@@ -362,6 +395,11 @@ impl Settings {
                     self.pagination_max_size
                 ),
             });
+        }
+        if !self.webhook_urls.is_empty() && self.webhook_secrets.is_empty() {
+            return Err(ConfigError::Refused(
+                "WEBHOOK_SECRET (whsec_…) is required when WEBHOOK_URL is set".into(),
+            ));
         }
         if self.environment == Environment::Production {
             if self.debug {

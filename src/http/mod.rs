@@ -20,6 +20,7 @@ pub mod server;
 pub mod users;
 pub mod validate;
 pub mod views;
+pub mod webhooks;
 
 use std::{future::Future, sync::Arc, time::Instant};
 

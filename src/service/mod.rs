@@ -7,6 +7,7 @@ mod cleanup;
 pub mod oauth;
 mod sessions;
 pub mod users;
+pub mod webhooks;
 
 use std::{path::Path, sync::Arc};
 
@@ -95,6 +96,8 @@ pub struct Counters {
     pub replays: std::sync::atomic::AtomicU64,
     pub sessions_revoked: std::sync::atomic::AtomicU64,
     pub cleanup_deleted: std::sync::atomic::AtomicU64,
+    /// Webhook delivery counters and outbox gauges.
+    pub webhooks: crate::webhooks::Stats,
 }
 
 impl Counters {
@@ -272,6 +275,7 @@ impl Rotor {
 
     /// Commits a use case's writes in one transaction.
     pub(crate) async fn commit(&self, mut change: Change) -> Result<Applied> {
+        self.add_webhooks(&mut change);
         let hook = self
             .change_hook
             .read()

@@ -27,6 +27,7 @@ pub mod email_keys;
 pub mod import;
 mod migrations;
 mod models;
+pub mod outbox;
 pub mod postgres;
 pub mod repository;
 pub mod sqlite;
@@ -294,7 +295,7 @@ pub trait KeyStore: Send + Sync {
 /// Everything rotor needs from a database.
 #[async_trait]
 pub trait Store:
-    UserStore + RefreshTokenStore + SessionStore + AuditStore + KeyStore + 'static
+    UserStore + RefreshTokenStore + SessionStore + AuditStore + KeyStore + outbox::OutboxStore + 'static
 {
     /// The seed's repository API on this store (see [`repository`]); what
     /// `impl SeedRepository for dyn Store` forwards to.
