@@ -238,11 +238,12 @@ pub async fn run(rotor: Arc<Rotor>) {
 /// One attempt of a claimed delivery, and its record.
 async fn attempt(rotor: Arc<Rotor>, delivery: Delivery, claimed: Claimed) {
     let at = rotor.now();
+    // The signature's timestamp is the wall clock's: receivers check it against theirs.
     let sent = delivery
         .send(
             &claimed.endpoint,
             &claimed.webhook_id(),
-            at.timestamp(),
+            Utc::now().timestamp(),
             &claimed.payload,
         )
         .await;
