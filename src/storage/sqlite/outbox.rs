@@ -102,6 +102,24 @@ impl OutboxStore for SqliteStore {
     ) -> StoreResult<Vec<Claimed>> {
         let endpoints = serde_json::to_string(endpoints)
             .map_err(|e| StoreError::Corrupt(format!("endpoints: {e}")))?;
+        // A read first: an idle worker then costs the writer thread nothing.
+        let due = {
+            let (endpoints, now) = (endpoints.clone(), ts(now));
+            self.read(move |c| {
+                count(
+                    c,
+                    "SELECT EXISTS (SELECT 1 FROM webhook_deliveries
+                       WHERE status = 'pending' AND next_attempt_at <= ?1
+                         AND (claimed_until IS NULL OR claimed_until <= ?1)
+                         AND endpoint IN (SELECT value FROM json_each(?2)))",
+                    params![now, endpoints],
+                )
+            })
+            .await?
+        };
+        if due == 0 {
+            return Ok(Vec::new());
+        }
         let claim = Uuid::now_v7();
         self.write(move |c| {
             exec(
