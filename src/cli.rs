@@ -57,8 +57,9 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Delete expired refresh tokens, sessions past their absolute lifetime and audit
-    /// events older than AUDIT_RETENTION_DAYS, in batches of CLEANUP_BATCH_SIZE.
+    /// Delete expired refresh tokens, sessions past their absolute lifetime, audit
+    /// events older than AUDIT_RETENTION_DAYS and webhook deliveries delivered more than
+    /// WEBHOOK_RETENTION_DAYS ago, in batches of CLEANUP_BATCH_SIZE.
     Cleanup {
         /// Count what would be deleted without deleting it.
         #[arg(long)]
@@ -343,8 +344,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The periodic cleanup (every `CLEANUP_INTERVAL_SECONDS`, one process at a time) and,
-/// for asymmetric keys, a key-ring reload so rotations made elsewhere are picked up.
+/// The periodic cleanup (every `CLEANUP_INTERVAL_SECONDS`, one process at a time), the
+/// webhook delivery worker (when `WEBHOOK_URL` is set) and, for asymmetric keys, a
+/// key-ring reload so rotations made elsewhere are picked up.
 pub fn spawn_background_jobs(rotor: Arc<Rotor>) -> Vec<tokio::task::JoinHandle<()>> {
     let mut jobs = Vec::new();
     let interval = rotor.settings().cleanup_interval_seconds;
