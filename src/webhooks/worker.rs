@@ -295,26 +295,18 @@ async fn attempt(rotor: Arc<Rotor>, delivery: Delivery, claimed: Claimed) {
     }
 }
 
-/// Reads the pending and failed counts into the gauges.
+/// Reads the pending and failed counts into the gauges (two counts on the status
+/// index; delivered rows, the many, are not counted).
 async fn read_gauges(rotor: &Rotor) {
-    match rotor.store().delivery_counts().await {
-        Ok(counts) => {
-            let sum = |s: DeliveryStatus| -> u64 {
-                counts
-                    .iter()
-                    .filter(|c| c.status == s)
-                    .map(|c| c.count)
-                    .sum()
-            };
-            let stats = &rotor.counters().webhooks;
-            stats
-                .pending
-                .store(sum(DeliveryStatus::Pending), Ordering::Relaxed);
-            stats
-                .failed
-                .store(sum(DeliveryStatus::Failed), Ordering::Relaxed);
+    let stats = &rotor.counters().webhooks;
+    for (status, gauge) in [
+        (DeliveryStatus::Pending, &stats.pending),
+        (DeliveryStatus::Failed, &stats.failed),
+    ] {
+        match rotor.store().count_deliveries(Some(status)).await {
+            Ok(n) => gauge.store(n, Ordering::Relaxed),
+            Err(e) => tracing::warn!(error = %e, "reading webhook delivery counts failed"),
         }
-        Err(e) => tracing::warn!(error = %e, "reading webhook delivery counts failed"),
     }
 }
 
