@@ -803,6 +803,36 @@ both!(
     }
 );
 
+both!(
+    a_slow_receiver_does_not_hold_up_refreshes,
+    |backend| async move {
+        let dir = tempdir();
+        // Every request takes 5 s to answer (and times out after WEBHOOK_TIMEOUT_SECONDS=2).
+        let receiver = Receiver::start(&dir, NEW, 0, 5.0);
+        let (app, worker) = app_with_hooks(backend, &receiver.url()).await;
+        write_events(&app, &receiver.url(), 64, 64).await;
+        eventually(Duration::from_secs(10), "32 requests in flight", || async {
+            receiver.records().len() >= 32
+        })
+        .await;
+        let (_, email) = app.registered_user().await;
+        let (_, mut refresh) = app.login_mobile(&email, PASSWORD).await;
+        let mut slowest = Duration::ZERO;
+        for _ in 0..50 {
+            let started = std::time::Instant::now();
+            let r = app.post_refresh_mobile(&refresh).await;
+            slowest = slowest.max(started.elapsed());
+            assert_eq!(r.status(), StatusCode::OK);
+            refresh = body(r).await["refresh_token"].as_str().unwrap().to_owned();
+        }
+        assert!(
+            slowest < Duration::from_secs(1),
+            "a refresh waited on the receiver: {slowest:?}"
+        );
+        worker.abort();
+    }
+);
+
 /// Events written straight into the outbox: `n` events over `users` users, as `n`
 /// committed changes.
 async fn write_events(app: &TestApp, url: &str, n: usize, users: usize) {
