@@ -396,6 +396,19 @@ impl Settings {
                 ),
             });
         }
+        // Each endpoint gets one delivery per event.
+        if let Some(url) = self
+            .webhook_urls
+            .iter()
+            .enumerate()
+            .find_map(|(i, u)| self.webhook_urls[..i].contains(u).then_some(u))
+        {
+            return Err(ConfigError::Invalid {
+                name: "WEBHOOK_URL",
+                value: redact_url(url),
+                reason: "lists the same endpoint twice".into(),
+            });
+        }
         if !self.webhook_urls.is_empty() && self.webhook_secrets.is_empty() {
             return Err(ConfigError::Refused(
                 "WEBHOOK_SECRET (whsec_…) is required when WEBHOOK_URL is set".into(),
@@ -514,6 +527,60 @@ mod tests {
 
     fn defaults() -> Settings {
         Settings::from_vars(&BTreeMap::new()).expect("defaults are valid")
+    }
+
+    #[test]
+    fn webhook_settings_are_checked_together() {
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let s = Settings::from_vars(&vars(&[
+            (
+                "WEBHOOK_URL",
+                "https://a.example.com/h, http://127.0.0.1:9000/",
+            ),
+            ("WEBHOOK_SECRET", secret),
+            ("WEBHOOK_EVENTS", "session.created,user.deleted"),
+        ]))
+        .unwrap();
+        assert_eq!(s.webhook_urls.len(), 2);
+        assert_eq!(s.webhook_secrets.len(), 1);
+        assert!(!s
+            .webhook_events
+            .includes(crate::webhooks::EventType::UserCreated));
+        assert_eq!(s.webhook_timeout_seconds, 10);
+        assert_eq!(s.webhook_retention_days, 7);
+        let shown = s.describe();
+        assert!(
+            !format!("{shown:?}").contains("MfKQ"),
+            "the secret is never shown"
+        );
+
+        let refused = |pairs: &[(&str, &str)]| Settings::from_vars(&vars(pairs)).unwrap_err();
+        assert!(refused(&[("WEBHOOK_URL", "https://a.example.com/h")])
+            .to_string()
+            .contains("WEBHOOK_SECRET"));
+        let twice = refused(&[
+            (
+                "WEBHOOK_URL",
+                "https://u:pw@a.example.com/h,https://u:pw@a.example.com/h",
+            ),
+            ("WEBHOOK_SECRET", secret),
+        ])
+        .to_string();
+        assert!(
+            twice.contains("same endpoint twice") && !twice.contains("pw@"),
+            "{twice}"
+        );
+        let bad_event = refused(&[("WEBHOOK_EVENTS", "session.created,nope")]).to_string();
+        assert!(bad_event.contains("WEBHOOK_EVENTS"), "{bad_event}");
+        let bad_secret =
+            refused(&[("WEBHOOK_SECRET", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")]).to_string();
+        assert!(
+            bad_secret.contains("whsec_") && !bad_secret.contains("MfKQ"),
+            "{bad_secret}"
+        );
+        assert!(refused(&[("WEBHOOK_TIMEOUT_SECONDS", "0")])
+            .to_string()
+            .contains("WEBHOOK_TIMEOUT_SECONDS"));
     }
 
     #[test]

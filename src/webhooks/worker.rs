@@ -160,7 +160,8 @@ fn outcome(sent: &Sent, claimed: &Claimed, now: DateTime<Utc>) -> Outcome {
     if sent.ok() {
         return Outcome::Delivered;
     }
-    match backoff::next_attempt(claimed.attempts + 1, claimed.window_start, now, jitter()) {
+    let failures = claimed.attempts.saturating_add(1);
+    match backoff::next_attempt(failures, claimed.window_start, now, jitter()) {
         Some(at) => Outcome::Retry(at),
         None => Outcome::Failed,
     }
