@@ -84,6 +84,9 @@ impl Delivery {
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
+            // Idle connections are dropped before common servers' keep-alive timeouts
+            // (5 s in Node.js), so a request rarely races the receiver closing one.
+            .pool_idle_timeout(Duration::from_secs(4))
             .user_agent(concat!("rotor-webhooks/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(ClientError)?;
