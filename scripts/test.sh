@@ -18,8 +18,9 @@ fi
 pg_isready -q -d "$pg_url" || { echo "PostgreSQL is not reachable at $pg_url" >&2; exit 1; }
 
 # The OAuth interoperability test drives rotor with unmodified client libraries.
-# Schemathesis checks /openapi.json against the live server.
-if ! python3 -c 'import authlib, jwt, requests, cryptography' 2>/dev/null \
+# Schemathesis checks /openapi.json against the live server; the webhook tests verify
+# every signature with the standardwebhooks package.
+if ! python3 -c 'import authlib, jwt, requests, cryptography, standardwebhooks' 2>/dev/null \
    || [ "$(st --version 2>/dev/null)" != "st, version 4.32.5" ]; then
   python3 -m pip install --quiet --disable-pip-version-check -r tests/clients/requirements.txt
 fi

@@ -57,8 +57,9 @@ pub(crate) enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Delete expired refresh tokens, sessions past their absolute lifetime and audit
-    /// events older than AUDIT_RETENTION_DAYS, in batches of CLEANUP_BATCH_SIZE.
+    /// Delete expired refresh tokens, sessions past their absolute lifetime, audit
+    /// events older than AUDIT_RETENTION_DAYS and webhook deliveries delivered more than
+    /// WEBHOOK_RETENTION_DAYS ago, in batches of CLEANUP_BATCH_SIZE.
     Cleanup {
         /// Count what would be deleted without deleting it.
         #[arg(long)]
@@ -94,6 +95,16 @@ pub(crate) enum Command {
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Webhooks (WEBHOOK_URL, WEBHOOK_SECRET).
+    #[command(subcommand)]
+    Webhooks(WebhooksCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum WebhooksCommand {
+    /// Send a signed `webhook.test` event to every configured endpoint and print what
+    /// each answered; fails unless every endpoint answered 2xx.
+    Test,
 }
 
 #[derive(Debug, Subcommand)]
@@ -205,7 +216,46 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(cmd) => keys(settings, cmd).await,
         Command::Users(cmd) => users(settings, cmd).await,
         Command::Config(_) => unreachable!("BUG: handled above"),
+        Command::Webhooks(WebhooksCommand::Test) => webhooks_test(&settings).await,
     }
+}
+
+async fn webhooks_test(settings: &Settings) -> anyhow::Result<()> {
+    if settings.webhook_urls.is_empty() {
+        bail!("no webhook endpoint configured (set WEBHOOK_URL and WEBHOOK_SECRET)");
+    }
+    let results = crate::webhooks::worker::send_test(settings, chrono::Utc::now()).await?;
+    let mut failed = 0;
+    for r in &results {
+        let status = r
+            .sent
+            .status_code
+            .map_or_else(|| "no answer".to_owned(), |s| format!("HTTP {s}"));
+        match &r.sent.error {
+            None => println!(
+                "ok      {} {} ({status}, {} ms)",
+                r.endpoint,
+                r.webhook_id,
+                r.sent.duration.as_millis()
+            ),
+            Some(e) => {
+                failed += 1;
+                println!(
+                    "failed  {} {} ({e}, {} ms)",
+                    r.endpoint,
+                    r.webhook_id,
+                    r.sent.duration.as_millis()
+                );
+            }
+        }
+    }
+    if failed > 0 {
+        bail!(
+            "{failed} of {} endpoints did not accept the test event",
+            results.len()
+        );
+    }
+    Ok(())
 }
 
 fn init_tracing(settings: &Settings) {
@@ -294,8 +344,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The periodic cleanup (every `CLEANUP_INTERVAL_SECONDS`, one process at a time) and,
-/// for asymmetric keys, a key-ring reload so rotations made elsewhere are picked up.
+/// The periodic cleanup (every `CLEANUP_INTERVAL_SECONDS`, one process at a time), the
+/// webhook delivery worker (when `WEBHOOK_URL` is set) and, for asymmetric keys, a
+/// key-ring reload so rotations made elsewhere are picked up.
 pub fn spawn_background_jobs(rotor: Arc<Rotor>) -> Vec<tokio::task::JoinHandle<()>> {
     let mut jobs = Vec::new();
     let interval = rotor.settings().cleanup_interval_seconds;
@@ -311,6 +362,7 @@ pub fn spawn_background_jobs(rotor: Arc<Rotor>) -> Vec<tokio::task::JoinHandle<(
                         refresh_tokens = report.refresh_tokens,
                         sessions = report.sessions,
                         audit_events = report.audit_events,
+                        webhook_deliveries = report.webhook_deliveries,
                         "cleanup round finished"
                     ),
                     Ok(None) => tracing::debug!("cleanup skipped: another process holds the lock"),
@@ -318,6 +370,9 @@ pub fn spawn_background_jobs(rotor: Arc<Rotor>) -> Vec<tokio::task::JoinHandle<(
                 }
             }
         }));
+    }
+    if !rotor.settings().webhook_urls.is_empty() {
+        jobs.push(tokio::spawn(crate::webhooks::worker::run(rotor.clone())));
     }
     if !rotor.settings().jwt_algorithm.is_symmetric() {
         let r = rotor.clone();
@@ -340,8 +395,8 @@ async fn cleanup(settings: Settings, dry_run: bool) -> anyhow::Result<()> {
     if dry_run {
         let r = rotor.cleanup_preview().await?;
         println!(
-            "dry run: would delete {} refresh tokens, {} sessions, {} audit events",
-            r.refresh_tokens, r.sessions, r.audit_events
+            "dry run: would delete {} refresh tokens, {} sessions, {} audit events, {} webhook deliveries",
+            r.refresh_tokens, r.sessions, r.audit_events, r.webhook_deliveries
         );
         return Ok(());
     }
@@ -358,6 +413,7 @@ async fn cleanup(settings: Settings, dry_run: bool) -> anyhow::Result<()> {
             let total = match table {
                 "refresh_tokens" => t.refresh_tokens,
                 "sessions" => t.sessions,
+                "webhook_deliveries" => t.webhook_deliveries,
                 _ => t.audit_events,
             };
             eprint!("\r\x1b[2K{table:<15} {} {done}/{total}", bar(done, total));
@@ -371,8 +427,8 @@ async fn cleanup(settings: Settings, dry_run: bool) -> anyhow::Result<()> {
     }
     match report {
         Some(r) => println!(
-            "deleted {} refresh tokens, {} sessions, {} audit events",
-            r.refresh_tokens, r.sessions, r.audit_events
+            "deleted {} refresh tokens, {} sessions, {} audit events, {} webhook deliveries",
+            r.refresh_tokens, r.sessions, r.audit_events, r.webhook_deliveries
         ),
         None => bail!("another cleanup is running (lock held); nothing done"),
     }

@@ -74,6 +74,9 @@ pub enum Error {
     /// No such session of this user.
     #[error("session not found")]
     SessionNotFound,
+    /// No failed webhook delivery of that event to retry.
+    #[error("no failed webhook delivery for this event")]
+    WebhookDeliveryNotFound,
     /// The email's identity key is taken.
     #[error("email already registered")]
     EmailAlreadyExists,

@@ -38,6 +38,7 @@ pub mod service;
 pub mod storage;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod webhooks;
 
 pub use error::{Error, FieldError, Result};
 pub use password::PasswordError;

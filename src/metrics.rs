@@ -139,6 +139,33 @@ impl HttpMetrics {
             "Rows deleted by cleanup.",
             &[("", get(&c.cleanup_deleted))],
         );
+        let w = &c.webhooks;
+        counter(
+            &mut out,
+            "rotor_webhook_attempts_total",
+            "Webhook delivery attempts by this process, by result.",
+            &[
+                ("{result=\"ok\"}", get(&w.attempts_ok)),
+                ("{result=\"failed\"}", get(&w.attempts_failed)),
+            ],
+        );
+        counter(
+            &mut out,
+            "rotor_webhook_deliveries_failed_total",
+            "Webhook deliveries this process marked failed after their retry window.",
+            &[("", get(&w.gave_up))],
+        );
+        let _ = writeln!(out, "# HELP rotor_webhook_deliveries Webhook deliveries in the outbox by status (read every few seconds).\n# TYPE rotor_webhook_deliveries gauge");
+        let _ = writeln!(
+            out,
+            "rotor_webhook_deliveries{{status=\"pending\"}} {}",
+            get(&w.pending)
+        );
+        let _ = writeln!(
+            out,
+            "rotor_webhook_deliveries{{status=\"failed\"}} {}",
+            get(&w.failed)
+        );
         let (open, idle) = rotor.store().pool_stats();
         let _ = writeln!(out, "# HELP rotor_db_pool_connections Database pool connections.\n# TYPE rotor_db_pool_connections gauge");
         let _ = writeln!(out, "rotor_db_pool_connections{{state=\"open\"}} {open}");

@@ -41,6 +41,15 @@ pub fn argon2_pending(rotor: &crate::Rotor) -> usize {
     rotor.hasher().pending()
 }
 
+/// Webhook deliveries this process completed (answered 2xx).
+pub fn webhooks_delivered(rotor: &crate::Rotor) -> u64 {
+    rotor
+        .counters()
+        .webhooks
+        .attempts_ok
+        .load(std::sync::atomic::Ordering::Relaxed)
+}
+
 static NEXT_USER: AtomicU64 = AtomicU64::new(1);
 
 /// Creates users.

@@ -50,7 +50,7 @@ impl Invalid {
 }
 
 /// How one setting is read and shown.
-pub(super) trait Kind {
+pub(crate) trait Kind {
     type Value;
 
     /// Parses and range-checks `raw` (trimmed, never empty: an empty value is unset).

@@ -12,7 +12,7 @@
 //! table, which a test checks), then use `settings.the_field` where it is needed.
 
 mod declare;
-mod kinds;
+pub(crate) mod kinds;
 mod types;
 
 use std::{
@@ -27,10 +27,16 @@ use kinds::{
     choice, cidr, database_url, email, flag, int, list, log_level, optional, path, public_url,
     rate_or_off, secret, text,
 };
-pub(crate) use types::{canonical, parse_database_url};
+pub(crate) use types::{canonical, parse_database_url, redact_url};
 pub use types::{Cidr, DatabaseTarget, Environment, JwtAlgorithm, Secret};
 
-use crate::ratelimit::Rate;
+use crate::{
+    ratelimit::Rate,
+    webhooks::{
+        config::{endpoint_url, events, secrets},
+        EventSelection, WebhookSecret,
+    },
+};
 
 settings! {
     /// The effective configuration.
@@ -198,6 +204,33 @@ settings! {
         CLEANUP_BATCH_PAUSE_MS => cleanup_batch_pause_ms: u64 {
             kind: int(0, 60_000),
             default: 0,
+        }
+        /// webhook endpoints (one URL or a comma-separated list); unset: no webhooks
+        ///
+        /// Only configured endpoints ever receive events; no API adds one.
+        WEBHOOK_URL => webhook_urls: Vec<String> {
+            kind: list(endpoint_url()),
+            default: Vec::new(),
+        }
+        /// webhook signing secrets (whsec_…); several, space- or comma-separated, during rotation
+        WEBHOOK_SECRET => webhook_secrets: Vec<WebhookSecret> {
+            kind: secrets(),
+            default: Vec::new(),
+        }
+        /// event types sent to the webhook endpoints, comma-separated, or *
+        WEBHOOK_EVENTS => webhook_events: EventSelection {
+            kind: events(),
+            default: EventSelection::All,
+        }
+        /// seconds a webhook receiver has to answer an attempt
+        WEBHOOK_TIMEOUT_SECONDS => webhook_timeout_seconds: u64 {
+            kind: int(1, 300),
+            default: 10,
+        }
+        /// delivered webhook deliveries older than this many days are deleted by cleanup
+        WEBHOOK_RETENTION_DAYS => webhook_retention_days: i64 {
+            kind: int(1, 36_500),
+            default: 7,
         }
         /// password hashes computed at once
         ARGON2_MAX_CONCURRENCY => argon2_max_concurrency: usize {
@@ -376,6 +409,24 @@ impl Settings {
                 ),
             });
         }
+        // Each endpoint gets one delivery per event.
+        if let Some(url) = self
+            .webhook_urls
+            .iter()
+            .enumerate()
+            .find_map(|(i, u)| self.webhook_urls[..i].contains(u).then_some(u))
+        {
+            return Err(ConfigError::Invalid {
+                name: "WEBHOOK_URL",
+                value: redact_url(url),
+                reason: "lists the same endpoint twice".into(),
+            });
+        }
+        if !self.webhook_urls.is_empty() && self.webhook_secrets.is_empty() {
+            return Err(ConfigError::Refused(
+                "WEBHOOK_SECRET (whsec_…) is required when WEBHOOK_URL is set".into(),
+            ));
+        }
         if self.environment == Environment::Production {
             if self.debug {
                 return Err(ConfigError::Refused(
@@ -490,6 +541,60 @@ mod tests {
 
     fn defaults() -> Settings {
         Settings::from_vars(&BTreeMap::new()).expect("defaults are valid")
+    }
+
+    #[test]
+    fn webhook_settings_are_checked_together() {
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let s = Settings::from_vars(&vars(&[
+            (
+                "WEBHOOK_URL",
+                "https://a.example.com/h, http://127.0.0.1:9000/",
+            ),
+            ("WEBHOOK_SECRET", secret),
+            ("WEBHOOK_EVENTS", "session.created,user.deleted"),
+        ]))
+        .unwrap();
+        assert_eq!(s.webhook_urls.len(), 2);
+        assert_eq!(s.webhook_secrets.len(), 1);
+        assert!(!s
+            .webhook_events
+            .includes(crate::webhooks::EventType::UserCreated));
+        assert_eq!(s.webhook_timeout_seconds, 10);
+        assert_eq!(s.webhook_retention_days, 7);
+        let shown = s.describe();
+        assert!(
+            !format!("{shown:?}").contains("MfKQ"),
+            "the secret is never shown"
+        );
+
+        let refused = |pairs: &[(&str, &str)]| Settings::from_vars(&vars(pairs)).unwrap_err();
+        assert!(refused(&[("WEBHOOK_URL", "https://a.example.com/h")])
+            .to_string()
+            .contains("WEBHOOK_SECRET"));
+        let twice = refused(&[
+            (
+                "WEBHOOK_URL",
+                "https://u:pw@a.example.com/h,https://u:pw@a.example.com/h",
+            ),
+            ("WEBHOOK_SECRET", secret),
+        ])
+        .to_string();
+        assert!(
+            twice.contains("same endpoint twice") && !twice.contains("pw@"),
+            "{twice}"
+        );
+        let bad_event = refused(&[("WEBHOOK_EVENTS", "session.created,nope")]).to_string();
+        assert!(bad_event.contains("WEBHOOK_EVENTS"), "{bad_event}");
+        let bad_secret =
+            refused(&[("WEBHOOK_SECRET", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")]).to_string();
+        assert!(
+            bad_secret.contains("whsec_") && !bad_secret.contains("MfKQ"),
+            "{bad_secret}"
+        );
+        assert!(refused(&[("WEBHOOK_TIMEOUT_SECONDS", "0")])
+            .to_string()
+            .contains("WEBHOOK_TIMEOUT_SECONDS"));
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub(crate) mod server;
 mod users;
 pub(crate) mod validate;
 pub(crate) mod views;
+pub(crate) mod webhooks;
 
 use std::{future::Future, sync::Arc, time::Instant};
 

@@ -14,7 +14,7 @@ use axum::{http::Method, routing::MethodRouter, Router};
 use utoipa::openapi::{path::Paths, schema::Schema, RefOr};
 use utoipa_axum::{router::UtoipaMethodRouter, routes};
 
-use super::{admin, auth, meta, oauth, users, AppState};
+use super::{admin, auth, meta, oauth, users, webhooks, AppState};
 
 /// The rate-limit bucket of every password check of a client: login, login-mobile,
 /// change-password and the OAuth password grant (charged by its handler).
@@ -129,6 +129,9 @@ pub(crate) fn table() -> Vec<Route> {
         Route::api(routes!(admin::update_user)),
         Route::api(routes!(admin::delete_user)),
         Route::api(routes!(admin::list_events)),
+        Route::api(routes!(webhooks::list_endpoints)),
+        Route::api(routes!(webhooks::list_deliveries)),
+        Route::api(routes!(webhooks::retry_delivery)),
         // OAuth 2.0 and the signing keys. The password grant is also charged to the
         // password bucket, by the handler (which alone knows the grant type).
         Route::api(routes!(oauth::token)).limit("oauth-token"),

@@ -1,5 +1,5 @@
-//! Cleanup of expired rows: refresh tokens, sessions past their absolute end, and
-//! audit events past retention. Batched, each batch its own short transaction, so
+//! Cleanup of expired rows: refresh tokens, sessions past their absolute end, audit
+//! events past retention, and webhook deliveries delivered before their retention. Batched, each batch its own short transaction, so
 //! rotations keep flowing while millions of rows go.
 
 use chrono::Duration;
@@ -30,6 +30,10 @@ impl Rotor {
                 .store
                 .count_events_before(now - Duration::days(self.settings.audit_retention_days))
                 .await?,
+            webhook_deliveries: self
+                .store
+                .count_delivered_before(now - Duration::days(self.settings.webhook_retention_days))
+                .await?,
         })
     }
 
@@ -45,7 +49,10 @@ impl Rotor {
         let result = self.cleanup_locked(progress).await;
         lock.release().await;
         let report = result?;
-        let total = report.refresh_tokens + report.sessions + report.audit_events;
+        let total = report.refresh_tokens
+            + report.sessions
+            + report.audit_events
+            + report.webhook_deliveries;
         Counters::add(&self.counters.cleanup_deleted, total);
         Ok(Some(report))
     }
@@ -93,6 +100,21 @@ impl Rotor {
             report.audit_events += n;
             if let Some(p) = progress {
                 p.batch("audit_events", report.audit_events);
+            }
+            if n < u64::from(batch) {
+                break;
+            }
+            self.pause_between_batches().await;
+        }
+        let cutoff = now - Duration::days(self.settings.webhook_retention_days);
+        loop {
+            let n = self
+                .store
+                .delete_delivered_before_batch(cutoff, batch)
+                .await?;
+            report.webhook_deliveries += n;
+            if let Some(p) = progress {
+                p.batch("webhook_deliveries", report.webhook_deliveries);
             }
             if n < u64::from(batch) {
                 break;

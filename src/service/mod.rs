@@ -7,6 +7,7 @@ mod cleanup;
 pub mod oauth;
 mod sessions;
 pub mod users;
+pub mod webhooks;
 
 use std::{path::Path, sync::Arc};
 
@@ -113,6 +114,8 @@ pub(crate) struct Counters {
     pub(crate) replays: std::sync::atomic::AtomicU64,
     pub(crate) sessions_revoked: std::sync::atomic::AtomicU64,
     pub(crate) cleanup_deleted: std::sync::atomic::AtomicU64,
+    /// Webhook delivery counters and outbox gauges.
+    pub(crate) webhooks: crate::webhooks::Stats,
 }
 
 impl Counters {
@@ -295,7 +298,8 @@ impl Rotor {
     }
 
     /// Commits a use case's writes in one transaction.
-    pub(crate) async fn commit(&self, #[allow(unused_mut)] mut change: Change) -> Result<Applied> {
+    pub(crate) async fn commit(&self, mut change: Change) -> Result<Applied> {
+        self.add_webhooks(&mut change);
         #[cfg(feature = "testing")]
         {
             let hook = self

@@ -157,6 +157,8 @@ impl Rotor {
         // bump and the audit rows land together or not at all.
         let deactivated = existing.is_active && patch.is_active == Some(false);
         let password_set = patch.hashed_password.is_some();
+        let admin_event =
+            by.and_then(|p| self.admin_updated_webhook(id, p.user.id, patch.field_names(), ctx));
         let by = by
             .map(|p| format!(" by admin {}", p.user.id))
             .unwrap_or_default();
@@ -184,6 +186,9 @@ impl Rotor {
                 ctx,
                 Some(format!("password set{by}; {{ended}} sessions ended")),
             ));
+        }
+        if let Some(write) = admin_event {
+            change = change.then(write);
         }
         let applied = self.commit(change).await.map_err(account_error)?;
         Counters::add(&self.counters.sessions_revoked, applied.ended);

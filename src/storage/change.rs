@@ -68,6 +68,9 @@ pub enum Write {
         /// Whether it is written unconditionally.
         when: When,
     },
+    /// Writes a webhook event to the outbox, one delivery per endpoint (if its `when`
+    /// holds): committed with the change or not at all.
+    Webhook(Box<crate::webhooks::OutboxEvent>),
     /// Aborts the transaction: everything before it is rolled back. Tests inject it
     /// between writes to prove that a failure there leaves nothing half done.
     Abort,
@@ -86,6 +89,7 @@ impl std::fmt::Debug for Write {
             Self::RevokeFamily { .. } => "RevokeFamily",
             Self::EndUserSessions { .. } => "EndUserSessions",
             Self::Audit { event, .. } => return write!(f, "Audit({})", event.kind),
+            Self::Webhook(e) => return write!(f, "Webhook({})", e.event_type.as_str()),
             Self::Abort => "Abort",
         };
         f.write_str(name)

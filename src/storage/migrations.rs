@@ -33,6 +33,11 @@ pub(crate) const SQLITE: Embedded = &[
         "email identity key",
         include_str!("../../migrations/sqlite/0003_email_key.sql"),
     ),
+    (
+        4,
+        "webhooks",
+        include_str!("../../migrations/sqlite/0004_webhooks.sql"),
+    ),
 ];
 
 pub(crate) const POSTGRES: Embedded = &[
@@ -50,6 +55,11 @@ pub(crate) const POSTGRES: Embedded = &[
         3,
         "email identity key",
         include_str!("../../migrations/postgres/0003_email_key.sql"),
+    ),
+    (
+        4,
+        "webhooks",
+        include_str!("../../migrations/postgres/0004_webhooks.sql"),
     ),
 ];
 

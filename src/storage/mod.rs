@@ -27,6 +27,7 @@ pub(crate) mod email_keys;
 pub(crate) mod import;
 mod migrations;
 mod models;
+pub mod outbox;
 pub mod postgres;
 mod repository;
 pub mod sqlite;
@@ -304,7 +305,7 @@ pub trait KeyStore: Send + Sync {
 /// Everything rotor needs from a database.
 #[async_trait]
 pub trait Store:
-    UserStore + RefreshTokenStore + SessionStore + AuditStore + KeyStore + 'static
+    UserStore + RefreshTokenStore + SessionStore + AuditStore + KeyStore + outbox::OutboxStore + 'static
 {
     /// The seed's repository API on this store (see [`SeedRepository`]); what
     /// `impl SeedRepository for dyn Store` forwards to.

@@ -117,6 +117,21 @@ impl UserPatch {
             && self.is_verified.is_none()
             && self.hashed_password.is_none()
     }
+
+    /// The names of the fields set (`password` for a new hash), never their values.
+    pub fn field_names(&self) -> Vec<&'static str> {
+        [
+            ("email", self.email.is_some()),
+            ("full_name", self.full_name.is_some()),
+            ("role", self.role.is_some()),
+            ("is_active", self.is_active.is_some()),
+            ("is_verified", self.is_verified.is_some()),
+            ("password", self.hashed_password.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, set)| set.then_some(name))
+        .collect()
+    }
 }
 
 /// A row of `refresh_tokens`. Holds only the token's hash.
@@ -363,4 +378,6 @@ pub struct CleanupReport {
     pub sessions: u64,
     /// Audit events older than the retention.
     pub audit_events: u64,
+    /// Webhook deliveries delivered more than `WEBHOOK_RETENTION_DAYS` ago.
+    pub webhook_deliveries: u64,
 }

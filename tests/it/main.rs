@@ -43,3 +43,5 @@ mod sessions;
 mod slow_clients;
 /// The storage conformance suite.
 mod storage;
+/// Signed webhooks from the transactional outbox, checked by a stock verifier.
+mod webhooks;

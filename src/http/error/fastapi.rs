@@ -111,6 +111,11 @@ impl IntoResponse for Error {
                 "Session not found",
                 "SessionNotFound",
             ),
+            Error::WebhookDeliveryNotFound => detail(
+                StatusCode::NOT_FOUND,
+                "No failed webhook delivery for this event",
+                "WebhookDeliveryNotFound",
+            ),
             Error::EmailAlreadyExists => detail(
                 StatusCode::CONFLICT,
                 "Email already registered",

@@ -131,7 +131,9 @@ impl From<Error> for OAuthError {
             Error::Token(m) => Self::invalid_grant(m),
             Error::TokenRevoked => Self::invalid_grant("Token has been revoked"),
             Error::InactiveUser => Self::invalid_grant("User account is inactive"),
-            Error::UserNotFound | Error::SessionNotFound => Self::invalid_grant(e.to_string()),
+            Error::UserNotFound | Error::SessionNotFound | Error::WebhookDeliveryNotFound => {
+                Self::invalid_grant(e.to_string())
+            }
             Error::Validation(_) | Error::EmailAlreadyExists => {
                 Self::invalid_request("Malformed request")
             }

@@ -8,6 +8,7 @@
 pub(crate) mod adopt;
 mod audit;
 mod keys;
+mod outbox;
 mod repository;
 mod sessions;
 mod tokens;

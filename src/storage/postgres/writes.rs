@@ -271,6 +271,7 @@ pub(super) async fn revoke_scope(
 pub(super) async fn apply(tx: &mut PgConnection, change: &Change) -> StoreResult<Applied> {
     let now = change.now;
     let mut applied = Applied::default();
+    super::outbox::lock_users(&mut *tx, change).await?;
     for write in &change.writes {
         match write {
             Write::CreateUser(new) => applied.user = Some(create_user(&mut *tx, new, now).await?),
@@ -317,6 +318,11 @@ pub(super) async fn apply(tx: &mut PgConnection, change: &Change) -> StoreResult
             Write::Audit { event, when } => {
                 if applied.allows(*when) {
                     record_event(&mut *tx, &applied.fill(event), now).await?;
+                }
+            }
+            Write::Webhook(event) => {
+                if applied.allows(event.when) {
+                    super::outbox::insert(&mut *tx, event, &applied, now).await?;
                 }
             }
             Write::Abort => return Err(StoreError::Aborted),

@@ -13,6 +13,7 @@ mod audit;
 pub(crate) mod backup;
 mod engine;
 mod keys;
+mod outbox;
 mod repository;
 pub(crate) mod rows;
 mod sessions;

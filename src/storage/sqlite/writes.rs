@@ -265,6 +265,11 @@ pub(super) fn apply(c: &Connection, change: &Change) -> StoreResult<Applied> {
                     record_event(c, &applied.fill(event), now)?;
                 }
             }
+            Write::Webhook(event) => {
+                if applied.allows(event.when) {
+                    super::outbox::insert(c, event, &applied, now)?;
+                }
+            }
             Write::Abort => return Err(StoreError::Aborted),
         }
     }
