@@ -301,6 +301,25 @@ impl Store for SqliteStore {
         self.read(|c| count(c, "SELECT 1", []).map(drop)).await
     }
 
+    async fn user_and_session_ended(
+        &self,
+        user_id: Uuid,
+        session: Option<Uuid>,
+    ) -> StoreResult<Option<(User, bool)>> {
+        // One reader job (one hand-off to the blocking pool) for both reads.
+        self.read(move |c| {
+            let Some(user) = users::get_user(c, user_id)? else {
+                return Ok(None);
+            };
+            let ended = match session {
+                Some(id) => sessions::session_revoked(c, id)?,
+                None => false,
+            };
+            Ok(Some((user, ended)))
+        })
+        .await
+    }
+
     async fn try_cleanup_lock(&self) -> StoreResult<Option<CleanupLock>> {
         match self.cleanup_lock.clone().try_lock_owned() {
             Ok(guard) => Ok(Some(CleanupLock::new(move || {

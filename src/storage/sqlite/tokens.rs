@@ -67,7 +67,7 @@ impl RefreshTokenStore for SqliteStore {
 
     async fn rotate(&self, rot: &Rotation<'_>) -> StoreResult<Option<Rotated>> {
         let rot = OwnedRotation::from(rot);
-        self.write(move |c| rotate(c, &rot)).await
+        self.write(move |c| rotate(c, rot)).await
     }
 }
 
@@ -102,7 +102,7 @@ impl From<&Rotation<'_>> for OwnedRotation {
 /// live (conditional UPDATE: this is what makes it safe against other processes on the
 /// same file), insert its successor and its audit row. The session row is not written:
 /// its last use is read off the live token ([`SESSION_WITH_LAST_USE`]).
-fn rotate(c: &Connection, rot: &OwnedRotation) -> StoreResult<Option<Rotated>> {
+fn rotate(c: &Connection, rot: OwnedRotation) -> StoreResult<Option<Rotated>> {
     let now = ts(rot.now);
     let old = one(
         c,
@@ -116,12 +116,12 @@ fn rotate(c: &Connection, rot: &OwnedRotation) -> StoreResult<Option<Rotated>> {
         [&now, &rot.presented_hash],
         |row| {
             Ok((
-                col_uuid(row, "user_id")?,
-                col_uuid(row, "family_id")?,
-                row.get::<_, Option<String>>("device_id")?,
-                row.get::<_, Option<String>>("device_name")?,
-                row.get::<_, i64>("token_version")?,
-                col_ts_opt(row, "absolute_expires_at")?,
+                col_uuid(row, rows::at(row, 0, "user_id"))?,
+                col_uuid(row, rows::at(row, 1, "family_id"))?,
+                row.get::<_, Option<String>>(rows::at(row, 2, "device_id"))?,
+                row.get::<_, Option<String>>(rows::at(row, 3, "device_name"))?,
+                row.get::<_, i64>(rows::at(row, 4, "token_version"))?,
+                col_ts_opt(row, rows::at(row, 5, "absolute_expires_at"))?,
             ))
         },
     )?;
@@ -132,18 +132,25 @@ fn rotate(c: &Connection, rot: &OwnedRotation) -> StoreResult<Option<Rotated>> {
         Some(end) if end < rot.expires_at => end,
         _ => rot.expires_at,
     };
-    let successor = NewRefreshToken {
-        id: rot.successor_id,
-        user_id,
-        token_hash: rot.successor_hash.clone(),
-        family_id,
-        expires_at,
-        device_id,
-        device_name,
-        ip_address: rot.ip_address.clone(),
-        is_revoked: false,
-    };
-    let token = insert_token(c, &successor, rot.now)?;
+    // The successor, inserted without `RETURNING`: every column is known here, and
+    // `Rotated` carries them as they read back (timestamps at the stored precision).
+    exec(
+        c,
+        "INSERT INTO refresh_tokens (id, token_hash, user_id, family_id, device_id, device_name,
+                                     ip_address, expires_at, is_revoked, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9)",
+        params![
+            rot.successor_id.to_string(),
+            rot.successor_hash,
+            user_id.to_string(),
+            family_id.to_string(),
+            device_id,
+            device_name,
+            rot.ip_address,
+            ts(expires_at),
+            now,
+        ],
+    )?;
     exec(
         c,
         "INSERT INTO audit_events (id, created_at, kind, user_id, session_id, ip_address, user_agent)
@@ -158,7 +165,20 @@ fn rotate(c: &Connection, rot: &OwnedRotation) -> StoreResult<Option<Rotated>> {
         ],
     )?;
     Ok(Some(Rotated {
-        token,
+        token: RefreshToken {
+            id: rot.successor_id,
+            token_hash: rot.successor_hash,
+            user_id,
+            family_id,
+            device_id,
+            device_name,
+            ip_address: rot.ip_address,
+            expires_at: rows::as_stored(expires_at),
+            is_revoked: false,
+            revoked_at: None,
+            created_at: rows::as_stored(rot.now),
+            updated_at: None,
+        },
         token_version,
     }))
 }
