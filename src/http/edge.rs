@@ -85,20 +85,27 @@ impl App {
     pub fn handle(&self, req: Request) -> impl Future<Output = Response> + Send + 'static {
         self.edge.clone().handle(req)
     }
+
+    /// [`Self::handle`], boxed as a service's future: built in place, so the (large)
+    /// future is written once rather than moved through wrappers.
+    fn answer_boxed(&self, req: Request) -> BoxedAnswer {
+        Box::pin(self.edge.clone().answer(req))
+    }
 }
+
+type BoxedAnswer = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
 
 impl Service<Request> for App {
     type Response = Response;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+    type Future = BoxedAnswer;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        let answer = self.handle(req);
-        Box::pin(async move { Ok(answer.await) })
+        self.answer_boxed(req)
     }
 }
 
@@ -118,7 +125,7 @@ impl Gate {
 impl Service<Request> for Gate {
     type Response = Response;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+    type Future = BoxedAnswer;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
@@ -126,10 +133,7 @@ impl Service<Request> for Gate {
 
     fn call(&mut self, req: Request) -> Self::Future {
         match self.slot.get() {
-            Some(app) => {
-                let answer = app.handle(req);
-                Box::pin(async move { Ok(answer.await) })
-            }
+            Some(app) => app.answer_boxed(req),
             None => Box::pin(std::future::ready(Ok(error::detail(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "rotor is starting",
@@ -164,6 +168,10 @@ fn correlation_id(req: &Request) -> HeaderValue {
 }
 
 impl Edge {
+    async fn answer(self: Arc<Self>, req: Request) -> Result<Response, Infallible> {
+        Ok(self.handle(req).await)
+    }
+
     async fn handle(self: Arc<Self>, req: Request) -> Response {
         let id = correlation_id(&req);
         let mut response = if self.log_requests {

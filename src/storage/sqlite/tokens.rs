@@ -99,32 +99,55 @@ impl From<&Rotation<'_>> for OwnedRotation {
 }
 
 /// One rotation, inside the writer's transaction: revoke the presented token if it is
-/// live (conditional UPDATE: this is what makes it safe against other processes on the
-/// same file), insert its successor and its audit row. The session row is not written:
-/// its last use is read off the live token ([`SESSION_WITH_LAST_USE`]).
+/// live, insert its successor and its audit row. The session row is not written: its
+/// last use is read off the live token ([`SESSION_WITH_LAST_USE`]).
+///
+/// The live token is found by a `SELECT` and revoked by an `UPDATE` of that row that
+/// checks again that it is unrevoked. Nothing can come in between: the writer's
+/// transaction began with `BEGIN IMMEDIATE`, which holds the database's write lock
+/// (against every other connection, in this process or another) until it commits.
+/// (One `UPDATE … RETURNING` did the same, at the price of the temporary table and
+/// statement journal SQLite runs `RETURNING` through.)
 fn rotate(c: &Connection, rot: OwnedRotation) -> StoreResult<Option<Rotated>> {
     let now = ts(rot.now);
-    let old = one(
+    let live = one(
         c,
-        "UPDATE refresh_tokens SET is_revoked = 1, revoked_at = ?1, updated_at = ?1
-         WHERE token_hash = ?2 AND is_revoked = 0 AND expires_at > ?1
-           AND EXISTS (SELECT 1 FROM users u WHERE u.id = refresh_tokens.user_id AND u.is_active)
-           AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.id = refresh_tokens.family_id AND s.revoked_at IS NOT NULL)
-         RETURNING user_id, family_id, device_id, device_name,
-                   (SELECT token_version FROM users u WHERE u.id = refresh_tokens.user_id) AS token_version,
-                   (SELECT absolute_expires_at FROM sessions s WHERE s.id = refresh_tokens.family_id) AS absolute_expires_at",
+        "SELECT t.rowid, t.user_id, t.family_id, t.device_id, t.device_name, u.token_version,
+                s.absolute_expires_at
+         FROM refresh_tokens t
+         JOIN users u ON u.id = t.user_id
+         LEFT JOIN sessions s ON s.id = t.family_id
+         WHERE t.token_hash = ?2 AND t.is_revoked = 0 AND t.expires_at > ?1 AND u.is_active
+           AND s.revoked_at IS NULL",
         [&now, &rot.presented_hash],
         |row| {
             Ok((
-                col_uuid(row, rows::at(row, 0, "user_id"))?,
-                col_uuid(row, rows::at(row, 1, "family_id"))?,
-                row.get::<_, Option<String>>(rows::at(row, 2, "device_id"))?,
-                row.get::<_, Option<String>>(rows::at(row, 3, "device_name"))?,
-                row.get::<_, i64>(rows::at(row, 4, "token_version"))?,
-                col_ts_opt(row, rows::at(row, 5, "absolute_expires_at"))?,
+                row.get::<_, i64>(rows::at(row, 0, "rowid"))?,
+                (
+                    col_uuid(row, rows::at(row, 1, "user_id"))?,
+                    col_uuid(row, rows::at(row, 2, "family_id"))?,
+                    row.get::<_, Option<String>>(rows::at(row, 3, "device_id"))?,
+                    row.get::<_, Option<String>>(rows::at(row, 4, "device_name"))?,
+                    row.get::<_, i64>(rows::at(row, 5, "token_version"))?,
+                    col_ts_opt(row, rows::at(row, 6, "absolute_expires_at"))?,
+                ),
             ))
         },
     )?;
+    let Some((rowid, old)) = live else {
+        return Ok(None);
+    };
+    let revoked = exec(
+        c,
+        "UPDATE refresh_tokens SET is_revoked = 1, revoked_at = ?1, updated_at = ?1
+         WHERE rowid = ?2 AND is_revoked = 0",
+        params![now, rowid],
+    )?;
+    if revoked != 1 {
+        // Not possible under the write lock; refuse rather than issue a second successor.
+        return Ok(None);
+    }
+    let old = Some(old);
     let Some((user_id, family_id, device_id, device_name, token_version, session_end)) = old else {
         return Ok(None);
     };
