@@ -306,16 +306,21 @@ impl Store for SqliteStore {
         user_id: Uuid,
         session: Option<Uuid>,
     ) -> StoreResult<Option<(User, bool)>> {
-        // One reader job (one hand-off to the blocking pool) for both reads.
+        // One reader job (one hand-off to the blocking pool), one statement (one read
+        // transaction) for both.
+        static QUERY: LazyLock<String> = LazyLock::new(|| {
+            format!(
+                "SELECT {USER_COLS}, ?2 IS NOT NULL AND ({}) AS session_ended
+                 FROM users WHERE id = ?1",
+                sessions::SESSION_ENDED.replace("?1", "?2")
+            )
+        });
+        let session = session.map(|s| s.to_string());
         self.read(move |c| {
-            let Some(user) = users::get_user(c, user_id)? else {
-                return Ok(None);
-            };
-            let ended = match session {
-                Some(id) => sessions::session_revoked(c, id)?,
-                None => false,
-            };
-            Ok(Some((user, ended)))
+            one(c, &QUERY, params![user_id.to_string(), session], |row| {
+                let ended: Option<bool> = row.get(rows::at(row, 10, "session_ended"))?;
+                Ok((rows::user(row)?, ended.unwrap_or(false)))
+            })
         })
         .await
     }

@@ -2,19 +2,17 @@
 
 use super::*;
 
-/// Whether the session has ended. No session row: ended unless the family has a live
-/// token (a family from the seed API or migrated from the original).
-pub(super) fn session_revoked(c: &Connection, id: Uuid) -> StoreResult<bool> {
-    one(
-        c,
-        "SELECT CASE WHEN EXISTS (SELECT 1 FROM sessions WHERE id = ?1)
-             THEN (SELECT revoked_at IS NOT NULL FROM sessions WHERE id = ?1)
-             ELSE NOT EXISTS (SELECT 1 FROM refresh_tokens
-                              WHERE family_id = ?1 AND is_revoked = 0) END",
-        [id.to_string()],
-        |r| Ok(r.get::<_, bool>(0)?),
-    )
-    .map(|revoked| revoked != Some(false))
+/// Whether the session `?1` has ended. No session row: ended unless the family has a
+/// live token (a family from the seed API or migrated from the original).
+pub(super) const SESSION_ENDED: &str = "CASE WHEN EXISTS (SELECT 1 FROM sessions WHERE id = ?1)
+     THEN (SELECT revoked_at IS NOT NULL FROM sessions WHERE id = ?1)
+     ELSE NOT EXISTS (SELECT 1 FROM refresh_tokens
+                      WHERE family_id = ?1 AND is_revoked = 0) END";
+
+fn session_revoked(c: &Connection, id: Uuid) -> StoreResult<bool> {
+    static QUERY: LazyLock<String> = LazyLock::new(|| format!("SELECT {SESSION_ENDED}"));
+    one(c, &QUERY, [id.to_string()], |r| Ok(r.get::<_, bool>(0)?))
+        .map(|revoked| revoked != Some(false))
 }
 
 #[async_trait]

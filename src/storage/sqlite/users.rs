@@ -2,7 +2,7 @@
 
 use super::*;
 
-pub(super) fn get_user(c: &Connection, id: Uuid) -> StoreResult<Option<User>> {
+fn get_user(c: &Connection, id: Uuid) -> StoreResult<Option<User>> {
     static SELECT: LazyLock<String> =
         LazyLock::new(|| format!("SELECT {USER_COLS} FROM users WHERE id = ?1"));
     one(c, &SELECT, [id.to_string()], rows::user)
