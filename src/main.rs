@@ -3,7 +3,9 @@
 /// mimalloc instead of the system allocator: a request allocates and frees a few dozen
 /// small blocks (and one or two larger ones), and glibc's malloc spends several
 /// thousand instructions a request on them (BENCHMARKS.md, "Cost per request"). Set in
-/// the binary only: an application embedding the library keeps its own allocator.
+/// the binary only (feature `mimalloc`, on by default): an application embedding the
+/// library keeps its own allocator.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
