@@ -262,8 +262,11 @@ fn init_tracing(settings: &Settings) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("RUST_LOG")
         .unwrap_or_else(|_| EnvFilter::new(format!("{},sqlx=warn,hyper=warn", settings.log_level)));
+    // Colours only on a terminal: escape codes are noise in a file or a log collector,
+    // and writing them is most of what formatting a request's log span costs.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = if settings.log_json_format {
         builder
@@ -295,7 +298,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .map_or(addr.clone(), |a| a.to_string());
     // Listen at once and answer 503 until migrations have run and rotor is built, so a
     // load balancer's readiness check sees "starting" rather than "connection refused".
-    let slot: Arc<std::sync::OnceLock<axum::Router>> = Arc::new(std::sync::OnceLock::new());
+    let slot: Arc<std::sync::OnceLock<http::edge::App>> = Arc::new(std::sync::OnceLock::new());
     let ready: Arc<std::sync::OnceLock<Arc<std::sync::atomic::AtomicBool>>> =
         Arc::new(std::sync::OnceLock::new());
     let ready_on_shutdown = ready.clone();

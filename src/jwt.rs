@@ -16,12 +16,13 @@ use std::{collections::HashMap, sync::RwLock};
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use chrono::{DateTime, Duration, Utc};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use ring::{
-    aead, hkdf,
+    aead, hkdf, hmac,
     rand::{SecureRandom, SystemRandom},
     signature::{EcdsaKeyPair, Ed25519KeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING},
 };
+use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -89,9 +90,74 @@ struct Verifier {
 struct Ring {
     /// `(kid, key)` of the key that signs; `kid` is `None` for HMAC secrets.
     signing: Option<(Option<String>, EncodingKey)>,
+    /// HMAC algorithms: the secret's key schedule, computed once, which signs and
+    /// verifies (jsonwebtoken recomputes it for every token), and the encoded header
+    /// every token starts with.
+    hmac: Option<Hmac>,
     /// Keyed by `kid`; the HMAC key is under `""`.
     verifying: HashMap<String, Verifier>,
     jwks: Value,
+}
+
+struct Hmac {
+    key: hmac::Key,
+    /// `base64url(JSON header)`, exactly as jsonwebtoken writes it.
+    header: String,
+}
+
+impl Hmac {
+    fn new(alg: Algorithm, secret: &[u8]) -> Self {
+        let algorithm = match alg {
+            Algorithm::HS384 => hmac::HMAC_SHA384,
+            Algorithm::HS512 => hmac::HMAC_SHA512,
+            _ => hmac::HMAC_SHA256,
+        };
+        let header = serde_json::to_vec(&Header::new(alg)).expect("BUG: a JWT header serializes");
+        Self {
+            key: hmac::Key::new(algorithm, secret),
+            header: URL_SAFE_NO_PAD.encode(header),
+        }
+    }
+
+    /// `header.claims.signature`: the bytes `jsonwebtoken::encode` writes.
+    fn sign(&self, claims: &AccessClaims) -> Result<String, KeyError> {
+        let json = serde_json::to_vec(claims).map_err(|e| KeyError::Sign(e.to_string()))?;
+        let mut token = String::with_capacity(self.header.len() + json.len() * 4 / 3 + 96);
+        token.push_str(&self.header);
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(&json, &mut token);
+        let tag = hmac::sign(&self.key, token.as_bytes());
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(tag.as_ref(), &mut token);
+        Ok(token)
+    }
+}
+
+/// The claims of a presented token as they are checked: [`AccessClaims`] and `nbf`,
+/// which, when present, must be an integer (`null` included, anything else is
+/// malformed, as it always was).
+#[derive(Deserialize)]
+struct Presented {
+    sub: String,
+    #[serde(rename = "type")]
+    token_type: String,
+    token_version: i64,
+    iat: i64,
+    exp: i64,
+    #[serde(default)]
+    sid: Option<String>,
+    #[serde(default)]
+    jti: Option<String>,
+    #[serde(default)]
+    iss: Option<String>,
+    #[serde(default)]
+    aud: Option<String>,
+    #[serde(default, deserialize_with = "present_integer")]
+    nbf: Option<i64>,
+}
+
+fn present_integer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    i64::deserialize(d).map(Some)
 }
 
 /// Issues and verifies access tokens.
@@ -104,7 +170,6 @@ pub struct AccessTokens {
     audience: Option<String>,
     sealing_key: aead::LessSafeKey,
     ring: RwLock<Ring>,
-    validation: Validation,
 }
 
 impl std::fmt::Debug for AccessTokens {
@@ -152,13 +217,6 @@ impl AccessTokens {
     /// [`AccessTokens::load`] (after `ensure_signing_key`) before issuing.
     pub fn new(opts: TokenOptions<'_>) -> Self {
         let jwt_alg = jwt_algorithm(opts.algorithm);
-        let mut validation = Validation::new(jwt_alg);
-        // Time, type, issuer and audience are checked by `verify` against rotor's clock.
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        validation.validate_aud = false;
-        validation.required_spec_claims.clear();
-        validation.leeway = 0;
         let kek_salt = hkdf::Salt::new(hkdf::HKDF_SHA256, b"rotor key-encryption v1");
         let prk = kek_salt.extract(opts.key_encryption_key.unwrap_or(opts.secret));
         let mut kek = [0u8; 32];
@@ -179,12 +237,14 @@ impl AccessTokens {
             );
             Ring {
                 signing: Some((None, EncodingKey::from_secret(opts.secret))),
+                hmac: Some(Hmac::new(jwt_alg, opts.secret)),
                 verifying,
                 jwks: json!({ "keys": [] }),
             }
         } else {
             Ring {
                 signing: None,
+                hmac: None,
                 verifying: HashMap::new(),
                 jwks: json!({ "keys": [] }),
             }
@@ -198,7 +258,6 @@ impl AccessTokens {
             audience: opts.audience,
             sealing_key,
             ring: RwLock::new(ring),
-            validation,
         }
     }
 
@@ -232,6 +291,9 @@ impl AccessTokens {
             aud: self.audience.clone(),
         };
         let ring = self.ring.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(hmac) = &ring.hmac {
+            return hmac.sign(&claims);
+        }
         let (kid, key) = ring
             .signing
             .as_ref()
@@ -247,11 +309,19 @@ impl AccessTokens {
         if token.len() > 8192 {
             return Err(TokenRejected::Malformed);
         }
-        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenRejected::Malformed)?;
+        // `header.payload.signature`, split as jsonwebtoken splits it.
+        let (message, signature) = token.rsplit_once('.').ok_or(TokenRejected::Malformed)?;
+        let (encoded_header, payload) = message.rsplit_once('.').ok_or(TokenRejected::Malformed)?;
+        // What `jsonwebtoken::decode_header` does, on the part already split off.
+        let header: Header = URL_SAFE_NO_PAD
+            .decode(encoded_header)
+            .ok()
+            .and_then(|json| serde_json::from_slice(&json).ok())
+            .ok_or(TokenRejected::Malformed)?;
         if header.alg != self.jwt_alg {
             return Err(TokenRejected::Algorithm);
         }
-        let data = {
+        {
             let ring = self.ring.read().unwrap_or_else(|e| e.into_inner());
             let kid = if self.algorithm.is_symmetric() {
                 ""
@@ -262,26 +332,54 @@ impl AccessTokens {
             if verifier.algorithm != header.alg {
                 return Err(TokenRejected::Algorithm);
             }
-            jsonwebtoken::decode::<Value>(token, &verifier.key, &self.validation).map_err(|e| {
-                use jsonwebtoken::errors::ErrorKind;
-                match e.kind() {
-                    ErrorKind::InvalidSignature => TokenRejected::Signature,
-                    ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
-                        TokenRejected::Algorithm
-                    }
-                    _ => TokenRejected::Malformed,
+            let valid = match &ring.hmac {
+                // The MAC compared in constant time, as jsonwebtoken compares it (on
+                // its base64 text; the canonical decoding is the same test).
+                Some(hmac) => {
+                    let tag = URL_SAFE_NO_PAD
+                        .decode(signature)
+                        .map_err(|_| TokenRejected::Malformed)?;
+                    hmac::verify(&hmac.key, message.as_bytes(), &tag).is_ok()
                 }
-            })?
-        };
-        let raw = data.claims;
-        if let Some(nbf) = raw.get("nbf") {
-            let nbf = nbf.as_i64().ok_or(TokenRejected::Malformed)?;
-            if nbf > now.timestamp() {
-                return Err(TokenRejected::NotYetValid);
+                None => jsonwebtoken::crypto::verify(
+                    signature,
+                    message.as_bytes(),
+                    &verifier.key,
+                    header.alg,
+                )
+                .map_err(|e| {
+                    use jsonwebtoken::errors::ErrorKind;
+                    match e.kind() {
+                        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+                            TokenRejected::Algorithm
+                        }
+                        _ => TokenRejected::Malformed,
+                    }
+                })?,
+            };
+            if !valid {
+                return Err(TokenRejected::Signature);
             }
         }
-        let claims: AccessClaims =
-            serde_json::from_value(raw).map_err(|_| TokenRejected::Malformed)?;
+        let payload = URL_SAFE_NO_PAD
+            .decode(payload)
+            .map_err(|_| TokenRejected::Malformed)?;
+        let presented: Presented =
+            serde_json::from_slice(&payload).map_err(|_| TokenRejected::Malformed)?;
+        if presented.nbf.is_some_and(|nbf| nbf > now.timestamp()) {
+            return Err(TokenRejected::NotYetValid);
+        }
+        let claims = AccessClaims {
+            sub: presented.sub,
+            token_type: presented.token_type,
+            token_version: presented.token_version,
+            iat: presented.iat,
+            exp: presented.exp,
+            sid: presented.sid,
+            jti: presented.jti,
+            iss: presented.iss,
+            aud: presented.aud,
+        };
         if claims.token_type != ACCESS_TYPE {
             return Err(TokenRejected::WrongType);
         }
@@ -349,6 +447,7 @@ impl AccessTokens {
         let mut ring = self.ring.write().unwrap_or_else(|e| e.into_inner());
         *ring = Ring {
             signing,
+            hmac: None,
             verifying,
             jwks: json!({ "keys": jwks }),
         };
@@ -581,5 +680,84 @@ mod tests {
             Err(TokenRejected::Algorithm)
         );
         assert_eq!(t.verify("garbage", now), Err(TokenRejected::Malformed));
+    }
+
+    #[test]
+    fn hmac_tokens_are_the_bytes_jsonwebtoken_writes() {
+        for (alg, jalg) in [
+            (JwtAlgorithm::HS256, Algorithm::HS256),
+            (JwtAlgorithm::HS384, Algorithm::HS384),
+            (JwtAlgorithm::HS512, Algorithm::HS512),
+        ] {
+            let secret = b"0123456789abcdef0123456789abcdef";
+            let t = AccessTokens::new(TokenOptions {
+                algorithm: alg,
+                secret,
+                key_encryption_key: None,
+                lifetime: Duration::minutes(15),
+                issuer: Some("https://rotor.test".into()),
+                require_issuer: true,
+                audience: Some("api".into()),
+            });
+            let now = Utc::now();
+            let jwt = t
+                .issue(Uuid::now_v7(), 2, Some(Uuid::now_v7()), now)
+                .unwrap();
+            let claims = t.verify(&jwt, now).unwrap();
+            let reference = jsonwebtoken::encode(
+                &Header::new(jalg),
+                &claims,
+                &EncodingKey::from_secret(secret),
+            )
+            .unwrap();
+            assert_eq!(jwt, reference);
+        }
+    }
+
+    #[test]
+    fn nbf_must_be_an_integer_when_present_and_not_in_the_future() {
+        let secret = b"0123456789abcdef0123456789abcdef";
+        let t = hs(secret);
+        let now = Utc::now();
+        let sign = |extra: Value| {
+            let mut claims = json!({"sub": Uuid::now_v7().to_string(), "type": "access",
+                "token_version": 0, "iat": now.timestamp(), "exp": now.timestamp() + 60});
+            claims
+                .as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                &claims,
+                &EncodingKey::from_secret(secret),
+            )
+            .unwrap()
+        };
+        assert!(t.verify(&sign(json!({})), now).is_ok());
+        assert!(t
+            .verify(&sign(json!({"nbf": now.timestamp()})), now)
+            .is_ok());
+        assert_eq!(
+            t.verify(&sign(json!({"nbf": now.timestamp() + 5})), now),
+            Err(TokenRejected::NotYetValid)
+        );
+        for bad in [json!(null), json!(1.5), json!("1"), json!(u64::MAX)] {
+            assert_eq!(
+                t.verify(&sign(json!({ "nbf": bad })), now),
+                Err(TokenRejected::Malformed)
+            );
+        }
+        // A tampered signature, and one that is not base64.
+        let good = sign(json!({}));
+        let (msg, sig) = good.rsplit_once('.').unwrap();
+        let flipped = if sig.starts_with('A') { "B" } else { "A" };
+        assert_eq!(
+            t.verify(&format!("{msg}.{flipped}{}", &sig[1..]), now),
+            Err(TokenRejected::Signature)
+        );
+        assert_eq!(
+            t.verify(&format!("{msg}.!!!"), now),
+            Err(TokenRejected::Malformed)
+        );
     }
 }

@@ -2,7 +2,14 @@
 //! request counts and latency histograms by route and status, plus the service's
 //! counters and pool gauges read at scrape time.
 
-use std::{collections::BTreeMap, fmt::Write, sync::Mutex, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap},
+    fmt::Write,
+    sync::Mutex,
+    time::Duration,
+};
+
+use axum::http::Method;
 
 use crate::Rotor;
 
@@ -11,31 +18,46 @@ const BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Histogram {
     counts: [u64; BUCKETS.len()],
     count: u64,
     sum: f64,
 }
 
+impl Histogram {
+    fn add(&mut self, other: &Self) {
+        for (a, b) in self.counts.iter_mut().zip(other.counts) {
+            *a += b;
+        }
+        self.count += other.count;
+        self.sum += other.sum;
+    }
+}
+
 /// HTTP request metrics, keyed by the matched route template (never the raw path, so
 /// ids in paths do not explode the label set).
+///
+/// One map entry per (method, route, status) holds both the request count and the
+/// latency histogram, so recording a request is one lock and one lookup with a key
+/// that allocates nothing (route templates are `&'static str`); the per-route
+/// histograms are summed over statuses when rendered.
 #[derive(Debug, Default)]
 pub(crate) struct HttpMetrics {
-    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
-    latency: Mutex<BTreeMap<(String, String), Histogram>>,
+    requests: Mutex<HashMap<(Method, &'static str, u16), Histogram>>,
 }
 
 impl HttpMetrics {
-    pub(crate) fn record(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
-        {
-            let mut r = self.requests.lock().unwrap_or_else(|e| e.into_inner());
-            *r.entry((method.to_owned(), route.to_owned(), status))
-                .or_default() += 1;
-        }
+    pub(crate) fn record(
+        &self,
+        method: &Method,
+        route: &'static str,
+        status: u16,
+        elapsed: Duration,
+    ) {
         let secs = elapsed.as_secs_f64();
-        let mut l = self.latency.lock().unwrap_or_else(|e| e.into_inner());
-        let h = l.entry((method.to_owned(), route.to_owned())).or_default();
+        let mut r = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        let h = r.entry((method.clone(), route, status)).or_default();
         for (i, bound) in BUCKETS.iter().enumerate() {
             if secs <= *bound {
                 h.counts[i] += 1;
@@ -47,27 +69,28 @@ impl HttpMetrics {
 
     /// Renders every metric, reading service counters and pool gauges from `rotor`.
     pub(crate) fn render(&self, rotor: &Rotor) -> String {
+        // Sorted as the labels read: method, route, status.
+        let requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        let by_status: BTreeMap<(&str, &str, u16), &Histogram> = requests
+            .iter()
+            .map(|((method, route, status), h)| ((method.as_str(), *route, *status), h))
+            .collect();
+        let mut by_route: BTreeMap<(&str, &str), Histogram> = BTreeMap::new();
+        for ((method, route, _), h) in &by_status {
+            by_route.entry((method, route)).or_default().add(h);
+        }
         let mut out = String::with_capacity(4096);
         out.push_str("# HELP http_requests_total HTTP requests by method, route and status.\n# TYPE http_requests_total counter\n");
-        for ((method, route, status), n) in self
-            .requests
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-        {
+        for ((method, route, status), h) in &by_status {
             let _ = writeln!(
                 out,
-                "http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {n}",
-                escape(route)
+                "http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {}",
+                escape(route),
+                h.count
             );
         }
         out.push_str("# HELP http_request_duration_seconds HTTP request latency.\n# TYPE http_request_duration_seconds histogram\n");
-        for ((method, route), h) in self
-            .latency
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-        {
+        for ((method, route), h) in &by_route {
             let labels = format!("method=\"{method}\",route=\"{}\"", escape(route));
             for (i, bound) in BUCKETS.iter().enumerate() {
                 let _ = writeln!(

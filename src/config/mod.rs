@@ -294,6 +294,14 @@ settings! {
             kind: flag(),
             default: false,
         }
+        /// a log span (correlation id, method, path) and a debug line per request
+        /// The span carries the request's correlation id, method and path into every
+        /// log line of the request; the `debug` line gives each response's status. Off
+        /// saves a few thousand instructions per request (BENCHMARKS.md).
+        LOG_REQUESTS => log_requests: bool {
+            kind: flag(),
+            default: true,
+        }
     }
 }
 

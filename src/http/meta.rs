@@ -39,10 +39,10 @@ pub(crate) async fn root(State(rotor): State<Arc<Rotor>>) -> Json<Value> {
 /// Liveness
 #[utoipa::path(get, path = "/health", tag = "health", operation_id = "health", security(()),
     responses((status = 200, description = "Alive", body = views::Health)))]
-pub(crate) async fn health(State(rotor): State<Arc<Rotor>>) -> Json<Value> {
-    views::body(&views::Health {
-        status: Healthy::Healthy,
+pub(crate) async fn health(State(rotor): State<Arc<Rotor>>) -> Response {
+    views::direct(&views::HealthSorted {
         environment: environment(&rotor),
+        status: Healthy::Healthy,
         version: VERSION,
     })
 }

@@ -10,6 +10,7 @@
 mod admin;
 mod auth;
 pub(crate) mod cookies;
+pub(crate) mod edge;
 pub(crate) mod error;
 pub(crate) mod extract;
 mod meta;
@@ -26,17 +27,16 @@ use std::{future::Future, sync::Arc, time::Instant};
 
 use axum::{
     extract::{FromRef, MatchedPath, Request, State},
-    http::{header, HeaderName, HeaderValue, Method, StatusCode},
+    http::{header, HeaderName, HeaderValue, StatusCode},
     middleware::{self, Next},
     response::{IntoResponse, Response},
     Router,
 };
 use tokio::net::TcpListener;
-use tower_http::cors::{AllowOrigin, CorsLayer};
-use tracing::Instrument;
 
+pub use edge::App;
 pub use extract::{Admin, Auth};
-pub use server::HEADER_READ_TIMEOUT;
+pub use server::{HttpService, HEADER_READ_TIMEOUT};
 
 use crate::{metrics::HttpMetrics, ratelimit::RateLimiter, Rotor};
 
@@ -102,20 +102,28 @@ pub fn routes(state: AppState) -> Router {
 }
 
 fn api_routes(state: &AppState) -> Router<AppState> {
-    // Each route's entry in the table names its `RATE_LIMIT_AUTH` bucket, if any.
-    routes::router(routes::Scope::Api).route_layer(middleware::from_fn_with_state(
+    // Each route's entry in the table names its `RATE_LIMIT_AUTH` bucket, if any. With
+    // the limit off there is nothing to check: no layer (each costs every request).
+    let router = routes::router(routes::Scope::Api);
+    if state.auth_limiter.is_none() {
+        return router;
+    }
+    router.route_layer(middleware::from_fn_with_state(
         state.clone(),
         auth_rate_limit,
     ))
 }
 
 /// The whole application rotor serves: the API, health, root, OpenAPI, docs and
-/// metrics, with JSON 404/405, correlation ids, metrics, CORS and timeouts.
-pub fn app(state: AppState) -> Router {
+/// metrics, with JSON 404/405, and at its edge ([`App`]) correlation ids, request
+/// log spans, metrics, timeouts and CORS.
+pub fn app(state: AppState) -> edge::App {
     let s = state.rotor.settings().clone();
+    let mut scopes = vec![routes::Scope::Api, routes::Scope::Service];
     let mut router = api_routes(&state).merge(routes::router(routes::Scope::Service));
     if s.metrics_enabled && s.metrics_bind.is_none() {
         router = router.merge(routes::router(routes::Scope::Metrics));
+        scopes.push(routes::Scope::Metrics);
     }
     if state.default_limiter.is_some() {
         router = router.route_layer(middleware::from_fn_with_state(
@@ -123,40 +131,19 @@ pub fn app(state: AppState) -> Router {
             default_rate_limit,
         ));
     }
-    router
+    let metrics = state.metrics.clone();
+    let router = router
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
-        .layer(cors(&s))
-        .layer(middleware::from_fn_with_state(
-            std::time::Duration::from_secs(s.request_timeout_seconds),
-            request_timeout,
-        ))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            record_metrics,
-        ))
-        .layer(middleware::from_fn(correlation_id))
-        .with_state(state)
+        .with_state(state);
+    edge::App::new(router, metrics, &scopes, &s)
 }
 
-/// A router that answers 503 until `slot` holds the real application, then forwards
+/// A service that answers 503 until `slot` holds the real application, then forwards
 /// every request to it: the server listens (and `/ready` says "not yet") while
 /// migrations run.
-pub(crate) fn starting_gate(slot: Arc<std::sync::OnceLock<Router>>) -> Router {
-    use tower::ServiceExt;
-    Router::new().fallback(move |req: Request| {
-        let slot = slot.clone();
-        async move {
-            match slot.get() {
-                Some(app) => app.clone().oneshot(req).await.into_response(),
-                None => error::detail(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "rotor is starting",
-                    "ServiceUnavailable",
-                ),
-            }
-        }
-    })
+pub fn starting_gate(slot: Arc<std::sync::OnceLock<edge::App>>) -> edge::Gate {
+    edge::Gate::new(slot)
 }
 
 /// A router serving only `/metrics`, for `METRICS_BIND`.
@@ -167,11 +154,14 @@ pub(crate) fn metrics_app(state: AppState) -> Router {
 /// Serves `app` on `listener` until `shutdown` resolves, then finishes in-flight
 /// requests before returning. Connections are not capped here; `rotor serve` caps them
 /// (`MAX_CONNECTIONS`, `MAX_CONNECTIONS_PER_IP`).
-pub async fn serve(
+pub async fn serve<S>(
     listener: TcpListener,
-    app: Router,
+    app: S,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) -> std::io::Result<()>
+where
+    S: server::HttpService,
+{
     server::serve(listener, app, shutdown).await
 }
 
@@ -196,103 +186,6 @@ pub async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutdown signal received; finishing in-flight requests");
-}
-
-fn cors(s: &crate::config::Settings) -> CorsLayer {
-    let wildcard = s.cors_origins.iter().any(|o| o == "*");
-    let origins = if wildcard {
-        AllowOrigin::any()
-    } else {
-        AllowOrigin::list(
-            s.cors_origins
-                .iter()
-                .filter_map(|o| HeaderValue::from_str(o).ok()),
-        )
-    };
-    let layer = CorsLayer::new()
-        .allow_origin(origins)
-        .allow_methods([
-            Method::GET,
-            Method::POST,
-            Method::PATCH,
-            Method::PUT,
-            Method::DELETE,
-            Method::OPTIONS,
-        ])
-        .allow_headers([
-            header::AUTHORIZATION,
-            header::CONTENT_TYPE,
-            header::ACCEPT,
-            HeaderName::from_static("x-correlation-id"),
-            HeaderName::from_static("x-device-id"),
-            HeaderName::from_static("x-device-name"),
-        ])
-        .expose_headers([
-            HeaderName::from_static("x-correlation-id"),
-            header::RETRY_AFTER,
-            RATELIMIT_LIMIT.clone(),
-            RATELIMIT_REMAINING.clone(),
-            RATELIMIT_RESET.clone(),
-        ]);
-    // Browsers refuse credentials with a wildcard origin; so does tower-http.
-    if s.cors_allow_credentials && !wildcard {
-        layer.allow_credentials(true)
-    } else {
-        layer
-    }
-}
-
-/// 408 when the request is not answered within `REQUEST_TIMEOUT_SECONDS`: an empty
-/// body, as tower-http's timeout layer answered, or RFC 6749's shape under `/oauth/`.
-async fn request_timeout(
-    State(limit): State<std::time::Duration>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let oauth = error::is_oauth_path(req.uri().path());
-    match tokio::time::timeout(limit, next.run(req)).await {
-        Ok(response) => response,
-        Err(_) if oauth => error::OAuthError::request_timeout().into_response(),
-        Err(_) => StatusCode::REQUEST_TIMEOUT.into_response(),
-    }
-}
-
-static CORRELATION: HeaderName = HeaderName::from_static("x-correlation-id");
-
-/// Echoes a sane `X-Correlation-ID` or generates one, and runs the request inside a
-/// span carrying it, so every log line of the request has it.
-async fn correlation_id(req: Request, next: Next) -> Response {
-    let id = req
-        .headers()
-        .get(&CORRELATION)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let span = tracing::info_span!("request", correlation_id = %id, method = %req.method(), path = %req.uri().path());
-    let mut response = next.run(req).instrument(span.clone()).await;
-    span.in_scope(|| tracing::debug!(status = response.status().as_u16(), "response"));
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert(CORRELATION.clone(), v);
-    }
-    response
-}
-
-async fn record_metrics(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let start = Instant::now();
-    let method = req.method().clone();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
-    let response = next.run(req).await;
-    state.metrics.record(
-        method.as_str(),
-        &route,
-        response.status().as_u16(),
-        start.elapsed(),
-    );
-    response
 }
 
 static RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");

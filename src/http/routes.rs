@@ -158,22 +158,49 @@ pub(crate) fn router(scope: Scope) -> Router<AppState> {
         .fold(Router::new(), |router, r| router.route(&r.path, r.handler))
 }
 
-static BUCKETS: LazyLock<HashMap<(Method, String), &'static str>> = LazyLock::new(|| {
-    table()
-        .into_iter()
-        .filter_map(|r| Some(((r.method, r.path), r.bucket?)))
-        .collect()
-});
+/// `(method, path, scope, bucket)` of every route, read off the table once: what the
+/// request path needs at run time, with `'static` lifetimes, so per-request lookups
+/// (rate-limit buckets, metrics labels) allocate nothing.
+static ROUTES: LazyLock<Vec<Listed>> = LazyLock::new(list);
+
+static BUCKETS: LazyLock<HashMap<&'static str, Vec<(Method, &'static str)>>> =
+    LazyLock::new(|| {
+        let mut buckets: HashMap<&'static str, Vec<(Method, &'static str)>> = HashMap::new();
+        for (method, path, _, bucket) in ROUTES.iter() {
+            if let Some(bucket) = bucket {
+                buckets
+                    .entry(path.as_str())
+                    .or_default()
+                    .push((method.clone(), bucket));
+            }
+        }
+        buckets
+    });
 
 /// The `RATE_LIMIT_AUTH` bucket of a request to the route `route` (its matched path),
 /// or `None` when it is not limited under it.
 pub(crate) fn bucket(route: Option<&str>, method: &Method) -> Option<&'static str> {
-    BUCKETS.get(&(method.clone(), route?.to_owned())).copied()
+    BUCKETS
+        .get(route?)?
+        .iter()
+        .find_map(|(m, bucket)| (m == method).then_some(*bucket))
 }
 
+/// The path templates of `scope`, each once (several methods may share one).
+pub(crate) fn paths(scope: Scope) -> impl Iterator<Item = &'static str> {
+    let mut seen = std::collections::HashSet::new();
+    ROUTES
+        .iter()
+        .filter(move |(_, _, s, _)| *s == scope)
+        .map(|(_, path, _, _)| path.as_str())
+        .filter(move |path| seen.insert(*path))
+}
+
+/// `(method, path template, scope, bucket)` of a route.
+pub(crate) type Listed = (Method, String, Scope, Option<&'static str>);
+
 /// `(method, path template, scope, bucket)` of every route, for tests and tools.
-#[cfg(feature = "testing")]
-pub fn list() -> Vec<(Method, String, Scope, Option<&'static str>)> {
+pub fn list() -> Vec<Listed> {
     table()
         .into_iter()
         .map(|r| (r.method, r.path, r.scope, r.bucket))

@@ -17,7 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use axum::{body::Body, extract::ConnectInfo, Router};
+use axum::{body::Body, extract::ConnectInfo, response::Response};
 use hyper::{body::Incoming, Request};
 use hyper_util::{
     rt::{TokioIo, TokioTimer},
@@ -27,6 +27,34 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 use crate::config::{canonical, Cidr, Settings};
+
+/// What the server can serve: an axum `Router`, or rotor's [`super::edge::App`] (and
+/// the gate in front of it).
+pub trait HttpService:
+    tower::Service<
+        axum::extract::Request,
+        Response = Response,
+        Error = std::convert::Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> HttpService for S where
+    S: tower::Service<
+            axum::extract::Request,
+            Response = Response,
+            Error = std::convert::Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
 
 /// Time a client has to send a request's headers.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -173,18 +201,18 @@ impl Drop for ConnectionPermit {
 /// Serves `app` on `listener` until `shutdown` resolves; then stops accepting, lets
 /// in-flight requests finish (up to [`SHUTDOWN_GRACE`]) and returns. No connection
 /// caps: see [`serve_with_limits`].
-pub(crate) async fn serve(
+pub(crate) async fn serve<S: HttpService>(
     listener: TcpListener,
-    app: Router,
+    app: S,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     serve_with_limits(listener, app, ConnectionLimits::unlimited(), shutdown).await
 }
 
 /// [`serve`], closing at once every connection over one of `limits`' caps.
-pub(crate) async fn serve_with_limits(
+pub(crate) async fn serve_with_limits<S: HttpService>(
     listener: TcpListener,
-    app: Router,
+    app: S,
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {

@@ -79,8 +79,8 @@ pub(crate) async fn register(
         (status = 200, description = "The caller", body = views::User),
         (status = 401, response = NotAuthenticated),
     ))]
-pub(crate) async fn get_me(Auth(me): Auth) -> Json<Value> {
-    views::body(&views::user(&me.user))
+pub(crate) async fn get_me(Auth(me): Auth) -> axum::response::Response {
+    views::direct(&views::user_sorted(&me.user))
 }
 
 /// A user by id

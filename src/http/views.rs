@@ -4,9 +4,16 @@
 //! and microseconds, as the original's frontend requires.
 //!
 //! Bodies are written with [`body`]: through a `serde_json::Value`, so an object's keys
-//! come out in alphabetical order, as rotor has always sent them.
+//! come out in alphabetical order, as rotor has always sent them. The bodies of the
+//! busiest routes (health, the current user, a mobile refresh) are written straight to
+//! bytes by [`direct`] instead, from views whose fields are declared in alphabetical
+//! order; the tests check that both ways write the same bytes.
 
-use axum::Json;
+use axum::{
+    http::{header, HeaderValue},
+    response::{IntoResponse, Response},
+    Json,
+};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::Value;
@@ -22,6 +29,21 @@ pub(crate) fn ts(t: DateTime<Utc>) -> String {
 /// A view as a JSON body (keys in alphabetical order, as `serde_json::json!` writes them).
 pub(crate) fn body<T: Serialize>(view: &T) -> Json<Value> {
     Json(serde_json::to_value(view).expect("BUG: a view does not serialize"))
+}
+
+/// A view whose fields are declared in alphabetical order, written straight to a JSON
+/// body: the bytes [`body`] writes, without building a `Value` first.
+pub(crate) fn direct<T: Serialize>(view: &T) -> Response {
+    let mut buf = Vec::with_capacity(256);
+    serde_json::to_writer(&mut buf, view).expect("BUG: a view does not serialize");
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        buf,
+    )
+        .into_response()
 }
 
 /// A user's role.
@@ -48,6 +70,36 @@ pub(crate) struct User {
     pub is_active: bool,
     pub is_verified: bool,
     pub role: Role,
+}
+
+/// [`User`] with its fields in alphabetical order, for [`direct`].
+#[derive(Serialize)]
+pub(crate) struct UserSorted<'a> {
+    created_at: String,
+    email: &'a str,
+    full_name: Option<&'a str>,
+    id: Uuid,
+    is_active: bool,
+    is_verified: bool,
+    role: Role,
+    updated_at: Option<String>,
+}
+
+/// The [`User`] view of `u`, to be written by [`direct`].
+pub(crate) fn user_sorted(u: &UserRow) -> UserSorted<'_> {
+    UserSorted {
+        created_at: ts(u.created_at),
+        email: &u.email,
+        full_name: u.full_name.as_deref(),
+        id: u.id,
+        is_active: u.is_active,
+        is_verified: u.is_verified,
+        role: match u.role {
+            crate::storage::Role::Admin => Role::Admin,
+            crate::storage::Role::User => Role::User,
+        },
+        updated_at: u.updated_at.map(ts),
+    }
 }
 
 pub(crate) fn user(u: &UserRow) -> User {
@@ -444,6 +496,14 @@ pub(crate) struct Health {
     pub version: &'static str,
 }
 
+/// [`Health`] with its fields in alphabetical order, for [`direct`].
+#[derive(Serialize)]
+pub(crate) struct HealthSorted {
+    pub environment: Environment,
+    pub status: Healthy,
+    pub version: &'static str,
+}
+
 #[derive(Serialize, ToSchema, Clone, Copy)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum HealthStatus {
@@ -487,4 +547,69 @@ pub(crate) struct Root {
     pub environment: Environment,
     /// /docs
     pub docs_url: &'static str,
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::storage::Role as RoleRow;
+
+    async fn bytes(r: Response) -> (Option<HeaderValue>, Vec<u8>) {
+        let ct = r.headers().get(header::CONTENT_TYPE).cloned();
+        let b = axum::body::to_bytes(r.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (ct, b.to_vec())
+    }
+
+    fn row(full_name: Option<&str>, updated: bool, role: RoleRow) -> UserRow {
+        let t = Utc.with_ymd_and_hms(2026, 11, 23, 3, 51, 16).unwrap();
+        UserRow {
+            id: Uuid::now_v7(),
+            email: "a\"b@example.com".into(),
+            hashed_password: "x".into(),
+            full_name: full_name.map(str::to_owned),
+            is_active: true,
+            is_verified: false,
+            role,
+            token_version: 0,
+            created_at: t,
+            updated_at: updated.then_some(t + chrono::Duration::microseconds(7)),
+        }
+    }
+
+    #[tokio::test]
+    async fn direct_bodies_are_the_bytes_of_the_value_bodies() {
+        for u in [
+            row(None, false, RoleRow::User),
+            row(Some("Zoë \u{1F600}"), true, RoleRow::Admin),
+        ] {
+            let want = bytes(body(&user(&u)).into_response()).await;
+            assert_eq!(bytes(direct(&user_sorted(&u))).await, want);
+        }
+        let want = bytes(
+            body(&Health {
+                status: Healthy::Healthy,
+                environment: Environment::Production,
+                version: "1.2.3",
+            })
+            .into_response(),
+        )
+        .await;
+        let got = direct(&HealthSorted {
+            environment: Environment::Production,
+            status: Healthy::Healthy,
+            version: "1.2.3",
+        });
+        assert_eq!(bytes(got).await, want);
+        let view = MobileTokenResponse {
+            access_token: "a.b.c".into(),
+            refresh_token: "r".into(),
+            token_type: BearerType::Bearer,
+        };
+        let want = bytes(body(&view).into_response()).await;
+        assert_eq!(bytes(direct(&view)).await, want);
+    }
 }

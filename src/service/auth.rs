@@ -430,23 +430,18 @@ impl Rotor {
             Err(_) => return Err(Error::NotAuthenticated),
         };
         let user_id = parse_uuid(&claims.sub).ok_or(Error::NotAuthenticated)?;
-        let user = self
-            .store
-            .get_user(user_id)
-            .await?
-            .ok_or(Error::NotAuthenticated)?;
-        if !user.is_active || user.token_version != claims.token_version {
-            return Err(Error::NotAuthenticated);
-        }
         let session_id = match claims.sid.as_deref() {
             Some(sid) => Some(parse_uuid(sid).ok_or(Error::NotAuthenticated)?),
             None => None,
         };
-        if let Some(sid) = session_id {
-            // Ending a session stops its access tokens at once, on every process.
-            if self.store.session_revoked(sid).await? {
-                return Err(Error::NotAuthenticated);
-            }
+        // Ending a session stops its access tokens at once, on every process.
+        let (user, session_ended) = self
+            .store
+            .user_and_session_ended(user_id, session_id)
+            .await?
+            .ok_or(Error::NotAuthenticated)?;
+        if !user.is_active || user.token_version != claims.token_version || session_ended {
+            return Err(Error::NotAuthenticated);
         }
         Ok(Principal { user, session_id })
     }

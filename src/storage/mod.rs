@@ -323,6 +323,24 @@ pub trait Store:
     async fn migrate_preview(&self) -> StoreResult<MigrationPreview>;
     /// A cheap round trip, for health checks.
     async fn ping(&self) -> StoreResult<()>;
+    /// The user `user_id` and whether `session` has ended (as
+    /// [`SessionStore::session_revoked`] says; `false` without a session): what
+    /// authenticating a bearer token reads. The backends answer it in one round trip
+    /// (PostgreSQL) or one reader job (SQLite) instead of two.
+    async fn user_and_session_ended(
+        &self,
+        user_id: Uuid,
+        session: Option<Uuid>,
+    ) -> StoreResult<Option<(User, bool)>> {
+        let Some(user) = self.get_user(user_id).await? else {
+            return Ok(None);
+        };
+        let ended = match session {
+            Some(id) => self.session_revoked(id).await?,
+            None => false,
+        };
+        Ok(Some((user, ended)))
+    }
     /// Takes the cluster-wide cleanup lock if free. With PostgreSQL this is an advisory
     /// lock held on a dedicated connection until the guard is released; SQLite (one
     /// process) uses an in-process lock.

@@ -67,6 +67,13 @@ const SESSION_WITH_LAST_USE: &str =
      FROM sessions s LEFT JOIN refresh_tokens t ON t.family_id = s.id AND NOT t.is_revoked
      WHERE s.id = $1";
 
+/// Whether the session `$1` has ended. No session row: ended unless the family has a
+/// live token (a family from the seed API or migrated from the original).
+const SESSION_ENDED: &str = "CASE WHEN EXISTS (SELECT 1 FROM sessions WHERE id = $1)
+         THEN (SELECT revoked_at IS NOT NULL FROM sessions WHERE id = $1)
+         ELSE NOT EXISTS (SELECT 1 FROM refresh_tokens
+                          WHERE family_id = $1 AND NOT is_revoked) END";
+
 /// Advisory-lock key of the cleanup job ("rotor" in ASCII). Any constant works as long
 /// as every rotor process agrees on it.
 const CLEANUP_LOCK_KEY: i64 = 0x72_6f_74_6f_72;
@@ -398,6 +405,31 @@ impl Store for PgStore {
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    async fn user_and_session_ended(
+        &self,
+        user_id: Uuid,
+        session: Option<Uuid>,
+    ) -> StoreResult<Option<(User, bool)>> {
+        // One round trip: the user row and, for a token with a session, its state.
+        static QUERY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            format!(
+                "SELECT {USER_COLS}, ($1::uuid IS NOT NULL AND {}) AS session_ended
+                 FROM users WHERE id = $2",
+                SESSION_ENDED.replace("$1", "$1::uuid")
+            )
+        });
+        let Some(row) = sqlx::query(&QUERY)
+            .bind(session)
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let ended: Option<bool> = row.try_get("session_ended")?;
+        Ok(Some((user_from_row(&row)?, ended.unwrap_or(false))))
     }
 
     async fn try_cleanup_lock(&self) -> StoreResult<Option<CleanupLock>> {

@@ -60,15 +60,10 @@ impl SessionStore for PgStore {
     async fn session_revoked(&self, id: Uuid) -> StoreResult<bool> {
         // No session row: ended unless the family has a live token (a family from the
         // seed API or migrated from the original).
-        let revoked: bool = sqlx::query_scalar(
-            "SELECT CASE WHEN EXISTS (SELECT 1 FROM sessions WHERE id = $1)
-                 THEN (SELECT revoked_at IS NOT NULL FROM sessions WHERE id = $1)
-                 ELSE NOT EXISTS (SELECT 1 FROM refresh_tokens
-                                  WHERE family_id = $1 AND NOT is_revoked) END",
-        )
-        .bind(id)
-        .fetch_one(&self.pool)
-        .await?;
+        let revoked: bool = sqlx::query_scalar(&format!("SELECT {SESSION_ENDED}"))
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await?;
         Ok(revoked)
     }
 

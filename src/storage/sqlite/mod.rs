@@ -302,6 +302,30 @@ impl Store for SqliteStore {
         self.read(|c| count(c, "SELECT 1", []).map(drop)).await
     }
 
+    async fn user_and_session_ended(
+        &self,
+        user_id: Uuid,
+        session: Option<Uuid>,
+    ) -> StoreResult<Option<(User, bool)>> {
+        // One reader job (one hand-off to the blocking pool), one statement (one read
+        // transaction) for both.
+        static QUERY: LazyLock<String> = LazyLock::new(|| {
+            format!(
+                "SELECT {USER_COLS}, ?2 IS NOT NULL AND ({}) AS session_ended
+                 FROM users WHERE id = ?1",
+                sessions::SESSION_ENDED.replace("?1", "?2")
+            )
+        });
+        let session = session.map(|s| s.to_string());
+        self.read(move |c| {
+            one(c, &QUERY, params![user_id.to_string(), session], |row| {
+                let ended: Option<bool> = row.get(rows::at(row, 10, "session_ended"))?;
+                Ok((rows::user(row)?, ended.unwrap_or(false)))
+            })
+        })
+        .await
+    }
+
     async fn try_cleanup_lock(&self) -> StoreResult<Option<CleanupLock>> {
         match self.cleanup_lock.clone().try_lock_owned() {
             Ok(guard) => Ok(Some(CleanupLock::new(move || {

@@ -4,8 +4,8 @@
 
 use std::str::FromStr;
 
-use chrono::{DateTime, SecondsFormat, Utc};
-use rusqlite::{Connection, Params, Row};
+use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
+use rusqlite::{Connection, Params, Row, RowIndex};
 use uuid::Uuid;
 
 use crate::storage::{
@@ -24,6 +24,11 @@ pub fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
+/// A timestamp as it reads back after [`ts`]: truncated to microseconds.
+pub(crate) fn as_stored(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.trunc_subsecs(6)
+}
+
 fn parse_ts(s: &str) -> StoreResult<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
@@ -34,58 +39,72 @@ fn parse_uuid(s: &str) -> StoreResult<Uuid> {
     Uuid::from_str(s).map_err(|e| StoreError::Corrupt(format!("uuid {s:?}: {e}")))
 }
 
-pub(crate) fn col_ts(row: &Row<'_>, col: &str) -> StoreResult<DateTime<Utc>> {
-    parse_ts(&row.get::<_, String>(col)?)
+/// The text of a column, borrowed from the row (no copy), or `None` for NULL.
+fn text<'a, I: RowIndex>(row: &'a Row<'_>, col: I) -> StoreResult<Option<&'a str>> {
+    row.get_ref(col)?
+        .as_str_or_null()
+        .map_err(|e| StoreError::Corrupt(format!("text column: {e}")))
 }
 
-pub(crate) fn col_ts_opt(row: &Row<'_>, col: &str) -> StoreResult<Option<DateTime<Utc>>> {
-    row.get::<_, Option<String>>(col)?
-        .as_deref()
-        .map(parse_ts)
-        .transpose()
+fn required<T>(value: Option<T>) -> StoreResult<T> {
+    value.ok_or_else(|| StoreError::Corrupt("NULL in a NOT NULL column".into()))
 }
 
-pub(crate) fn col_uuid(row: &Row<'_>, col: &str) -> StoreResult<Uuid> {
-    parse_uuid(&row.get::<_, String>(col)?)
+pub(crate) fn col_ts<I: RowIndex>(row: &Row<'_>, col: I) -> StoreResult<DateTime<Utc>> {
+    parse_ts(required(text(row, col)?)?)
 }
 
-pub(crate) fn col_uuid_opt(row: &Row<'_>, col: &str) -> StoreResult<Option<Uuid>> {
-    row.get::<_, Option<String>>(col)?
-        .as_deref()
-        .map(parse_uuid)
-        .transpose()
+pub(crate) fn col_ts_opt<I: RowIndex>(row: &Row<'_>, col: I) -> StoreResult<Option<DateTime<Utc>>> {
+    text(row, col)?.map(parse_ts).transpose()
+}
+
+pub(crate) fn col_uuid<I: RowIndex>(row: &Row<'_>, col: I) -> StoreResult<Uuid> {
+    parse_uuid(required(text(row, col)?)?)
+}
+
+pub(crate) fn col_uuid_opt<I: RowIndex>(row: &Row<'_>, col: I) -> StoreResult<Option<Uuid>> {
+    text(row, col)?.map(parse_uuid).transpose()
+}
+
+/// Column `i`, named `name`, of a row whose query selects [`USER_COLS`] or
+/// [`TOKEN_COLS`] first: the hot mappers read by position, since a lookup by name
+/// compares the name with every column's. Checked by name in debug builds (the tests
+/// run every query through them).
+pub(crate) fn at(row: &Row<'_>, i: usize, name: &str) -> usize {
+    debug_assert_eq!(row.as_ref().column_name(i).ok(), Some(name));
+    i
 }
 
 pub(crate) fn user(row: &Row<'_>) -> StoreResult<User> {
-    let role: String = row.get("role")?;
+    let role = required(text(row, at(row, 6, "role"))?)?;
     Ok(User {
-        id: col_uuid(row, "id")?,
-        email: row.get("email")?,
-        hashed_password: row.get("hashed_password")?,
-        full_name: row.get("full_name")?,
-        is_active: row.get("is_active")?,
-        is_verified: row.get("is_verified")?,
-        role: Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("role {role:?}")))?,
-        token_version: row.get("token_version")?,
-        created_at: col_ts(row, "created_at")?,
-        updated_at: col_ts_opt(row, "updated_at")?,
+        id: col_uuid(row, at(row, 0, "id"))?,
+        email: row.get(at(row, 1, "email"))?,
+        hashed_password: row.get(at(row, 2, "hashed_password"))?,
+        full_name: row.get(at(row, 3, "full_name"))?,
+        is_active: row.get(at(row, 4, "is_active"))?,
+        is_verified: row.get(at(row, 5, "is_verified"))?,
+        role: Role::parse(role).ok_or_else(|| StoreError::Corrupt(format!("role {role:?}")))?,
+        token_version: row.get(at(row, 7, "token_version"))?,
+        created_at: col_ts(row, at(row, 8, "created_at"))?,
+        updated_at: col_ts_opt(row, at(row, 9, "updated_at"))?,
     })
 }
 
 pub(crate) fn token(row: &Row<'_>) -> StoreResult<RefreshToken> {
     Ok(RefreshToken {
-        id: col_uuid(row, "id")?,
-        token_hash: row.get("token_hash")?,
-        user_id: col_uuid(row, "user_id")?,
-        family_id: col_uuid(row, "family_id")?,
-        device_id: row.get("device_id")?,
-        device_name: row.get("device_name")?,
-        ip_address: row.get("ip_address")?,
-        expires_at: col_ts(row, "expires_at")?,
-        is_revoked: row.get("is_revoked")?,
-        revoked_at: col_ts_opt(row, "revoked_at")?,
-        created_at: col_ts(row, "created_at")?,
-        updated_at: col_ts_opt(row, "updated_at")?,
+        id: col_uuid(row, at(row, 0, "id"))?,
+        token_hash: row.get(at(row, 1, "token_hash"))?,
+        user_id: col_uuid(row, at(row, 2, "user_id"))?,
+        family_id: col_uuid(row, at(row, 3, "family_id"))?,
+        device_id: row.get(at(row, 4, "device_id"))?,
+        device_name: row.get(at(row, 5, "device_name"))?,
+        ip_address: row.get(at(row, 6, "ip_address"))?,
+        expires_at: col_ts(row, at(row, 7, "expires_at"))?,
+        is_revoked: row.get(at(row, 8, "is_revoked"))?,
+        revoked_at: col_ts_opt(row, at(row, 9, "revoked_at"))?,
+        created_at: col_ts(row, at(row, 10, "created_at"))?,
+        updated_at: col_ts_opt(row, at(row, 11, "updated_at"))?,
     })
 }
 
@@ -185,4 +204,19 @@ pub(crate) fn count(conn: &Connection, sql: &str, params: impl Params) -> StoreR
 /// A limit or offset as SQLite's integer type.
 pub(crate) fn int(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    #[test]
+    fn a_timestamp_reads_back_as_stored() {
+        let t = Utc.timestamp_opt(1_795_000_000, 123_456_789).unwrap();
+        assert_eq!(parse_ts(&ts(t)).unwrap(), as_stored(t));
+        let t = Utc.timestamp_opt(1_795_000_000, 999_999_999).unwrap();
+        assert_eq!(parse_ts(&ts(t)).unwrap(), as_stored(t));
+    }
 }

@@ -2,6 +2,19 @@
 
 use super::*;
 
+/// Whether the session `?1` has ended. No session row: ended unless the family has a
+/// live token (a family from the seed API or migrated from the original).
+pub(super) const SESSION_ENDED: &str = "CASE WHEN EXISTS (SELECT 1 FROM sessions WHERE id = ?1)
+     THEN (SELECT revoked_at IS NOT NULL FROM sessions WHERE id = ?1)
+     ELSE NOT EXISTS (SELECT 1 FROM refresh_tokens
+                      WHERE family_id = ?1 AND is_revoked = 0) END";
+
+fn session_revoked(c: &Connection, id: Uuid) -> StoreResult<bool> {
+    static QUERY: LazyLock<String> = LazyLock::new(|| format!("SELECT {SESSION_ENDED}"));
+    one(c, &QUERY, [id.to_string()], |r| Ok(r.get::<_, bool>(0)?))
+        .map(|revoked| revoked != Some(false))
+}
+
 #[async_trait]
 impl SessionStore for SqliteStore {
     async fn get_session(&self, id: Uuid) -> StoreResult<Option<Session>> {
@@ -55,21 +68,7 @@ impl SessionStore for SqliteStore {
     }
 
     async fn session_revoked(&self, id: Uuid) -> StoreResult<bool> {
-        self.read(move |c| {
-            one(
-                c,
-                // No session row: ended unless the family has a live token (a family
-                // from the seed API or migrated from the original).
-                "SELECT CASE WHEN EXISTS (SELECT 1 FROM sessions WHERE id = ?1)
-                     THEN (SELECT revoked_at IS NOT NULL FROM sessions WHERE id = ?1)
-                     ELSE NOT EXISTS (SELECT 1 FROM refresh_tokens
-                                      WHERE family_id = ?1 AND is_revoked = 0) END",
-                [id.to_string()],
-                |r| Ok(r.get::<_, bool>(0)?),
-            )
-        })
-        .await
-        .map(|revoked| revoked != Some(false))
+        self.read(move |c| session_revoked(c, id)).await
     }
 
     async fn delete_expired_sessions_batch(

@@ -67,7 +67,7 @@ impl RefreshTokenStore for SqliteStore {
 
     async fn rotate(&self, rot: &Rotation<'_>) -> StoreResult<Option<Rotated>> {
         let rot = OwnedRotation::from(rot);
-        self.write(move |c| rotate(c, &rot)).await
+        self.write(move |c| rotate(c, rot)).await
     }
 }
 
@@ -99,32 +99,55 @@ impl From<&Rotation<'_>> for OwnedRotation {
 }
 
 /// One rotation, inside the writer's transaction: revoke the presented token if it is
-/// live (conditional UPDATE: this is what makes it safe against other processes on the
-/// same file), insert its successor and its audit row. The session row is not written:
-/// its last use is read off the live token ([`SESSION_WITH_LAST_USE`]).
-fn rotate(c: &Connection, rot: &OwnedRotation) -> StoreResult<Option<Rotated>> {
+/// live, insert its successor and its audit row. The session row is not written: its
+/// last use is read off the live token ([`SESSION_WITH_LAST_USE`]).
+///
+/// The live token is found by a `SELECT` and revoked by an `UPDATE` of that row that
+/// checks again that it is unrevoked. Nothing can come in between: the writer's
+/// transaction began with `BEGIN IMMEDIATE`, which holds the database's write lock
+/// (against every other connection, in this process or another) until it commits.
+/// (One `UPDATE … RETURNING` did the same, at the price of the temporary table and
+/// statement journal SQLite runs `RETURNING` through.)
+fn rotate(c: &Connection, rot: OwnedRotation) -> StoreResult<Option<Rotated>> {
     let now = ts(rot.now);
-    let old = one(
+    let live = one(
         c,
-        "UPDATE refresh_tokens SET is_revoked = 1, revoked_at = ?1, updated_at = ?1
-         WHERE token_hash = ?2 AND is_revoked = 0 AND expires_at > ?1
-           AND EXISTS (SELECT 1 FROM users u WHERE u.id = refresh_tokens.user_id AND u.is_active)
-           AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.id = refresh_tokens.family_id AND s.revoked_at IS NOT NULL)
-         RETURNING user_id, family_id, device_id, device_name,
-                   (SELECT token_version FROM users u WHERE u.id = refresh_tokens.user_id) AS token_version,
-                   (SELECT absolute_expires_at FROM sessions s WHERE s.id = refresh_tokens.family_id) AS absolute_expires_at",
+        "SELECT t.rowid, t.user_id, t.family_id, t.device_id, t.device_name, u.token_version,
+                s.absolute_expires_at
+         FROM refresh_tokens t
+         JOIN users u ON u.id = t.user_id
+         LEFT JOIN sessions s ON s.id = t.family_id
+         WHERE t.token_hash = ?2 AND t.is_revoked = 0 AND t.expires_at > ?1 AND u.is_active
+           AND s.revoked_at IS NULL",
         [&now, &rot.presented_hash],
         |row| {
             Ok((
-                col_uuid(row, "user_id")?,
-                col_uuid(row, "family_id")?,
-                row.get::<_, Option<String>>("device_id")?,
-                row.get::<_, Option<String>>("device_name")?,
-                row.get::<_, i64>("token_version")?,
-                col_ts_opt(row, "absolute_expires_at")?,
+                row.get::<_, i64>(rows::at(row, 0, "rowid"))?,
+                (
+                    col_uuid(row, rows::at(row, 1, "user_id"))?,
+                    col_uuid(row, rows::at(row, 2, "family_id"))?,
+                    row.get::<_, Option<String>>(rows::at(row, 3, "device_id"))?,
+                    row.get::<_, Option<String>>(rows::at(row, 4, "device_name"))?,
+                    row.get::<_, i64>(rows::at(row, 5, "token_version"))?,
+                    col_ts_opt(row, rows::at(row, 6, "absolute_expires_at"))?,
+                ),
             ))
         },
     )?;
+    let Some((rowid, old)) = live else {
+        return Ok(None);
+    };
+    let revoked = exec(
+        c,
+        "UPDATE refresh_tokens SET is_revoked = 1, revoked_at = ?1, updated_at = ?1
+         WHERE rowid = ?2 AND is_revoked = 0",
+        params![now, rowid],
+    )?;
+    if revoked != 1 {
+        // Not possible under the write lock; refuse rather than issue a second successor.
+        return Ok(None);
+    }
+    let old = Some(old);
     let Some((user_id, family_id, device_id, device_name, token_version, session_end)) = old else {
         return Ok(None);
     };
@@ -132,18 +155,25 @@ fn rotate(c: &Connection, rot: &OwnedRotation) -> StoreResult<Option<Rotated>> {
         Some(end) if end < rot.expires_at => end,
         _ => rot.expires_at,
     };
-    let successor = NewRefreshToken {
-        id: rot.successor_id,
-        user_id,
-        token_hash: rot.successor_hash.clone(),
-        family_id,
-        expires_at,
-        device_id,
-        device_name,
-        ip_address: rot.ip_address.clone(),
-        is_revoked: false,
-    };
-    let token = insert_token(c, &successor, rot.now)?;
+    // The successor, inserted without `RETURNING`: every column is known here, and
+    // `Rotated` carries them as they read back (timestamps at the stored precision).
+    exec(
+        c,
+        "INSERT INTO refresh_tokens (id, token_hash, user_id, family_id, device_id, device_name,
+                                     ip_address, expires_at, is_revoked, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9)",
+        params![
+            rot.successor_id.to_string(),
+            rot.successor_hash,
+            user_id.to_string(),
+            family_id.to_string(),
+            device_id,
+            device_name,
+            rot.ip_address,
+            ts(expires_at),
+            now,
+        ],
+    )?;
     exec(
         c,
         "INSERT INTO audit_events (id, created_at, kind, user_id, session_id, ip_address, user_agent)
@@ -158,7 +188,20 @@ fn rotate(c: &Connection, rot: &OwnedRotation) -> StoreResult<Option<Rotated>> {
         ],
     )?;
     Ok(Some(Rotated {
-        token,
+        token: RefreshToken {
+            id: rot.successor_id,
+            token_hash: rot.successor_hash,
+            user_id,
+            family_id,
+            device_id,
+            device_name,
+            ip_address: rot.ip_address,
+            expires_at: rows::as_stored(expires_at),
+            is_revoked: false,
+            revoked_at: None,
+            created_at: rows::as_stored(rot.now),
+            updated_at: None,
+        },
         token_version,
     }))
 }

@@ -2,18 +2,16 @@
 
 use super::*;
 
+fn get_user(c: &Connection, id: Uuid) -> StoreResult<Option<User>> {
+    static SELECT: LazyLock<String> =
+        LazyLock::new(|| format!("SELECT {USER_COLS} FROM users WHERE id = ?1"));
+    one(c, &SELECT, [id.to_string()], rows::user)
+}
+
 #[async_trait]
 impl UserStore for SqliteStore {
     async fn get_user(&self, id: Uuid) -> StoreResult<Option<User>> {
-        self.read(move |c| {
-            one(
-                c,
-                &format!("SELECT {USER_COLS} FROM users WHERE id = ?1"),
-                [id.to_string()],
-                rows::user,
-            )
-        })
-        .await
+        self.read(move |c| get_user(c, id)).await
     }
 
     async fn get_user_by_email(&self, key: &EmailKey) -> StoreResult<Option<User>> {
