@@ -540,10 +540,12 @@ async fn logins_are_served_while_many_registrations_queue_for_argon2() {
         .await;
     assert_eq!(r.status(), StatusCode::OK);
 
-    // The login overtook the queue: almost all registrations are still waiting.
+    // The login overtook the queue: most registrations are still waiting. (Served in
+    // turn it would have waited for all of them; a few finish while the login's request
+    // travels to the queue, more on a loaded machine, hence "most", not "all but one".)
     let still_queued = rotor::testing::argon2_pending(&service);
     assert!(
-        still_queued + 3 >= queued,
+        still_queued * 2 >= queued,
         "login waited for the registration queue: {queued} queued before, {still_queued} after"
     );
     for h in registrations {
