@@ -40,7 +40,7 @@ pub(crate) async fn root(State(rotor): State<Arc<Rotor>>) -> Json<Value> {
 #[utoipa::path(get, path = "/health", tag = "health", operation_id = "health", security(()),
     responses((status = 200, description = "Alive", body = views::Health)))]
 pub(crate) async fn health(State(rotor): State<Arc<Rotor>>) -> Response {
-    views::direct(&views::HealthSorted {
+    views::direct(&views::Health {
         environment: environment(&rotor),
         status: Healthy::Healthy,
         version: VERSION,

@@ -80,7 +80,7 @@ pub(crate) async fn register(
         (status = 401, response = NotAuthenticated),
     ))]
 pub(crate) async fn get_me(Auth(me): Auth) -> axum::response::Response {
-    views::direct(&views::user_sorted(&me.user))
+    views::direct(&views::user(&me.user))
 }
 
 /// A user by id
