@@ -13,6 +13,7 @@ mod repository;
 mod sessions;
 mod tokens;
 mod users;
+mod warm;
 mod writes;
 
 use self::tokens::insert_token;
@@ -41,6 +42,8 @@ use super::{
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// Connections kept between the hot statements (see [`warm`]).
+    warm: std::sync::Arc<warm::Warm>,
     /// rotor's absolute session lifetime, which sessions adopted from the original
     /// backend's families get (see [`adopt`]).
     session_max_lifetime: chrono::Duration,
@@ -152,6 +155,7 @@ impl PgStore {
     /// Uses a pool the embedding application already has.
     pub fn from_pool(pool: PgPool) -> Self {
         Self {
+            warm: std::sync::Arc::new(warm::Warm::for_pool(&pool)),
             pool,
             session_max_lifetime: chrono::Duration::days(30),
         }
@@ -251,10 +255,12 @@ impl PgStore {
     async fn apply_change(&self, change: &Change) -> StoreResult<Applied> {
         let mut attempt = 1;
         loop {
-            let mut tx = self.pool.begin().await?;
+            let mut lease = self.warm.lease(&self.pool).await?;
+            let mut tx = sqlx::Connection::begin(lease.conn()).await?;
             match writes::apply(&mut tx, change).await {
                 Ok(applied) => {
                     tx.commit().await?;
+                    lease.completed();
                     return Ok(applied);
                 }
                 Err(e) if attempt < DEADLOCK_ATTEMPTS && is_deadlock(&e) => {
@@ -305,25 +311,37 @@ fn is_deadlock(e: &StoreError) -> bool {
 /// Hand-mapped: `role` is read as text and parsed (the original's `'unknown'` becomes
 /// `User`, anything else unknown is `Corrupt`), and `token_version` is widened from
 /// INTEGER; the other rows derive [`sqlx::FromRow`] (see `models.rs`).
+/// Column `i`, which is `name` (checked in debug builds, so the tests catch a query
+/// whose columns are in another order): reading by position skips the lookup of the
+/// name in the row's column map.
+fn at(row: &PgRow, i: usize, name: &str) -> usize {
+    debug_assert_eq!(
+        sqlx::Row::columns(row).get(i).map(sqlx::Column::name),
+        Some(name)
+    );
+    i
+}
+
+/// A user from a row whose first columns are [`USER_COLS`].
 fn user_from_row(row: &PgRow) -> StoreResult<User> {
-    let role: String = row.try_get("role")?;
+    let role: &str = row.try_get(at(row, 6, "role"))?;
     Ok(User {
-        id: row.try_get("id")?,
-        email: row.try_get("email")?,
-        hashed_password: row.try_get("hashed_password")?,
-        full_name: row.try_get("full_name")?,
-        is_active: row.try_get("is_active")?,
-        is_verified: row.try_get("is_verified")?,
+        id: row.try_get(at(row, 0, "id"))?,
+        email: row.try_get(at(row, 1, "email"))?,
+        hashed_password: row.try_get(at(row, 2, "hashed_password"))?,
+        full_name: row.try_get(at(row, 3, "full_name"))?,
+        is_active: row.try_get(at(row, 4, "is_active"))?,
+        is_verified: row.try_get(at(row, 5, "is_verified"))?,
         // The original's enum also has 'unknown'; such an account gets no privilege.
-        role: match role.as_str() {
+        role: match role {
             "unknown" => Role::User,
             other => {
                 Role::parse(other).ok_or_else(|| StoreError::Corrupt(format!("role {role:?}")))?
             }
         },
-        token_version: token_version(row)?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
+        token_version: i64::from(row.try_get::<i32, _>(at(row, 7, "token_version"))?),
+        created_at: row.try_get(at(row, 8, "created_at"))?,
+        updated_at: row.try_get(at(row, 9, "updated_at"))?,
     })
 }
 
@@ -332,8 +350,22 @@ fn token_version(row: &PgRow) -> StoreResult<i64> {
     Ok(i64::from(row.try_get::<i32, _>("token_version")?))
 }
 
+/// A refresh token from a row whose first columns are [`TOKEN_COLS`].
 fn token_from_row(row: &PgRow) -> StoreResult<RefreshToken> {
-    Ok(RefreshToken::from_row(row)?)
+    Ok(RefreshToken {
+        id: row.try_get(at(row, 0, "id"))?,
+        token_hash: row.try_get(at(row, 1, "token_hash"))?,
+        user_id: row.try_get(at(row, 2, "user_id"))?,
+        family_id: row.try_get(at(row, 3, "family_id"))?,
+        device_id: row.try_get(at(row, 4, "device_id"))?,
+        device_name: row.try_get(at(row, 5, "device_name"))?,
+        ip_address: row.try_get(at(row, 6, "ip_address"))?,
+        expires_at: row.try_get(at(row, 7, "expires_at"))?,
+        is_revoked: row.try_get(at(row, 8, "is_revoked"))?,
+        revoked_at: row.try_get(at(row, 9, "revoked_at"))?,
+        created_at: row.try_get(at(row, 10, "created_at"))?,
+        updated_at: row.try_get(at(row, 11, "updated_at"))?,
+    })
 }
 
 fn session_from_row(row: &PgRow) -> StoreResult<Session> {
@@ -420,12 +452,14 @@ impl Store for PgStore {
                 SESSION_ENDED.replace("$1", "$1::uuid")
             )
         });
-        let Some(row) = sqlx::query(&QUERY)
+        let mut lease = self.warm.lease(&self.pool).await?;
+        let row = sqlx::query(&QUERY)
             .bind(session)
             .bind(user_id)
-            .fetch_optional(&self.pool)
-            .await?
-        else {
+            .fetch_optional(lease.conn())
+            .await?;
+        lease.completed();
+        let Some(row) = row else {
             return Ok(None);
         };
         let ended: Option<bool> = row.try_get("session_ended")?;
@@ -462,11 +496,12 @@ impl Store for PgStore {
     fn pool_stats(&self) -> (u32, u32) {
         (
             self.pool.size(),
-            u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+            u32::try_from(self.pool.num_idle() + self.warm.idle()).unwrap_or(u32::MAX),
         )
     }
 
     async fn close(&self) {
+        self.warm.close();
         self.pool.close().await;
     }
 }

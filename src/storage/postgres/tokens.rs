@@ -75,7 +75,7 @@ impl RefreshTokenStore for PgStore {
     }
 
     async fn rotate(&self, rot: &Rotation<'_>) -> StoreResult<Option<Rotated>> {
-        rotate(&self.pool, rot).await
+        rotate(self, rot).await
     }
 }
 
@@ -131,7 +131,8 @@ static ROTATE: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-async fn rotate(pool: &PgPool, rot: &Rotation<'_>) -> StoreResult<Option<Rotated>> {
+async fn rotate(store: &PgStore, rot: &Rotation<'_>) -> StoreResult<Option<Rotated>> {
+    let mut lease = store.warm.lease(&store.pool).await?;
     let row = sqlx::query(&ROTATE)
         .bind(rot.now)
         .bind(rot.presented_hash)
@@ -141,9 +142,10 @@ async fn rotate(pool: &PgPool, rot: &Rotation<'_>) -> StoreResult<Option<Rotated
         .bind(rot.ip_address)
         .bind(rot.event_id)
         .bind(rot.user_agent)
-        .fetch_optional(pool)
+        .fetch_optional(lease.conn())
         .await
         .map_err(map_unique)?;
+    lease.completed();
     row.as_ref().map(rotated).transpose()
 }
 
