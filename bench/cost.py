@@ -126,7 +126,7 @@ def pg_database(pg_base):
     return name
 
 
-def measure(binary, backend, kind, n, pg_base):
+def measure(binary, backend, kind, n, pg_base, setup_sql=None):
     data_dir = tempfile.mkdtemp(prefix="rotor-cost-")
     db = pg_database(pg_base) if backend == "postgres" else None
     pg_url = f"{pg_base}/{db}" if db else None
@@ -141,6 +141,12 @@ def measure(binary, backend, kind, n, pg_base):
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+        if setup_sql and backend == "sqlite":
+            # An experiment on the schema (--sqlite-sql): run after the migrations.
+            import sqlite3
+
+            with sqlite3.connect(os.path.join(data_dir, "rotor.db")) as c:
+                c.executescript(setup_sql)
         out = os.path.join(data_dir, "callgrind.out")
         proc = subprocess.Popen(
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", binary, "serve"],
@@ -172,6 +178,7 @@ def main():
     p.add_argument("--small", type=int, default=200)
     p.add_argument("--large", type=int, default=1200)
     p.add_argument("--json")
+    p.add_argument("--sqlite-sql", help="SQL run on the migrated SQLite database before the server starts (schema experiments)")
     args = p.parse_args()
     pg_base = os.environ.get("PG_URL", "postgres://postgres@127.0.0.1:5432")
     backends = [args.only] if args.only else ["sqlite", "postgres"]
@@ -179,8 +186,8 @@ def main():
     print(f"{'request':<10} {'database':<10} {'instructions/request':>22}")
     for backend in backends:
         for kind in args.kinds.split(","):
-            small = measure(args.binary, backend, kind, args.small, pg_base)
-            large = measure(args.binary, backend, kind, args.large, pg_base)
+            small = measure(args.binary, backend, kind, args.small, pg_base, args.sqlite_sql)
+            large = measure(args.binary, backend, kind, args.large, pg_base, args.sqlite_sql)
             per = (large - small) / (args.large - args.small)
             results[f"{backend}/{kind}"] = round(per)
             print(f"{kind:<10} {backend:<10} {per:>22,.0f}", flush=True)

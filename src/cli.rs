@@ -185,7 +185,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         println!("# configuration is valid");
         return Ok(());
     }
-    init_tracing(&settings);
+    crate::logging::init(&settings);
     match cli.command {
         Command::Serve => serve(settings).await,
         Command::Migrate { dry_run: true } => {
@@ -256,28 +256,6 @@ async fn webhooks_test(settings: &Settings) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-fn init_tracing(settings: &Settings) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("RUST_LOG")
-        .unwrap_or_else(|_| EnvFilter::new(format!("{},sqlx=warn,hyper=warn", settings.log_level)));
-    // Colours only on a terminal: escape codes are noise in a file or a log collector,
-    // and writing them is most of what formatting a request's log span costs.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    let _ = if settings.log_json_format {
-        builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .try_init()
-    } else {
-        builder.try_init()
-    };
 }
 
 async fn build(settings: Settings) -> anyhow::Result<Arc<Rotor>> {

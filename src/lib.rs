@@ -31,6 +31,7 @@ pub mod domain;
 mod error;
 pub mod http;
 pub mod jwt;
+mod logging;
 mod metrics;
 mod password;
 mod ratelimit;

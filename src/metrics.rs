@@ -2,14 +2,10 @@
 //! request counts and latency histograms by route and status, plus the service's
 //! counters and pool gauges read at scrape time.
 
-use std::{
-    collections::{BTreeMap, HashMap},
-    fmt::Write,
-    sync::Mutex,
-    time::Duration,
-};
+use std::{collections::BTreeMap, fmt::Write, sync::Mutex, time::Duration};
 
 use axum::http::Method;
+use rustc_hash::FxHashMap;
 
 use crate::Rotor;
 
@@ -42,9 +38,37 @@ impl Histogram {
 /// latency histogram, so recording a request is one lock and one lookup with a key
 /// that allocates nothing (route templates are `&'static str`); the per-route
 /// histograms are summed over statuses when rendered.
+/// Methods outside HTTP's registered set share one label, [`OTHER_METHOD`]: a client
+/// may send any token as a method, and each would otherwise be a new series kept for
+/// the life of the process.
 #[derive(Debug, Default)]
 pub(crate) struct HttpMetrics {
-    requests: Mutex<HashMap<(Method, &'static str, u16), Histogram>>,
+    requests: Mutex<FxHashMap<(&'static str, &'static str, u16), Histogram>>,
+}
+
+/// The method label of a request whose method is not one of HTTP's own.
+pub(crate) const OTHER_METHOD: &str = "OTHER";
+
+/// The method's metrics label: its name for HTTP's methods, [`OTHER_METHOD`] else.
+fn method_label(method: &Method) -> &'static str {
+    const KNOWN: [Method; 9] = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    const NAMES: [&str; 9] = [
+        "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE",
+    ];
+    KNOWN
+        .iter()
+        .position(|m| m == method)
+        .map_or(OTHER_METHOD, |i| NAMES[i])
 }
 
 impl HttpMetrics {
@@ -56,8 +80,9 @@ impl HttpMetrics {
         elapsed: Duration,
     ) {
         let secs = elapsed.as_secs_f64();
+        let key = (method_label(method), route, status);
         let mut r = self.requests.lock().unwrap_or_else(|e| e.into_inner());
-        let h = r.entry((method.clone(), route, status)).or_default();
+        let h = r.entry(key).or_default();
         for (i, bound) in BUCKETS.iter().enumerate() {
             if secs <= *bound {
                 h.counts[i] += 1;
@@ -73,7 +98,7 @@ impl HttpMetrics {
         let requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
         let by_status: BTreeMap<(&str, &str, u16), &Histogram> = requests
             .iter()
-            .map(|((method, route, status), h)| ((method.as_str(), *route, *status), h))
+            .map(|((method, route, status), h)| ((*method, *route, *status), h))
             .collect();
         let mut by_route: BTreeMap<(&str, &str), Histogram> = BTreeMap::new();
         for ((method, route, _), h) in &by_status {
@@ -217,4 +242,25 @@ fn escape(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_method_outside_http_s_own_is_one_series() {
+        let m = HttpMetrics::default();
+        for i in 0..100 {
+            let method = Method::from_bytes(format!("X{i}").as_bytes()).unwrap();
+            m.record(&method, "/health", 405, Duration::from_millis(1));
+        }
+        m.record(&Method::GET, "/health", 200, Duration::from_millis(1));
+        m.record(&Method::HEAD, "/health", 200, Duration::from_millis(1));
+        let r = m.requests.lock().unwrap();
+        assert_eq!(r.len(), 3, "{:?}", r.keys().collect::<Vec<_>>());
+        assert_eq!(r[&(OTHER_METHOD, "/health", 405)].count, 100);
+        assert_eq!(r[&("GET", "/health", 200)].count, 1);
+        assert_eq!(r[&("HEAD", "/health", 200)].count, 1);
+    }
 }

@@ -231,11 +231,10 @@ pub(crate) async fn refresh_mobile(
     let presented = input.string("refresh_token", 1, usize::MAX);
     input.finish()?;
     let out = rotor.refresh(&presented.unwrap_or_default(), &ctx).await?;
-    Ok(no_store(views::direct(&views::MobileTokenResponse {
-        access_token: out.access_token,
-        refresh_token: out.refresh.raw.as_str().to_owned(),
-        token_type: BearerType::Bearer,
-    })))
+    Ok(no_store(views::mobile_tokens(
+        out.access_token,
+        out.refresh.raw.as_str(),
+    )))
 }
 
 /// Log out this session

@@ -27,6 +27,7 @@ use axum::{
     response::{IntoResponse, Response},
     Router,
 };
+use rustc_hash::FxHashMap;
 use tower::{Service, ServiceExt};
 use tracing::Instrument;
 
@@ -50,6 +51,9 @@ struct Edge {
     metrics: Arc<HttpMetrics>,
     /// Path template of every route the router serves, matched as axum matches them.
     labels: matchit::Router<&'static str>,
+    /// The templates without a parameter, which only the path itself matches: found
+    /// by one hash lookup before the matcher is asked.
+    static_labels: FxHashMap<&'static str, &'static str>,
     timeout: Duration,
     cors: Cors,
     log_requests: bool,
@@ -63,7 +67,11 @@ impl App {
         settings: &Settings,
     ) -> Self {
         let mut labels = matchit::Router::new();
+        let mut static_labels = FxHashMap::default();
         for path in scopes.iter().flat_map(|s| routes::paths(*s)) {
+            if !path.contains('{') {
+                static_labels.insert(path, path);
+            }
             // The router accepted these very templates, so the matcher does too.
             if let Err(e) = labels.insert(path, path) {
                 tracing::error!(path, error = %e, "route template not labelled in metrics");
@@ -74,6 +82,7 @@ impl App {
                 router,
                 metrics,
                 labels,
+                static_labels,
                 timeout: Duration::from_secs(settings.request_timeout_seconds),
                 cors: Cors::new(settings),
                 log_requests: settings.log_requests,
@@ -182,9 +191,13 @@ impl Edge {
                 method = %req.method(),
                 path = %req.uri().path()
             );
-            let response = self.measured(req).instrument(span.clone()).await;
-            span.in_scope(|| tracing::debug!(status = response.status().as_u16(), "response"));
-            response
+            async {
+                let response = self.measured(req).await;
+                tracing::debug!(status = response.status().as_u16(), "response");
+                response
+            }
+            .instrument(span)
+            .await
         } else {
             self.measured(req).await
         };
@@ -196,12 +209,14 @@ impl Edge {
     async fn measured(&self, req: Request) -> Response {
         let start = Instant::now();
         let method = req.method().clone();
-        let route = self
-            .labels
-            .at(req.uri().path())
-            .map_or(UNMATCHED, |m| *m.value);
-        let oauth = error::is_oauth_path(req.uri().path());
-        let response = match tokio::time::timeout(self.timeout, self.cors(req)).await {
+        let path = req.uri().path();
+        let route = match self.static_labels.get(path) {
+            Some(template) => template,
+            None => self.labels.at(path).map_or(UNMATCHED, |m| *m.value),
+        };
+        let oauth = error::is_oauth_path(path);
+        let deadline = tokio::time::Instant::from_std(start) + self.timeout;
+        let response = match tokio::time::timeout_at(deadline, self.cors(req)).await {
             Ok(response) => response,
             // An empty body, as tower-http's timeout layer answered, or RFC 6749's shape
             // under `/oauth/`.

@@ -39,12 +39,32 @@ pub(crate) async fn root(State(rotor): State<Arc<Rotor>>) -> Json<Value> {
 /// Liveness
 #[utoipa::path(get, path = "/health", tag = "health", operation_id = "health", security(()),
     responses((status = 200, description = "Alive", body = views::Health)))]
-pub(crate) async fn health(State(rotor): State<Arc<Rotor>>) -> Response {
-    views::direct(&views::Health {
-        environment: environment(&rotor),
-        status: Healthy::Healthy,
-        version: VERSION,
-    })
+pub(crate) async fn health(State(HealthBody(body)): State<HealthBody>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// The `/health` body: nothing in it changes while the process runs, so it is
+/// written once.
+#[derive(Clone)]
+pub(crate) struct HealthBody(axum::body::Bytes);
+
+pub(super) fn health_body(rotor: &Rotor) -> HealthBody {
+    HealthBody(
+        serde_json::to_vec(&views::Health {
+            environment: environment(rotor),
+            status: Healthy::Healthy,
+            version: VERSION,
+        })
+        .expect("BUG: a view does not serialize")
+        .into(),
+    )
 }
 
 async fn database_ok(rotor: &Rotor) -> bool {

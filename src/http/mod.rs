@@ -18,6 +18,7 @@ pub(crate) mod oauth;
 mod openapi;
 pub(crate) mod routes;
 pub(crate) mod server;
+mod timer;
 mod users;
 pub(crate) mod validate;
 pub(crate) mod views;
@@ -51,6 +52,8 @@ pub struct AppState {
     default_limiter: Option<Arc<RateLimiter>>,
     /// False while the server is starting (migrations) or shutting down.
     pub ready: Arc<std::sync::atomic::AtomicBool>,
+    /// The `/health` body, the same for the life of the process.
+    pub(crate) health: meta::HealthBody,
 }
 
 impl AppState {
@@ -62,6 +65,7 @@ impl AppState {
             default_limiter: s.rate_limit_default.map(|r| Arc::new(RateLimiter::new(r))),
             metrics: Arc::new(HttpMetrics::default()),
             ready: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            health: meta::health_body(&rotor),
             rotor,
         }
     }
@@ -86,6 +90,12 @@ impl AppState {
                 error::OAuthError::rate_limited(rate_limit_message(&rate))
                     .with_headers(rate_limit_refusal_headers(&quota))
             })
+    }
+}
+
+impl FromRef<AppState> for meta::HealthBody {
+    fn from_ref(state: &AppState) -> Self {
+        state.health.clone()
     }
 }
 

@@ -19,10 +19,7 @@ use std::{
 
 use axum::{body::Body, extract::ConnectInfo, response::Response};
 use hyper::{body::Incoming, Request};
-use hyper_util::{
-    rt::{TokioIo, TokioTimer},
-    server::graceful::GracefulShutdown,
-};
+use hyper_util::{rt::TokioIo, server::graceful::GracefulShutdown};
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
@@ -252,7 +249,7 @@ pub(crate) async fn serve_with_limits<S: HttpService>(
         });
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
-            .timer(TokioTimer::new())
+            .timer(super::timer::ConnectionTimer::default())
             .header_read_timeout(HEADER_READ_TIMEOUT)
             .max_buf_size(MAX_HEADER_BYTES)
             .keep_alive(true);

@@ -315,19 +315,38 @@ async fn slow_loris_clients_neither_exhaust_the_server_nor_stay_forever() {
             .unwrap();
         slow.push(s);
     }
+    // A keep-alive connection that was answered, then stalls in its next request head:
+    // the header read timeout is armed again for every request of a connection.
+    let mut kept = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    kept.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first = vec![0u8; 4096];
+    let n = kept.read(&mut first).await.unwrap();
+    assert!(
+        first[..n].starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&first[..n])
+    );
+    kept.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .unwrap();
     // Real clients are served meanwhile.
     for _ in 0..20 {
         assert_eq!(app.status_of("/health").await, StatusCode::OK);
     }
     // The header read timeout closes the slow connections.
-    let mut s = slow.pop().unwrap();
-    let mut buf = Vec::new();
-    let closed = tokio::time::timeout(
-        rotor::http::HEADER_READ_TIMEOUT + Duration::from_secs(5),
-        s.read_to_end(&mut buf),
-    )
-    .await;
-    assert!(closed.is_ok(), "a slow client was not disconnected");
+    let started = std::time::Instant::now();
+    for mut s in [slow.pop().unwrap(), kept] {
+        let mut buf = Vec::new();
+        let closed = tokio::time::timeout(
+            rotor::http::HEADER_READ_TIMEOUT + Duration::from_secs(5),
+            s.read_to_end(&mut buf),
+        )
+        .await;
+        assert!(closed.is_ok(), "a slow client was not disconnected");
+    }
+    assert!(started.elapsed() < rotor::http::HEADER_READ_TIMEOUT + Duration::from_secs(5));
 }
 
 #[tokio::test]
