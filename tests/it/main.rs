@@ -31,6 +31,9 @@ mod oauth_errors;
 mod ops;
 /// A fixture builder for the original backend's database, and its statements.
 mod original;
+/// PostgreSQL connections kept between hot statements: closed by the server, or
+/// abandoned mid-statement.
+mod pg_connections;
 /// Several server processes on one PostgreSQL; SIGKILL at random points.
 mod resilience;
 /// The OpenAPI document checked by Schemathesis against the live server.
