@@ -1,18 +1,30 @@
-//! Log output: the subscriber the binary installs, and the field formatter it uses.
+//! Log output: the subscriber the binary installs, its field formatter, and the
+//! request span.
 //!
 //! Every request opens a `request` span with three fields (`LOG_REQUESTS`), and the
-//! text formatter renders a span's fields when the span is created, whether or not a
-//! line is ever written in it. `tracing_subscriber`'s default field formatter wraps
-//! each field name in a (possibly empty) ANSI style, which costs more than the rest
-//! of the span; [`PlainFields`] writes the same characters without it when colours
-//! are off, and is the default formatter otherwise.
+//! text formatter renders a span's fields into a string when the span is created,
+//! whether or not a line is ever written in it. Two things keep that cheap:
+//! [`request_span`] writes the three fields' text itself and [`RenderedRequestFields`]
+//! hands it to the formatter, which then has nothing to render; and every other
+//! span's and event's fields go through [`PlainFields`], which writes what
+//! `tracing_subscriber`'s default field formatter writes without wrapping each field
+//! name in an (empty) ANSI style when colours are off. The output is the default
+//! formatter's, byte for byte (see the tests).
 
+use std::cell::RefCell;
 use std::fmt;
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id};
+use tracing::Subscriber;
 use tracing_subscriber::field::{MakeVisitor, VisitFmt, VisitOutput};
 use tracing_subscriber::fmt::format::{DefaultVisitor, Writer};
+use tracing_subscriber::fmt::FormattedFields;
+use tracing_subscriber::layer::{Context, Layer};
+use tracing_subscriber::prelude::*;
+use tracing_subscriber::registry::LookupSpan;
 
 use crate::config::Settings;
 
@@ -23,20 +35,108 @@ pub(crate) fn init(settings: &Settings) {
     let filter = EnvFilter::try_from_env("RUST_LOG")
         .unwrap_or_else(|_| EnvFilter::new(format!("{},sqlx=warn,hyper=warn", settings.log_level)));
     // Colours only on a terminal: escape codes are noise in a file or a log collector.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    let _ = if settings.log_json_format {
-        builder
+    let ansi = std::io::stderr().is_terminal();
+    if settings.log_json_format {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(ansi)
+            .with_writer(std::io::stderr)
             .json()
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(false)
-            .try_init()
+            .try_init();
     } else {
-        builder.fmt_fields(PlainFields).try_init()
-    };
+        let _ = text_subscriber(ansi, std::io::stderr)
+            .with(filter)
+            .try_init();
+    }
+}
+
+/// The text log: rotor's field formatter, and the request span's fields as
+/// [`request_span`] wrote them when colours are off.
+fn text_subscriber<W>(ansi: bool, writer: W) -> impl Subscriber + for<'a> LookupSpan<'a>
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    let format = tracing_subscriber::fmt::layer()
+        .fmt_fields(PlainFields)
+        .with_ansi(ansi)
+        .with_writer(writer);
+    // Under the formatter, so its text is in place when the formatter looks.
+    tracing_subscriber::registry()
+        .with((!ansi).then(RenderedRequestFields::new))
+        .with(format)
+}
+
+thread_local! {
+    /// The fields of the request span [`request_span`] is opening on this thread.
+    static RENDERED: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Whether a [`RenderedRequestFields`] layer is installed (else there is no point in
+/// writing the fields' text).
+static RENDER_REQUEST_FIELDS: AtomicBool = AtomicBool::new(false);
+
+/// Opens the `request` span of one request: its correlation id, method and path on
+/// every line logged while it is entered.
+pub(crate) fn request_span(correlation_id: &str, method: &str, path: &str) -> tracing::Span {
+    if !RENDER_REQUEST_FIELDS.load(Ordering::Relaxed) {
+        return tracing::info_span!(
+            "request",
+            correlation_id = %correlation_id,
+            method = %method,
+            path = %path
+        );
+    }
+    // What `PlainFields` writes for these three `Display` fields.
+    const NAMES: [&str; 3] = ["correlation_id=", " method=", " path="];
+    let values = [correlation_id, method, path];
+    let len = NAMES.iter().chain(&values).map(|s| s.len()).sum();
+    let mut text = String::with_capacity(len);
+    for (name, value) in NAMES.iter().zip(values) {
+        text.push_str(name);
+        text.push_str(value);
+    }
+    RENDERED.with(|r| *r.borrow_mut() = Some(text));
+    let span = tracing::info_span!(
+        "request",
+        correlation_id = %correlation_id,
+        method = %method,
+        path = %path
+    );
+    // Not taken when the span is disabled.
+    RENDERED.with(|r| r.borrow_mut().take());
+    span
+}
+
+/// Gives the formatter the `request` span's fields as [`request_span`] wrote them.
+/// The formatter renders a span's fields only when it finds none stored for it.
+pub(crate) struct RenderedRequestFields(());
+
+impl RenderedRequestFields {
+    fn new() -> Self {
+        RENDER_REQUEST_FIELDS.store(true, Ordering::Relaxed);
+        Self(())
+    }
+}
+
+impl<S> Layer<S> for RenderedRequestFields
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        if attrs.metadata().name() != "request" {
+            return;
+        }
+        let Some(text) = RENDERED.with(|r| r.borrow_mut().take()) else {
+            return;
+        };
+        if let Some(span) = ctx.span(id) {
+            span.extensions_mut()
+                .insert(FormattedFields::<PlainFields>::new(text));
+        }
+    }
 }
 
 /// `DefaultFields`' output, written without styling when the writer has no colours.
@@ -197,12 +297,7 @@ mod tests {
 
     /// Every kind of field a log line of rotor's can carry, inside a request span.
     fn scenario() {
-        let span = tracing::info_span!(
-            "request",
-            correlation_id = %"corr-1",
-            method = %"GET",
-            path = %"/v1/users/me"
-        );
+        let span = request_span("corr-1", "GET", "/v1/users/me");
         let _entered = span.enter();
         let err = Outer(std::io::Error::other("disk on fire"));
         tracing::warn!(
@@ -234,6 +329,58 @@ mod tests {
         tracing::subscriber::with_default(subscriber, scenario);
         let bytes = out.0.lock().unwrap().clone();
         String::from_utf8(bytes).unwrap()
+    }
+
+    /// The lines without their leading timestamp.
+    fn untimed(log: &str) -> String {
+        log.lines()
+            .map(|l| l.split_once(' ').map_or(l, |(_, rest)| rest))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn render_with<S>(subscriber: S, out: &Captured) -> String
+    where
+        S: Subscriber + Send + Sync + 'static,
+    {
+        tracing::subscriber::with_default(subscriber, scenario);
+        let bytes = out.0.lock().unwrap().clone();
+        untimed(&String::from_utf8(bytes).unwrap())
+    }
+
+    #[test]
+    fn rotor_s_text_log_is_the_default_formatter_s_byte_for_byte() {
+        for ansi in [false, true] {
+            let out = Captured::default();
+            let rotor = render_with(text_subscriber(ansi, out.clone()), &out);
+            let out = Captured::default();
+            let default = render_with(
+                tracing_subscriber::fmt()
+                    .with_ansi(ansi)
+                    .with_writer(out.clone())
+                    .finish(),
+                &out,
+            );
+            assert_eq!(rotor, default, "ansi = {ansi}");
+            assert_eq!(rotor.lines().count(), 3);
+        }
+    }
+
+    #[test]
+    fn the_request_span_s_fields_are_the_text_request_span_wrote() {
+        let out = Captured::default();
+        let subscriber = text_subscriber(false, out.clone());
+        tracing::subscriber::with_default(subscriber, || {
+            // Whatever text is waiting is what the formatter shows for the span.
+            RENDERED.with(|r| *r.borrow_mut() = Some("written=by-rotor".into()));
+            let span = tracing::info_span!("request", correlation_id = %"x");
+            let _entered = span.enter();
+            tracing::info!("inside");
+            // Taken once: another span renders its own fields.
+            assert!(RENDERED.with(|r| r.borrow().is_none()));
+        });
+        let log = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert!(log.contains("request{written=by-rotor}: "), "{log}");
     }
 
     #[test]

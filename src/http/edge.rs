@@ -13,7 +13,6 @@
 
 use std::{
     convert::Infallible,
-    fmt,
     future::Future,
     pin::Pin,
     sync::{Arc, OnceLock},
@@ -152,16 +151,6 @@ impl Service<Request> for Gate {
     }
 }
 
-/// A correlation id, shown in the span as the text it is.
-struct Correlation<'a>(&'a HeaderValue);
-
-impl fmt::Display for Correlation<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Only visible ASCII gets here (see `correlation_id`).
-        f.write_str(self.0.to_str().unwrap_or_default())
-    }
-}
-
 /// A sane `X-Correlation-ID` of the request (visible ASCII, 1 to 128 bytes), or a new
 /// random one.
 fn correlation_id(req: &Request) -> HeaderValue {
@@ -184,12 +173,12 @@ impl Edge {
     async fn handle(self: Arc<Self>, req: Request) -> Response {
         let id = correlation_id(&req);
         let mut response = if self.log_requests {
-            // Every log line of the request carries its correlation id.
-            let span = tracing::info_span!(
-                "request",
-                correlation_id = %Correlation(&id),
-                method = %req.method(),
-                path = %req.uri().path()
+            // Every log line of the request carries its correlation id. Only visible
+            // ASCII gets here (see `correlation_id`).
+            let span = crate::logging::request_span(
+                id.to_str().unwrap_or_default(),
+                req.method().as_str(),
+                req.uri().path(),
             );
             async {
                 let response = self.measured(req).await;
