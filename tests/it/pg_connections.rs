@@ -105,3 +105,22 @@ async fn a_request_cancelled_mid_statement_leaves_no_connection_out_of_step() {
     }
     let _ = locker.close().await;
 }
+
+#[tokio::test]
+async fn a_small_pool_is_not_starved_by_kept_connections() {
+    // Two connections: cleanup holds one for its advisory lock and runs its deletes on
+    // the other, so none may sit kept and idle.
+    let app = TestApp::spawn_with(Backend::Postgres, &[("DB_MAX_CONNECTIONS", "2")]).await;
+    let (_, _, mut refresh) = app.user_session().await;
+    for _ in 0..3 {
+        refresh = rotate(&app, &refresh).await;
+    }
+    let started = std::time::Instant::now();
+    let report = tokio::time::timeout(Duration::from_secs(10), app.rotor.cleanup(None))
+        .await
+        .expect("cleanup waited for a connection")
+        .unwrap();
+    assert!(report.is_some(), "cleanup did not run");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    rotate(&app, &refresh).await;
+}

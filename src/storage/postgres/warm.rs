@@ -9,9 +9,12 @@
 //! or whose future was dropped mid-way, goes back to sqlx, which tests or closes it as
 //! before.
 //!
-//! Kept connections count as checked out in sqlx's pool, so at most half the pool is
-//! kept, and each one goes back through sqlx (its lifetime and health checks) a minute
-//! after it was taken from it.
+//! Kept connections count as checked out in sqlx's pool, and an idle kept connection
+//! is one the pool cannot hand to anyone else: the pool always keeps [`RESERVE`]
+//! connections for other statements (cleanup holds one for its lock while it works on
+//! another), at most half of the rest is kept, and a pool of `RESERVE` or fewer keeps
+//! none. Each kept connection goes back through sqlx (its lifetime and health checks)
+//! a minute after it was taken from it.
 
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -20,6 +23,9 @@ use sqlx::{pool::PoolConnection, PgConnection, PgPool, Postgres};
 
 /// How long a connection stays out of sqlx's pool before it is handed back once.
 const RETIRE_AFTER: Duration = Duration::from_secs(60);
+
+/// Connections never kept, left to sqlx's pool for every other statement.
+const RESERVE: u32 = 4;
 
 /// The kept connections.
 #[derive(Debug)]
@@ -41,12 +47,15 @@ struct Kept {
 }
 
 impl Warm {
-    /// Keeps up to half of `pool`'s connections (at least one).
+    /// Keeps up to half of what `pool` has beyond [`RESERVE`].
     pub(super) fn for_pool(pool: &PgPool) -> Self {
-        let max = usize::try_from(pool.options().get_max_connections()).unwrap_or(1);
+        Self::with_max_connections(pool.options().get_max_connections())
+    }
+
+    fn with_max_connections(max: u32) -> Self {
         Self {
             state: Mutex::new(State::default()),
-            cap: (max / 2).max(1),
+            cap: usize::try_from(max.saturating_sub(RESERVE) / 2).unwrap_or(0),
         }
     }
 
@@ -124,5 +133,21 @@ impl Drop for Lease<'_> {
         }
         // Back to sqlx, which tests the connection (or closes it) on its own task.
         drop(kept);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pool_keeps_its_reserve() {
+        for (max, cap) in [(1, 0), (2, 0), (4, 0), (5, 0), (6, 1), (16, 6), (100, 48)] {
+            assert_eq!(
+                Warm::with_max_connections(max).cap,
+                cap,
+                "{max} connections"
+            );
+        }
     }
 }
