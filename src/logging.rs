@@ -81,7 +81,10 @@ static RENDER_REQUEST_FIELDS: AtomicBool = AtomicBool::new(false);
 /// Opens the `request` span of one request: its correlation id, method and path on
 /// every line logged while it is entered.
 pub(crate) fn request_span(correlation_id: &str, method: &str, path: &str) -> tracing::Span {
-    if !RENDER_REQUEST_FIELDS.load(Ordering::Relaxed) {
+    // Nothing to write for a log without the layer, or one that drops `info` spans.
+    if !RENDER_REQUEST_FIELDS.load(Ordering::Relaxed)
+        || !tracing::level_enabled!(tracing::Level::INFO)
+    {
         return tracing::info_span!(
             "request",
             correlation_id = %correlation_id,
