@@ -40,14 +40,7 @@ pub(crate) async fn root(State(rotor): State<Arc<Rotor>>) -> Json<Value> {
 #[utoipa::path(get, path = "/health", tag = "health", operation_id = "health", security(()),
     responses((status = 200, description = "Alive", body = views::Health)))]
 pub(crate) async fn health(State(HealthBody(body)): State<HealthBody>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        body,
-    )
-        .into_response()
+    views::json_bytes(body)
 }
 
 /// The `/health` body: nothing in it changes while the process runs, so it is

@@ -31,19 +31,24 @@ pub(crate) fn body<T: Serialize>(view: &T) -> Json<Value> {
     Json(serde_json::to_value(view).expect("BUG: a view does not serialize"))
 }
 
-/// A view whose fields are declared in alphabetical order, written straight to a JSON
-/// body: the bytes [`body`] writes, without building a `Value` first.
-pub(crate) fn direct<T: Serialize>(view: &T) -> Response {
-    let mut buf = Vec::with_capacity(256);
-    serde_json::to_writer(&mut buf, view).expect("BUG: a view does not serialize");
+/// A body already written as JSON, answered as `application/json`.
+pub(crate) fn json_bytes(body: impl Into<axum::body::Body>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
-        buf,
+        body.into(),
     )
         .into_response()
+}
+
+/// A view whose fields are declared in alphabetical order, written straight to a JSON
+/// body: the bytes [`body`] writes, without building a `Value` first.
+pub(crate) fn direct<T: Serialize>(view: &T) -> Response {
+    let mut buf = Vec::with_capacity(256);
+    serde_json::to_writer(&mut buf, view).expect("BUG: a view does not serialize");
+    json_bytes(buf)
 }
 
 /// Whether `s` can stand between JSON quotes as it is: printable ASCII without `"` or
@@ -79,14 +84,7 @@ pub(crate) fn mobile_tokens(access_token: String, refresh_token: &str) -> Respon
     buf.extend_from_slice(PARTS[1].as_bytes());
     buf.extend_from_slice(refresh_token.as_bytes());
     buf.extend_from_slice(PARTS[2].as_bytes());
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        buf,
-    )
-        .into_response()
+    json_bytes(buf)
 }
 
 /// A user's role.
